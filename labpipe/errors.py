@@ -1,0 +1,47 @@
+"""labpipe's one error hierarchy: every message names the thing, what was expected, and what to do."""
+
+from __future__ import annotations
+
+
+class LabpipeError(Exception):
+    """Base of every error labpipe raises on purpose."""
+
+
+class StoreError(LabpipeError):
+    """The store cannot be opened or used (bad path, newer schema, not SQLite, network filesystem)."""
+
+
+class TaskNotFound(LabpipeError, LookupError):
+    """No task matches the id or the project + name that was asked for."""
+
+
+class IllegalTransition(LabpipeError):
+    """A task status change that the task model does not allow (e.g. completed -> in_progress)."""
+
+
+class ArtifactError(LabpipeError):
+    """An artifact cannot be stored or loaded (unpicklable object, missing artifact)."""
+
+
+class BlobCorrupted(ArtifactError):
+    """A blob's bytes no longer match the hash that names them."""
+
+
+class ParameterError(LabpipeError, ValueError):
+    """A hyperparameter name or value is malformed."""
+
+
+class QueueError(LabpipeError):
+    """A queue is unknown, or nobody serves it within the time asked for."""
+
+
+class StepFailed(LabpipeError):
+    """A pipeline step (or a function task) failed; names the step, its task id and the original error."""
+
+
+class PipelineError(LabpipeError):
+    """A pipeline is defined wrongly (duplicate step, unknown parent, cycle, bad reference, no version)."""
+
+
+class Unfingerprintable(LabpipeError, TypeError):
+    """A value has no stable fingerprint, so a call that receives it is not cached."""
