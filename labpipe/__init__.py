@@ -1,0 +1,50 @@
+"""labpipe: ClearML-style ML pipelines on a laptop. One SQLite file, no server.
+
+    from labpipe import Task, TaskTypes, StorageManager
+    t = Task.create(project_name="demo", task_name="prep", task_type=TaskTypes.data_processing)
+    t.set_parameters({"Args/lr": 0.1})
+    t.upload_artifact("table", {"a": [1, 2]})
+"""
+
+from __future__ import annotations
+
+from .config import set_store, store_path
+from .errors import (
+    ArtifactError,
+    BlobCorrupted,
+    IllegalTransition,
+    LabpipeError,
+    ParameterError,
+    PipelineError,
+    QueueError,
+    StepFailed,
+    StoreError,
+    TaskNotFound,
+)
+from .logger import Logger
+from .models import Model, OutputModel
+from .storage import StorageManager
+from .task import Task, TaskTypes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactError",
+    "BlobCorrupted",
+    "IllegalTransition",
+    "LabpipeError",
+    "Logger",
+    "Model",
+    "OutputModel",
+    "ParameterError",
+    "PipelineError",
+    "QueueError",
+    "StepFailed",
+    "StorageManager",
+    "StoreError",
+    "Task",
+    "TaskNotFound",
+    "TaskTypes",
+    "set_store",
+    "store_path",
+]

@@ -1,0 +1,74 @@
+"""Hyperparameters: 'Section/name' keys and values that round-trip with their type.
+
+ClearML keeps parameters in sections (`Args/` for a script's or a pipeline's arguments, `kwargs/`
+for a component's, `General/` by default). Values are stored as JSON plus the Python type name, so
+`0.1` comes back a float, `3` an int, `(1, 2)` a tuple and `None` None.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import PurePath
+from typing import Any
+
+from .errors import ParameterError
+
+DEFAULT_SECTION = "General"
+
+
+def split_key(key: str, default_section: str = DEFAULT_SECTION) -> tuple[str, str]:
+    """'Args/lr' -> ('Args', 'lr'); 'lr' -> ('General', 'lr'). The name may contain more slashes."""
+    if not isinstance(key, str) or not key or key.startswith("/") or key.endswith("/"):
+        raise ParameterError(f"parameter name {key!r} is not valid; use 'Section/name' such as 'Args/lr'")
+    section, sep, name = key.partition("/")
+    if not sep:
+        return default_section, key
+    return section, name
+
+
+def encode(value: Any) -> tuple[str, str]:
+    """(value_json, type_name) for a parameter value."""
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, PurePath):
+        return json.dumps(str(value)), "str"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return json.dumps(value), type(value).__name__
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.dumps(value), type(value).__name__
+        except (TypeError, ValueError):
+            pass
+    # Anything else is kept as its text, as ClearML does; the type name says what it was.
+    return json.dumps(str(value)), "str"
+
+
+def decode(value_json: str, type_name: str) -> Any:
+    """The Python value of a stored parameter."""
+    value = json.loads(value_json)
+    if type_name == "tuple" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def cast_like(value: Any, example: Any) -> Any:
+    """Convert an overridden value to the type of the value it replaces (e.g. '5' -> 5 for an int)."""
+    if example is None or value is None or isinstance(value, type(example)):
+        return value
+    try:
+        if isinstance(example, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+        if isinstance(example, (int, float)) and isinstance(value, str):
+            return type(example)(float(value)) if isinstance(example, float) else int(float(value))
+        if isinstance(example, (int, float)) and isinstance(value, (int, float)):
+            return type(example)(value)
+        if isinstance(example, (list, tuple, dict)) and isinstance(value, str):
+            return type(example)(json.loads(value))
+        if isinstance(example, str):
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    return value

@@ -1,0 +1,177 @@
+"""Content-addressed bytes: the address of a blob is the xxh3-128 of its bytes.
+
+Small blobs (config.INLINE_BLOB_MAX) live in the `inline_blobs` table and commit together with the
+row that names them. Larger ones are files `blobs/ab/abcdef...`, written to a temp file in the same
+folder, fsynced and renamed into place before the row that names them commits, so a crash leaves
+either no blob or a whole one. Identical content is stored once. Bytes are verified against their
+address on every read, before anyone unpickles them.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from ..config import INLINE_BLOB_MAX
+from ..errors import BlobCorrupted
+from .db import Database
+
+_CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A blob ready to be named by a row: its address, size, and its bytes if it is inline."""
+
+    hash: str
+    size: int
+    inline: bytes | None = None
+
+
+def _buffers(parts: Sequence) -> list[memoryview]:
+    return [memoryview(p).cast("B") if not isinstance(p, bytes) else memoryview(p) for p in parts]
+
+
+def blob_path(db: Database, digest: str) -> Path:
+    """Where the file for a (non-inline) blob lives."""
+    return db.blobs_dir / digest[:2] / digest
+
+
+def prepare(db: Database, parts: Sequence) -> BlobRef:
+    """Hash `parts` (bytes-like, concatenated) and make the blob durable unless it is small.
+
+    Small blobs come back with their bytes, for the caller to insert with `insert_inline` inside the
+    transaction that records what names them.
+    """
+    views = _buffers(parts)
+    size = sum(v.nbytes for v in views)
+    hasher = xxhash.xxh3_128()
+    for v in views:
+        hasher.update(v)
+    digest = hasher.hexdigest()
+    if size <= INLINE_BLOB_MAX:
+        return BlobRef(digest, size, b"".join(views))
+    _write_file(db, digest, views)
+    return BlobRef(digest, size)
+
+
+def prepare_file(db: Database, path: str | os.PathLike) -> BlobRef:
+    """Like `prepare`, for a file's contents, streamed (never held in memory whole)."""
+    size = os.path.getsize(path)
+    if size <= INLINE_BLOB_MAX:
+        with open(path, "rb") as fh:
+            return prepare(db, [fh.read()])
+    hasher = xxhash.xxh3_128()
+    folder = db.blobs_dir
+    folder.mkdir(exist_ok=True, mode=0o700)
+    tmp = folder / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            os.chmod(tmp, 0o600)
+            while chunk := src.read(_CHUNK):
+                hasher.update(chunk)
+                dst.write(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        digest = hasher.hexdigest()
+        _place(db, digest, tmp)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return BlobRef(digest, size)
+
+
+def _write_file(db: Database, digest: str, views: list[memoryview]) -> None:
+    target = blob_path(db, digest)
+    if target.exists():
+        _touch(target)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = target.parent / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            for v in views:
+                fh.write(v)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _place(db: Database, digest: str, tmp: Path) -> None:
+    target = blob_path(db, digest)
+    if target.exists():
+        _touch(target)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.replace(tmp, target)
+
+
+def _touch(path: Path) -> None:
+    # A writer that finds its blob already present refreshes its mtime, so a concurrent `gc`
+    # (which only deletes unreferenced blobs older than its grace period) leaves it alone.
+    try:
+        os.utime(path)
+    except OSError:
+        pass
+
+
+def insert_inline(c: sqlite3.Connection, ref: BlobRef) -> None:
+    """Inside a write transaction: store a small blob's bytes (once per content)."""
+    if ref.inline is not None:
+        c.execute("INSERT OR IGNORE INTO inline_blobs (hash, data, created) VALUES (?, ?, ?)", (ref.hash, ref.inline, time.time()))
+
+
+def read(db: Database, digest: str, *, what: str = "blob") -> bytearray:
+    """The verified bytes of a blob. `what` names the owner (task/artifact) in error messages."""
+    row = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (digest,))
+    if row is not None:
+        data = bytearray(row[0])
+    else:
+        path = blob_path(db, digest)
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                data = bytearray(os.fstat(fh.fileno()).st_size)
+                view = memoryview(data)
+                got = 0
+                while got < len(data):
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        break
+                    got += n
+        except FileNotFoundError:
+            raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}; the artifact cannot be loaded") from None
+    if xxhash.xxh3_128(data).hexdigest() != digest:
+        raise BlobCorrupted(f"{what}: its bytes (blob {digest}) no longer match their hash; the stored copy is corrupted")
+    return data
+
+
+def exists(db: Database, digest: str) -> bool:
+    if blob_path(db, digest).exists():
+        return True
+    return db.query_one("SELECT 1 FROM inline_blobs WHERE hash = ?", (digest,)) is not None
+
+
+def verified_path(db: Database, digest: str, *, what: str = "blob") -> Path | None:
+    """The verified file of a non-inline blob (None for an inline one)."""
+    path = blob_path(db, digest)
+    if not path.exists():
+        if db.query_one("SELECT 1 FROM inline_blobs WHERE hash = ?", (digest,)) is not None:
+            return None
+        raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}")
+    hasher = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            hasher.update(chunk)
+    if hasher.hexdigest() != digest:
+        raise BlobCorrupted(f"{what}: its bytes (blob {digest}) no longer match their hash; the stored copy is corrupted")
+    return path

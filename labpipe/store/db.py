@@ -1,0 +1,249 @@
+"""The SQLite file: opening it safely, one connection per process, short retried write transactions.
+
+Why the rules here:
+- WAL + synchronous=NORMAL: readers never block the writer, and a commit costs microseconds; a
+  power cut can lose the last commits but never corrupts the file.
+- One connection per process, re-opened when `os.getpid()` changes: a connection inherited through
+  fork shares SQLite's locks and file descriptors with the parent, which corrupts databases.
+- Every write starts with BEGIN IMMEDIATE: a deferred transaction that reads and then writes cannot
+  wait for the write lock (SQLite returns SQLITE_BUSY at once to avoid deadlock), which under
+  contention fails a quarter of transactions even with a busy timeout.
+- Transactions are retried whole, with jittered backoff, if SQLITE_BUSY still escapes.
+- WAL needs shared memory between processes, which network filesystems do not provide, so a store
+  there is refused up front rather than corrupted later.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..errors import StoreError
+from . import schema
+
+T = TypeVar("T")
+
+DB_NAME = "labpipe.db"
+BLOBS_DIR = "blobs"
+BUSY_TIMEOUT_MS = 10_000
+_RETRIES = 50
+
+# Filesystem types on which SQLite's WAL mode is unsafe (no shared memory / unreliable locks).
+NETWORK_FS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "sshfs", "fuse.sshfs", "9p", "afs",
+        "glusterfs", "fuse.glusterfs", "ceph", "fuse.ceph", "lustre", "davfs", "fuse.s3fs",
+        "fuse.rclone", "fuse.gcsfuse", "gpfs", "beegfs", "virtiofs", "fuse.juicefs",
+    }
+)
+
+
+def filesystem_type(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> str | None:
+    """The filesystem type holding `path`, from the mount table (None where it cannot be told)."""
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    try:
+        with open(mounts_file, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                mount = fields[1].replace("\\040", " ")
+                inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= len(best):
+                    best, best_type = mount, fields[2]
+    except OSError:
+        return None
+    return best_type
+
+
+def _check_folder(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise StoreError(
+            f"the labpipe store path {root} is a file, not a folder; point LABPIPE_STORE (or "
+            "labpipe.set_store) at a folder, or remove that file"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (root / BLOBS_DIR).mkdir(exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StoreError(f"cannot create the labpipe store folder {root}: {exc.strerror}; choose a writable folder") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise StoreError(f"the labpipe store folder {root} is not writable by this user; choose a writable folder")
+    fstype = filesystem_type(root)
+    if fstype in NETWORK_FS and not os.environ.get("LABPIPE_ALLOW_NETWORK_FS"):
+        raise StoreError(
+            f"the labpipe store {root} is on a network filesystem ({fstype}); SQLite's WAL mode needs "
+            "shared memory and local file locks, which network filesystems do not provide, so the "
+            "database would be corrupted. Put the store on a local disk (LABPIPE_STORE=/local/path)"
+        )
+
+
+class Database:
+    """One store's SQLite file and blob folder, with a lazily opened per-process connection.
+
+    root: the store folder; `labpipe.db` and `blobs/` live inside it.
+    """
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self.path = self.root / DB_NAME
+        self.blobs_dir = self.root / BLOBS_DIR
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._lock = threading.RLock()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def connection(self) -> sqlite3.Connection:
+        """This process's connection, opened (and the schema checked) on first use."""
+        if self._conn is None or self._pid != os.getpid():
+            # A connection inherited through fork is dropped, never closed or used: closing it
+            # would release locks the parent still holds.
+            self._conn = None
+            self._lock = threading.RLock()
+            self._conn = self._open()
+            self._pid = os.getpid()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        _check_folder(self.root)
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path} is not a file; the labpipe store needs it to be its SQLite database")
+        if not self.path.exists():
+            try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            except OSError as exc:
+                raise StoreError(f"cannot create {self.path}: {exc.strerror}") from None
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self.path} is not a labpipe store database ({exc}); move it away or point "
+                "LABPIPE_STORE at another folder"
+            ) from None
+        if mode.lower() != "wal":
+            raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r}); is the folder on a local disk?")
+        if version > schema.SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"the store {self.root} was written by a newer labpipe (schema version {version}; this "
+                f"labpipe knows up to {schema.SCHEMA_VERSION}); upgrade labpipe (pip install -U labpipe)"
+            )
+        if version < schema.SCHEMA_VERSION:
+            self._run(conn, lambda c: _create(c))
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(str(self.path) + suffix, 0o600)
+            except OSError:
+                pass
+        return conn
+
+    def close(self) -> None:
+        """Close this process's connection (the next use reopens it)."""
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` in one BEGIN IMMEDIATE transaction, retried whole on SQLITE_BUSY.
+
+        `fn` must be short and free of side effects outside the database (it may run twice).
+        """
+        return self._run(self.connection(), fn)
+
+    def _run(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        delay = 0.002
+        for attempt in range(_RETRIES):
+            with self._lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or attempt == _RETRIES - 1:
+                        raise _store_error(exc, self.path) from None
+                    busy = True
+                else:
+                    busy = False
+                    try:
+                        result = fn(conn)
+                        conn.execute("COMMIT")
+                        return result
+                    except sqlite3.OperationalError as exc:
+                        conn.execute("ROLLBACK") if conn.in_transaction else None
+                        if not _busy(exc) or attempt == _RETRIES - 1:
+                            raise _store_error(exc, self.path) from None
+                        busy = True
+                    except BaseException:
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                        raise
+            if busy:
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.25)
+        raise StoreError(f"{self.path} stayed locked through {_RETRIES} attempts")  # pragma: no cover
+
+    def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        """Rows of one read-only statement (WAL readers see the last committed state)."""
+        conn = self.connection()
+        with self._lock:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _store_error(exc, self.path) from None
+
+    def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> Any:
+        """One write statement in its own transaction; returns the cursor's rowcount."""
+        return self.write(lambda c: c.execute(sql, params).rowcount)
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found < schema.SCHEMA_VERSION:  # another process may have done it while we waited
+        schema.create_or_migrate(conn, found)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    if _busy(exc):
+        return StoreError(f"{path} stayed locked by another process for too long ({exc}); retry, or look for a hung labpipe process")
+    return StoreError(f"store operation failed on {path}: {exc}")
+
+
+_databases: dict[Path, Database] = {}
+_registry_lock = threading.Lock()
+
+
+def get_database(root: str | os.PathLike | None = None) -> Database:
+    """The Database for `root` (default: the configured store), one object per folder per process."""
+    if root is None:
+        from ..config import store_path
+
+        root = store_path()
+    key = Path(root).absolute()
+    with _registry_lock:
+        db = _databases.get(key)
+        if db is None:
+            db = _databases[key] = Database(key)
+        return db

@@ -1,0 +1,66 @@
+"""Records that cross the store boundary: a task row, decoded."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TaskRow:
+    """One row of `tasks`, with its JSON columns decoded."""
+
+    id: str
+    name: str
+    project: str
+    type: str
+    status: str
+    status_message: str = ""
+    parent: str | None = None
+    comment: str = ""
+    script: dict = field(default_factory=dict)
+    runtime: dict = field(default_factory=dict)
+    queue: str | None = None
+    priority: int = 0
+    worker: str | None = None
+    attempt: int = 0
+    lease_until: float | None = None
+    retries_left: int = 0
+    cache_key: str | None = None
+    tags: list[str] = field(default_factory=list)
+    system_tags: list[str] = field(default_factory=list)
+    archived: bool = False
+    created: float = 0.0
+    started: float | None = None
+    completed: float | None = None
+    last_update: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TaskRow:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            project=row["project"],
+            type=row["type"],
+            status=row["status"],
+            status_message=row["status_message"],
+            parent=row["parent"],
+            comment=row["comment"],
+            script=json.loads(row["script"]),
+            runtime=json.loads(row["runtime"]),
+            queue=row["queue"],
+            priority=row["priority"],
+            worker=row["worker"],
+            attempt=row["attempt"],
+            lease_until=row["lease_until"],
+            retries_left=row["retries_left"],
+            cache_key=row["cache_key"],
+            tags=json.loads(row["tags"]),
+            system_tags=json.loads(row["system_tags"]),
+            archived=bool(row["archived"]),
+            created=row["created"],
+            started=row["started"],
+            completed=row["completed"],
+            last_update=row["last_update"],
+        )

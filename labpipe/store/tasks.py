@@ -1,0 +1,472 @@
+"""Store verbs for tasks, their parameters and queues. All task SQL lives here.
+
+Every status change is one `UPDATE ... WHERE status IN (allowed)` so that two processes racing
+on one task cannot both win; the loser reads the current status and gets a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+from ..errors import IllegalTransition, QueueError, TaskNotFound
+from ..status import ALLOWED_FROM, COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_status
+from .db import Database
+from .records import TaskRow
+
+ARCHIVED_TAG = "archived"
+
+_COLUMNS = {"name", "project", "type", "parent", "comment", "script", "runtime", "tags", "system_tags", "cache_key", "retries_left", "status_message"}
+_JSON_COLUMNS = {"script", "runtime", "tags", "system_tags"}
+
+
+def new_id() -> str:
+    """A fresh task id: 32 hex characters, as ClearML's."""
+    return uuid.uuid4().hex
+
+
+def create_task(
+    db: Database,
+    *,
+    name: str,
+    project: str = "",
+    type: str = "training",
+    parent: str | None = None,
+    comment: str = "",
+    script: dict | None = None,
+    runtime: dict | None = None,
+    tags: Sequence[str] = (),
+    system_tags: Sequence[str] = (),
+    cache_key: str | None = None,
+    retries_left: int = 0,
+    params: Iterable[tuple[str, str, str, str, str]] = (),
+    status: str = "created",
+    owner: str | None = None,
+    lease_until: float | None = None,
+) -> TaskRow:
+    """Insert a task (and its parameters) in one transaction and return its row.
+
+    params: (section, name, value_json, type, description) tuples.
+    status: 'created', or 'in_progress' for a task that starts running now (`Task.init`), in which
+    case `owner` and `lease_until` say who runs it and until when it must renew.
+    """
+    now = time.time()
+    tid = new_id()
+    row = {
+        "id": tid, "name": name, "project": project, "type": type, "status": status, "parent": parent,
+        "comment": comment, "script": json.dumps(script or {}), "runtime": json.dumps(runtime or {}),
+        "tags": json.dumps(list(tags)), "system_tags": json.dumps(list(system_tags)),
+        "archived": int(ARCHIVED_TAG in system_tags), "cache_key": cache_key, "retries_left": retries_left,
+        "created": now, "last_update": now, "started": now if status == IN_PROGRESS else None,
+        "worker": owner, "attempt": 1 if status == IN_PROGRESS else 0, "lease_until": lease_until,
+    }
+    params = list(params)
+
+    def insert(c: sqlite3.Connection) -> None:
+        c.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+        if params:
+            c.executemany(
+                "INSERT OR REPLACE INTO params (task, section, name, value, type, description) VALUES (?, ?, ?, ?, ?, ?)",
+                [(tid, *p) for p in params],
+            )
+
+    db.write(insert)
+    return TaskRow(
+        id=tid, name=name, project=project, type=type, status=status, parent=parent, comment=comment,
+        script=dict(script or {}), runtime=dict(runtime or {}), tags=list(tags), system_tags=list(system_tags),
+        archived=ARCHIVED_TAG in system_tags, cache_key=cache_key, retries_left=retries_left, created=now,
+        last_update=now, started=row["started"], worker=owner, attempt=row["attempt"], lease_until=lease_until,
+    )
+
+
+def get_task(db: Database, task_id: str) -> TaskRow:
+    """The task with this id, or TaskNotFound naming it."""
+    row = db.query_one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+    if row is None:
+        raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+    return TaskRow.from_row(row)
+
+
+def find_tasks(
+    db: Database,
+    *,
+    ids: Sequence[str] | None = None,
+    project: str | None = None,
+    name: str | None = None,
+    status: Sequence[str] | None = None,
+    type: Sequence[str] | None = None,
+    tags: Sequence[str] | None = None,
+    parent: str | None = None,
+    include_archived: bool = False,
+    limit: int | None = None,
+    newest_first: bool = True,
+) -> list[TaskRow]:
+    """Tasks matching every filter given.
+
+    tags: a task matches if it has any of the plain tags and none of the '-tag' ones (ClearML's rule).
+    """
+    where, args = [], []
+    if ids is not None:
+        where.append(f"id IN ({', '.join('?' * len(ids))})")
+        args += list(ids)
+    if project is not None:
+        where.append("project = ?")
+        args.append(project)
+    if name is not None:
+        where.append("name = ?")
+        args.append(name)
+    if status:
+        where.append(f"status IN ({', '.join('?' * len(status))})")
+        args += list(status)
+    if type:
+        where.append(f"type IN ({', '.join('?' * len(type))})")
+        args += list(type)
+    if parent is not None:
+        where.append("parent = ?")
+        args.append(parent)
+    if not include_archived:
+        where.append("archived = 0")
+    if tags:
+        wanted = [t for t in tags if not t.startswith("-")]
+        unwanted = [t[1:] for t in tags if t.startswith("-")]
+        if wanted:
+            where.append(f"EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value IN ({', '.join('?' * len(wanted))}))")
+            args += wanted
+        if unwanted:
+            where.append(f"NOT EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE value IN ({', '.join('?' * len(unwanted))}))")
+            args += unwanted
+    sql = "SELECT * FROM tasks"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created " + ("DESC" if newest_first else "ASC")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return [TaskRow.from_row(r) for r in db.query(sql, tuple(args))]
+
+
+def update_task(db: Database, task_id: str, **fields) -> None:
+    """Set plain fields of a task (name, comment, script, runtime, tags, system_tags, ...)."""
+    bad = set(fields) - _COLUMNS
+    if bad:
+        raise ValueError(f"cannot set task field(s) {sorted(bad)}; settable: {sorted(_COLUMNS)}")
+    sets, args = [], []
+    for key, value in fields.items():
+        sets.append(f"{key} = ?")
+        args.append(json.dumps(value) if key in _JSON_COLUMNS else value)
+        if key == "system_tags":
+            sets.append("archived = ?")
+            args.append(int(ARCHIVED_TAG in value))
+    sets.append("last_update = ?")
+    args.append(time.time())
+    if db.execute(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, task_id)) == 0:
+        raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+
+
+def merge_runtime(db: Database, task_id: str, values: dict) -> None:
+    """Merge keys into the task's runtime JSON (e.g. the packages a worker recorded)."""
+    db.execute(
+        "UPDATE tasks SET runtime = json_patch(runtime, ?), last_update = ? WHERE id = ?",
+        (json.dumps(values), time.time(), task_id),
+    )
+
+
+def _current_status(c: sqlite3.Connection, db: Database, task_id: str) -> str:
+    row = c.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+    return row[0]
+
+
+def set_status(db: Database, task_id: str, to: str, message: str | None = None, *, force: bool = False) -> str:
+    """Move a task to status `to`; returns the status it had. IllegalTransition names both states.
+
+    force: skip the transition check (ClearML's `force=True`), e.g. to mark a created task completed
+    from a script that did the work itself.
+    """
+    check_status(to)
+    now = time.time()
+
+    def change(c: sqlite3.Connection) -> str:
+        old = _current_status(c, db, task_id)
+        if not force and old not in ALLOWED_FROM[to]:
+            raise IllegalTransition(
+                f"task {task_id} cannot go from {old!r} to {to!r}; allowed from: {', '.join(sorted(ALLOWED_FROM[to]))}"
+            )
+        sets = ["status = ?", "last_update = ?"]
+        args: list = [to, now]
+        if message is not None:
+            sets.append("status_message = ?")
+            args.append(message)
+        if to == IN_PROGRESS:
+            sets.append("started = ?")
+            args.append(now)
+        if to in (COMPLETED, FAILED, STOPPED):
+            sets += ["completed = ?", "lease_until = NULL"]
+            args.append(now)
+        if to == "created":
+            sets += ["started = NULL", "completed = NULL", "queue = NULL", "worker = NULL", "lease_until = NULL", "status_message = ''"]
+        c.execute(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, task_id))
+        return old
+
+    return db.write(change)
+
+
+def _next_seq(c: sqlite3.Connection, name: str) -> int:
+    c.execute("INSERT INTO seq(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
+    return c.execute("SELECT value FROM seq WHERE name = ?", (name,)).fetchone()[0]
+
+
+def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create_queue: bool = True) -> None:
+    """Put a task on a queue (status -> queued). Unknown queues are created unless told not to."""
+    now = time.time()
+
+    def put(c: sqlite3.Connection) -> None:
+        old = _current_status(c, db, task_id)
+        if old not in ALLOWED_FROM[QUEUED] or old == IN_PROGRESS:
+            raise IllegalTransition(
+                f"task {task_id} cannot be enqueued from status {old!r}; reset it first (task.reset()) or clone it"
+            )
+        if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
+            if not create_queue:
+                raise QueueError(f"there is no queue named {queue!r}; known queues: {', '.join(_queue_names(c))}")
+            c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
+        c.execute(
+            "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
+            "lease_until = NULL, status_message = '', completed = NULL, last_update = ? WHERE id = ?",
+            (queue, priority, _next_seq(c, "enqueue"), now, task_id),
+        )
+
+    db.write(put)
+
+
+def dequeue(db: Database, task_id: str) -> bool:
+    """Take a queued task off its queue (status -> created). False if it was no longer queued."""
+    n = db.execute(
+        "UPDATE tasks SET status = 'created', queue = NULL, last_update = ? WHERE id = ? AND status = 'queued'",
+        (time.time(), task_id),
+    )
+    return n == 1
+
+
+def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: float) -> TaskRow | None:
+    """Lease the next task from the first non-empty queue (priority, then FIFO), or None.
+
+    One BEGIN IMMEDIATE transaction: marks it in_progress, owned by `worker`, attempt + 1, with a
+    lease that the worker must renew; nobody else can claim it meanwhile.
+    """
+    def claim(c: sqlite3.Connection) -> TaskRow | None:
+        now = time.time()
+        for queue in queues:
+            row = c.execute(
+                "UPDATE tasks SET status = 'in_progress', worker = ?, attempt = attempt + 1, lease_until = ?, "
+                "started = ?, last_update = ?, status_message = '' "
+                "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND queue = ? "
+                "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING *",
+                (worker, now + lease_seconds, now, now, queue),
+            ).fetchone()
+            if row is not None:
+                return TaskRow.from_row(row)
+        return None
+
+    return db.write(claim)
+
+
+def renew_lease(db: Database, task_id: str, worker: str, attempt: int, lease_seconds: float) -> str | None:
+    """Extend this worker's lease; returns the task's status, or None if the lease is no longer ours.
+
+    A status other than in_progress (e.g. 'stopped' set by a user) tells the worker to end the run.
+    """
+    def renew(c: sqlite3.Connection) -> str | None:
+        now = time.time()
+        row = c.execute("SELECT status, worker, attempt FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None or row["worker"] != worker or row["attempt"] != attempt:
+            return None
+        if row["status"] == IN_PROGRESS:
+            c.execute("UPDATE tasks SET lease_until = ?, last_update = ? WHERE id = ?", (now + lease_seconds, now, task_id))
+        return row["status"]
+
+    return db.write(renew)
+
+
+def finish(db: Database, task_id: str, worker: str, attempt: int, status: str, message: str = "") -> bool:
+    """Record the end of a run, fenced by owner and attempt: a stale worker cannot overwrite a newer run."""
+    now = time.time()
+    n = db.execute(
+        "UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? "
+        "WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
+        (status, message, now, now, task_id, worker, attempt),
+    )
+    return n == 1
+
+
+def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str) -> bool:
+    """Put a task this worker holds back on its queue (shutdown grace period ran out)."""
+    def put(c: sqlite3.Connection) -> bool:
+        n = c.execute(
+            "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, status_message = ?, enqueue_seq = ?, "
+            "last_update = ? WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
+            (message, _next_seq(c, "enqueue"), time.time(), task_id, worker, attempt),
+        ).rowcount
+        return n == 1
+
+    return db.write(put)
+
+
+def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]]:
+    """Deal with in_progress tasks whose lease lapsed (their worker died): re-queue or fail them.
+
+    Returns (task_id, new_status) pairs. Safe to call from any process at any time.
+    """
+    def reap(c: sqlite3.Connection) -> list[tuple[str, str]]:
+        t = time.time() if now is None else now
+        out = []
+        rows = c.execute(
+            "SELECT id, retries_left, attempt FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ?",
+            (t,),
+        ).fetchall()
+        for row in rows:
+            if row["retries_left"] > 0 and row["attempt"] > 0:
+                c.execute(
+                    "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, worker = NULL, lease_until = NULL, "
+                    "enqueue_seq = ?, status_message = 'worker lost; re-queued', last_update = ? WHERE id = ?",
+                    (_next_seq(c, "enqueue"), t, row["id"]),
+                )
+                out.append((row["id"], QUEUED))
+            else:
+                c.execute(
+                    "UPDATE tasks SET status = 'failed', status_message = 'worker lost (its lease lapsed: the process running it died)', "
+                    "lease_until = NULL, completed = ?, last_update = ? WHERE id = ?",
+                    (t, t, row["id"]),
+                )
+                out.append((row["id"], FAILED))
+        return out
+
+    return db.write(reap)
+
+
+def clone_task(db: Database, source_id: str, *, name: str | None = None, parent: str | None = None, project: str | None = None) -> TaskRow:
+    """A new 'created' task with the source's definition and parameters, never its outputs."""
+    tid = new_id()
+    now = time.time()
+
+    def copy(c: sqlite3.Connection) -> None:
+        n = c.execute(
+            "INSERT INTO tasks (id, name, project, type, status, parent, comment, script, runtime, tags, system_tags, "
+            "retries_left, archived, created, last_update) "
+            "SELECT ?, COALESCE(?, name), COALESCE(?, project), type, 'created', ?, comment, script, '{}', tags, "
+            "(SELECT COALESCE(json_group_array(value), '[]') FROM json_each(src.system_tags) WHERE value != 'archived'), "
+            "retries_left, 0, ?, ? FROM tasks AS src WHERE id = ?",
+            (tid, name, project, parent if parent is not None else source_id, now, now, source_id),
+        ).rowcount
+        if n == 0:
+            raise TaskNotFound(f"cannot clone: no task with id {source_id!r} in the store {db.root}")
+        c.execute(
+            "INSERT INTO params (task, section, name, value, type, description) "
+            "SELECT ?, section, name, value, type, description FROM params WHERE task = ?",
+            (tid, source_id),
+        )
+
+    db.write(copy)
+    return get_task(db, tid)
+
+
+def delete_task(db: Database, task_id: str) -> None:
+    """Remove a task and everything recorded on it (its blobs go at the next `labpipe gc`)."""
+    db.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+# -- parameters ------------------------------------------------------------------------------
+
+
+def set_params(db: Database, task_id: str, items: Iterable[tuple[str, str, str, str, str]], *, clear: bool = False) -> None:
+    """Write (section, name, value_json, type, description) parameters; `clear` drops the old ones first."""
+    items = list(items)
+
+    def put(c: sqlite3.Connection) -> None:
+        if c.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is None:
+            raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+        if clear:
+            c.execute("DELETE FROM params WHERE task = ?", (task_id,))
+        c.executemany(
+            "INSERT OR REPLACE INTO params (task, section, name, value, type, description) VALUES (?, ?, ?, ?, ?, ?)",
+            [(task_id, *p) for p in items],
+        )
+        c.execute("UPDATE tasks SET last_update = ? WHERE id = ?", (time.time(), task_id))
+
+    db.write(put)
+
+
+def get_params(db: Database, task_id: str) -> list[sqlite3.Row]:
+    """The task's parameters as rows (section, name, value, type, description), ordered."""
+    return db.query(
+        "SELECT section, name, value, type, description FROM params WHERE task = ? ORDER BY section, name", (task_id,)
+    )
+
+
+def delete_params(db: Database, task_id: str, keys: Iterable[tuple[str, str]]) -> None:
+    db.write(lambda c: c.executemany("DELETE FROM params WHERE task = ? AND section = ? AND name = ?", [(task_id, s, n) for s, n in keys]))
+
+
+# -- queues ----------------------------------------------------------------------------------
+
+
+def _queue_names(c: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in c.execute("SELECT name FROM queues ORDER BY name")]
+
+
+def create_queue(db: Database, name: str) -> None:
+    db.execute("INSERT OR IGNORE INTO queues(name, created) VALUES (?, ?)", (name, time.time()))
+
+
+def queue_exists(db: Database, name: str) -> bool:
+    return db.query_one("SELECT 1 FROM queues WHERE name = ?", (name,)) is not None
+
+
+def queue_stats(db: Database) -> list[dict]:
+    """Per queue: name, queued (depth), running (in_progress tasks that came from it)."""
+    rows = db.query(
+        "SELECT q.name, "
+        "(SELECT count(*) FROM tasks WHERE status = 'queued' AND queue = q.name) AS queued, "
+        "(SELECT count(*) FROM tasks WHERE status = 'in_progress' AND queue = q.name) AS running "
+        "FROM queues q ORDER BY q.name"
+    )
+    return [dict(r) for r in rows]
+
+
+def queued_tasks(db: Database, queue: str) -> list[str]:
+    """Ids on a queue in the order they will be served."""
+    return [r[0] for r in db.query(
+        "SELECT id FROM tasks WHERE status = 'queued' AND queue = ? ORDER BY priority DESC, enqueue_seq", (queue,)
+    )]
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+
+def register_worker(db: Database, worker_id: str, *, kind: str, queues: Sequence[str], host: str, pid: int) -> None:
+    now = time.time()
+    db.execute(
+        "INSERT OR REPLACE INTO workers (id, kind, queues, host, pid, task, started, last_seen) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
+        (worker_id, kind, json.dumps(list(queues)), host, pid, now, now),
+    )
+
+
+def worker_heartbeat(db: Database, worker_id: str, task_id: str | None) -> None:
+    db.execute("UPDATE workers SET last_seen = ?, task = ? WHERE id = ?", (time.time(), task_id, worker_id))
+
+
+def unregister_worker(db: Database, worker_id: str) -> None:
+    db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
+
+
+def live_workers(db: Database, max_age: float) -> list[dict]:
+    """Workers that heart-beat within `max_age` seconds (queues decoded)."""
+    rows = db.query("SELECT * FROM workers WHERE last_seen >= ? ORDER BY id", (time.time() - max_age,))
+    return [dict(r, queues=json.loads(r["queues"])) for r in rows]
+
+
+def prune_workers(db: Database, max_age: float) -> int:
+    return db.execute("DELETE FROM workers WHERE last_seen < ?", (time.time() - max_age,))

@@ -1,0 +1,697 @@
+"""The ClearML-shaped task API over the store: `Task`, `TaskTypes`.
+
+A Task object is a thin handle: an id plus the row it last read. Every getter that matters
+(`get_status()`, `artifacts`, parameters) reads the store, so several processes can work on one
+task. Status changes are checked (`IllegalTransition` names both states).
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import artifacts as _artifacts
+from . import params as _params
+from . import status as _status
+from .config import LEASE_SECONDS
+from .errors import ArtifactError, IllegalTransition, LabpipeError, TaskNotFound
+from .store import outputs, tasks
+from .store.db import Database, get_database
+from .store.records import TaskRow
+
+ENV_TASK_ID = "LABPIPE_TASK_ID"
+
+
+class TaskTypes(enum.StrEnum):
+    """ClearML's task types."""
+
+    training = "training"
+    testing = "testing"
+    inference = "inference"
+    data_processing = "data_processing"
+    application = "application"
+    monitor = "monitor"
+    controller = "controller"
+    optimizer = "optimizer"
+    service = "service"
+    qc = "qc"
+    custom = "custom"
+
+
+
+def _type_name(task_type: Any) -> str:
+    if task_type is None:
+        return TaskTypes.training.value
+    value = task_type.value if isinstance(task_type, TaskTypes) else str(task_type)
+    if value not in TaskTypes.__members__:
+        raise ValueError(f"unknown task_type {task_type!r}; expected one of {', '.join(TaskTypes.__members__)}")
+    return value
+
+
+class Task:
+    """A labpipe task (ClearML's `Task`): parameters, artifacts, metrics, status and a definition of what to run."""
+
+    TaskTypes = TaskTypes
+    _current: Task | None = None
+    _current_lock = threading.Lock()
+
+    def __init__(self, row: TaskRow, db: Database | None = None):
+        self._row = row
+        self._db = db or get_database()
+        self._session: _LocalSession | None = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.project}/{self.name} {self._row.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Task) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- creating and finding ------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: str | TaskTypes | None = None,
+        script: str | os.PathLike | None = None,
+        argparse_args: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
+        working_directory: str | None = None,
+        packages: Sequence[str] | str | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        repo: str | None = None,
+        branch: str | None = None,
+        commit: str | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str = "",
+    ) -> Task:
+        """Create a new task in status 'created' (nothing runs until it is enqueued).
+
+        project_name, task_name, task_type: as in ClearML.
+        script: a Python script this task runs when enqueued; `argparse_args` ([(name, value)] or a dict)
+        become its `Args/` parameters and are passed as `--name value` on its command line.
+        packages, docker, docker_args, docker_bash_setup_script, repo, branch, commit: recorded
+        requirements for the worker that runs it.
+        """
+        definition: dict[str, Any] = {}
+        if script is not None:
+            path = Path(script).expanduser().absolute()
+            if not path.is_file():
+                raise FileNotFoundError(f"Task.create(script={str(script)!r}): no such file; pass the path of a Python script")
+            definition = {
+                "kind": "script",
+                "entry_point": str(path),
+                "working_dir": str(Path(working_directory).absolute()) if working_directory else str(path.parent),
+                "source": path.read_text(encoding="utf-8", errors="replace"),
+            }
+        for key, value in (
+            ("packages", [packages] if isinstance(packages, str) else list(packages) if packages else None),
+            ("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script),
+            ("repo", repo), ("repo_branch", branch), ("repo_commit", commit),
+        ):
+            if value:
+                definition[key] = value
+        items = dict(argparse_args) if argparse_args else {}
+        row = tasks.create_task(
+            get_database(),
+            name=task_name or (Path(script).stem if script else "untitled"),
+            project=project_name or "",
+            type=_type_name(task_type),
+            script=definition,
+            tags=list(tags or ()),
+            comment=comment,
+            params=[_param_row(f"Args/{k}", v) for k, v in items.items()],
+        )
+        return cls(row)
+
+    @classmethod
+    def init(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: str | TaskTypes | None = None,
+        tags: Sequence[str] | None = None,
+        capture_output: bool = True,
+        **_ignored: Any,
+    ) -> Task:
+        """The running script's own task (ClearML's `Task.init`).
+
+        Outside a worker: creates a task that is in_progress now, completed when the process exits
+        normally, failed (with the traceback) on an uncaught exception; stdout/stderr are kept as its
+        console log. Under a worker running an enqueued task: returns that task, with the parameters
+        (possibly overridden on a clone) that `connect()` then applies.
+        """
+        with cls._current_lock:
+            if cls._current is not None:
+                return cls._current
+            enqueued = os.environ.get(ENV_TASK_ID)
+            if enqueued:
+                task = cls.get_task(task_id=enqueued)
+                task._remote = True
+            else:
+                owner = f"local:{socket.gethostname()}:{os.getpid()}"
+                row = tasks.create_task(
+                    get_database(),
+                    name=task_name or Path(sys.argv[0] or "script").stem or "script",
+                    project=project_name or "",
+                    type=_type_name(task_type),
+                    tags=list(tags or ()),
+                    script=_script_definition(),
+                    status=_status.IN_PROGRESS,
+                    owner=owner,
+                    lease_until=time.time() + LEASE_SECONDS,
+                )
+                task = cls(row)
+                task._session = _LocalSession(task, owner, capture_output)
+            cls._current = task
+            return task
+
+    @classmethod
+    def current_task(cls) -> Task | None:
+        """The task this code runs in: a component's step task on a worker, or the `Task.init` task."""
+        if cls._current is not None:
+            return cls._current
+        enqueued = os.environ.get(ENV_TASK_ID)
+        if enqueued:
+            try:
+                cls._current = cls.get_task(task_id=enqueued)
+                cls._current._remote = True
+            except TaskNotFound:
+                return None
+        return cls._current
+
+    @classmethod
+    def get_task(
+        cls,
+        task_id: str | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        allow_archived: bool = True,
+    ) -> Task:
+        """A task by id, or the newest task with this name (in this project, if given).
+
+        Raises TaskNotFound naming what was looked for.
+        """
+        db = get_database()
+        if task_id:
+            return cls(tasks.get_task(db, str(task_id)), db)
+        if not task_name:
+            raise TaskNotFound("Task.get_task needs task_id, or task_name (with project_name)")
+        rows = tasks.find_tasks(db, project=project_name, name=task_name, include_archived=allow_archived, limit=1)
+        if not rows:
+            where = f" in project {project_name!r}" if project_name is not None else ""
+            raise TaskNotFound(f"no task named {task_name!r}{where} in the store {db.root}")
+        return cls(rows[0], db)
+
+    @classmethod
+    def get_tasks(
+        cls,
+        task_ids: Sequence[str] | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+        task_filter: Mapping[str, Any] | None = None,
+        status: Sequence[str] | str | None = None,
+        task_type: Sequence[str] | str | None = None,
+    ) -> list[Task]:
+        """Tasks matching all filters, newest first.
+
+        tags: any of these ('-tag' excludes). task_filter: ClearML's dict form, e.g.
+        {"status": ["completed"], "type": ["training"], "parent": id}. allow_archived=False hides archived tasks.
+        """
+        task_filter = dict(task_filter or {})
+        status = status if status is not None else task_filter.get("status")
+        task_type = task_type if task_type is not None else task_filter.get("type")
+        db = get_database()
+        rows = tasks.find_tasks(
+            db,
+            ids=list(task_ids) if task_ids is not None else None,
+            project=project_name,
+            name=task_name,
+            status=[status] if isinstance(status, str) else status,
+            type=[_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
+            tags=list(tags) if tags else None,
+            parent=task_filter.get("parent"),
+            include_archived=allow_archived,
+        )
+        return [cls(r, db) for r in rows]
+
+    @classmethod
+    def clone(
+        cls,
+        source_task: Task | str,
+        name: str | None = None,
+        comment: str | None = None,
+        parent: str | None = None,
+        project: str | None = None,
+    ) -> Task:
+        """A new 'created' task with the source's definition, parameters and tags, never its outputs.
+
+        name: the clone's name (default: the source's). parent: default the source task.
+        """
+        source_id = source_task.id if isinstance(source_task, Task) else str(source_task)
+        db = get_database()
+        row = tasks.clone_task(db, source_id, name=name, parent=parent, project=project)
+        if comment is not None:
+            tasks.update_task(db, row.id, comment=comment)
+            row.comment = comment
+        return cls(row, db)
+
+    @classmethod
+    def enqueue(cls, task: Task | str, queue_name: str | None = None, priority: int = 0, **_ignored: Any) -> Task:
+        """Put a task on a queue for a worker to run (default queue: 'default')."""
+        task = task if isinstance(task, Task) else cls.get_task(task_id=task)
+        tasks.enqueue(task._db, task.id, queue_name or "default", priority)
+        task.reload()
+        return task
+
+    @classmethod
+    def dequeue(cls, task: Task | str) -> bool:
+        """Take a queued task off its queue (back to 'created'); False if it was not queued."""
+        task = task if isinstance(task, Task) else cls.get_task(task_id=task)
+        done = tasks.dequeue(task._db, task.id)
+        task.reload()
+        return done
+
+    # -- identity ------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._row.id
+
+    @property
+    def name(self) -> str:
+        return self._row.name
+
+    @property
+    def project(self) -> str:
+        return self._row.project
+
+    def get_project_name(self) -> str:
+        return self._row.project
+
+    @property
+    def task_type(self) -> str:
+        return self._row.type
+
+    @property
+    def parent(self) -> str | None:
+        return self._row.parent
+
+    @property
+    def comment(self) -> str:
+        return self._row.comment
+
+    @property
+    def status(self) -> str:
+        """The status as last read; `get_status()` reads it fresh."""
+        return self._row.status
+
+    @property
+    def data(self) -> TaskRow:
+        """The task's row as last read (times, queue, worker, definition)."""
+        return self._row
+
+    def reload(self) -> Task:
+        """Re-read this task from the store."""
+        self._row = tasks.get_task(self._db, self.id)
+        return self
+
+    def get_status(self) -> str:
+        return self.reload()._row.status
+
+    def get_status_message(self) -> str:
+        return self.reload()._row.status_message
+
+    def set_name(self, name: str) -> None:
+        tasks.update_task(self._db, self.id, name=name)
+        self._row.name = name
+
+    def set_comment(self, comment: str) -> None:
+        tasks.update_task(self._db, self.id, comment=comment)
+        self._row.comment = comment
+
+    def set_parent(self, parent: Task | str | None) -> None:
+        pid = parent.id if isinstance(parent, Task) else parent
+        tasks.update_task(self._db, self.id, parent=pid)
+        self._row.parent = pid
+
+    # -- parameters ----------------------------------------------------------------------
+
+    def set_parameters(self, *args: Mapping[str, Any], **kwargs: Any) -> None:
+        """Set parameters from a dict of 'Section/name' keys (no section: 'General/'), replacing all others.
+
+        Types are preserved: `{"Args/lr": 0.1, "Args/epochs": 3}` reads back as a float and an int.
+        """
+        values = _merge(args, kwargs)
+        tasks.set_params(self._db, self.id, [_param_row(k, v) for k, v in values.items()], clear=True)
+
+    def update_parameters(self, *args: Mapping[str, Any], **kwargs: Any) -> None:
+        """Set or change these parameters, keeping the others."""
+        values = _merge(args, kwargs)
+        tasks.set_params(self._db, self.id, [_param_row(k, v) for k, v in values.items()])
+
+    def set_parameter(self, name: str, value: Any, description: str | None = None, value_type: Any = None) -> None:
+        """Set one parameter ('Section/name')."""
+        tasks.set_params(self._db, self.id, [_param_row(name, value, description or "")])
+
+    def get_parameters(self, backwards_compatibility: bool = True, cast: bool = True) -> dict[str, Any]:
+        """All parameters as {'Section/name': value}. cast=False returns the values as strings, as ClearML's default."""
+        out = {}
+        for row in tasks.get_params(self._db, self.id):
+            value = _params.decode(row["value"], row["type"])
+            out[f"{row['section']}/{row['name']}"] = value if cast else ("" if value is None else str(value))
+        return out
+
+    def get_parameter(self, name: str, default: Any = None, cast: bool = True) -> Any:
+        section, pname = _params.split_key(name)
+        return self.get_parameters(cast=cast).get(f"{section}/{pname}", default)
+
+    def get_parameters_as_dict(self, cast: bool = True) -> dict[str, dict[str, Any]]:
+        """Parameters nested by section: {'Args': {'lr': 0.1}}."""
+        out: dict[str, dict[str, Any]] = {}
+        for key, value in self.get_parameters(cast=cast).items():
+            section, name = key.split("/", 1)
+            out.setdefault(section, {})[name] = value
+        return out
+
+    def delete_parameter(self, name: str) -> None:
+        tasks.delete_params(self._db, self.id, [_params.split_key(name)])
+
+    def connect(self, mutable: Any, name: str | None = None) -> Any:
+        """Tie a dict (or an object's public attributes) to parameter section `name` (default 'General').
+
+        Run locally, the values are recorded on the task. Run by a worker (an enqueued or cloned
+        task), the stored values, possibly overridden, are written back into `mutable`, as ClearML does.
+        """
+        section = name or _params.DEFAULT_SECTION
+        is_dict = isinstance(mutable, dict)
+        current = dict(mutable) if is_dict else {k: v for k, v in vars(mutable).items() if not k.startswith("_")}
+        if getattr(self, "_remote", False):
+            stored = self.get_parameters_as_dict().get(section, {})
+            for key, example in current.items():
+                if key in stored:
+                    value = _params.cast_like(stored[key], example)
+                    if is_dict:
+                        mutable[key] = value
+                    else:
+                        setattr(mutable, key, value)
+            missing = {k: v for k, v in current.items() if k not in stored}
+            if missing:
+                self.update_parameters({f"{section}/{k}": v for k, v in missing.items()})
+        else:
+            self.update_parameters({f"{section}/{k}": v for k, v in current.items()})
+        return mutable
+
+    # -- tags ----------------------------------------------------------------------------
+
+    def get_tags(self) -> list[str]:
+        return list(self.reload()._row.tags)
+
+    def add_tags(self, tags: str | Iterable[str]) -> None:
+        new = [tags] if isinstance(tags, str) else list(tags)
+        merged = self.get_tags() + [t for t in new if t not in self._row.tags]
+        tasks.update_task(self._db, self.id, tags=merged)
+        self._row.tags = merged
+
+    def set_tags(self, tags: Iterable[str]) -> None:
+        tasks.update_task(self._db, self.id, tags=list(tags))
+        self._row.tags = list(tags)
+
+    def get_system_tags(self) -> list[str]:
+        return list(self.reload()._row.system_tags)
+
+    def set_system_tags(self, tags: Iterable[str]) -> None:
+        tasks.update_task(self._db, self.id, system_tags=list(tags))
+        self.reload()
+
+    def archive(self) -> None:
+        """Add the 'archived' system tag: hidden from default listings, never a cache hit."""
+        tags_now = self.get_system_tags()
+        if tasks.ARCHIVED_TAG not in tags_now:
+            self.set_system_tags([*tags_now, tasks.ARCHIVED_TAG])
+
+    def unarchive(self) -> None:
+        self.set_system_tags([t for t in self.get_system_tags() if t != tasks.ARCHIVED_TAG])
+
+    def set_archived(self, archive: bool) -> None:
+        self.archive() if archive else self.unarchive()
+
+    def get_archived(self) -> bool:
+        return self.reload()._row.archived
+
+    # -- status --------------------------------------------------------------------------
+
+    def _move(self, to: str, message: str | None, force: bool) -> None:
+        tasks.set_status(self._db, self.id, to, message, force=force)
+        self.reload()
+
+    def mark_started(self, force: bool = False) -> None:
+        self._move(_status.IN_PROGRESS, None, force)
+
+    def mark_completed(self, ignore_errors: bool = True, status_message: str | None = None, force: bool = False) -> None:
+        self._end_session()
+        self._move(_status.COMPLETED, status_message, force)
+
+    def mark_failed(self, ignore_errors: bool = True, status_reason: str | None = None, status_message: str | None = None, force: bool = False) -> None:
+        self._end_session()
+        self._move(_status.FAILED, status_reason or status_message or "", force)
+
+    def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
+        """Stop the task; a worker running it ends its process within a second."""
+        self._end_session()
+        self._move(_status.STOPPED, status_message or "stopped by user", force)
+
+    def publish(self) -> None:
+        self._move(_status.PUBLISHED, None, False)
+
+    def reset(self, force: bool = False) -> None:
+        """Back to 'created' (outputs are kept), so the task can be enqueued again."""
+        self._move(_status.CREATED, None, force)
+
+    def close(self) -> None:
+        """End a `Task.init` task: flush its console and mark it completed (if still running)."""
+        if self._session is not None:
+            self._session.finish(_status.COMPLETED, "")
+            self._session = None
+        with Task._current_lock:
+            if Task._current is self:
+                Task._current = None
+        self.reload()
+
+    def _end_session(self) -> None:
+        if self._session is not None:
+            self._session.stop()
+            self._session = None
+
+    def wait_for_status(
+        self,
+        status: Iterable[str] = (_status.COMPLETED, _status.STOPPED, _status.PUBLISHED),
+        raise_on_status: Iterable[str] | None = (_status.FAILED,),
+        check_interval_sec: float = 0.05,
+        timeout: float | None = None,
+    ) -> str:
+        """Block until the task reaches one of `status`; raise if it reaches one of `raise_on_status`."""
+        from .waiting import wait_for_tasks
+
+        final = wait_for_tasks([self], status=status, raise_on_status=raise_on_status, poll=check_interval_sec, timeout=timeout)
+        self._row = final[0]._row
+        return self._row.status
+
+    # -- artifacts and models ------------------------------------------------------------
+
+    def upload_artifact(
+        self,
+        name: str,
+        artifact_object: Any,
+        metadata: Mapping[str, Any] | None = None,
+        delete_after_upload: bool = False,
+        auto_pickle: bool = True,
+        preview: Any = None,
+        wait_on_upload: bool = True,
+        **_ignored: Any,
+    ) -> bool:
+        """Store an artifact on this task (any picklable object, numpy/pandas fast, or a file/folder path).
+
+        Replaces an artifact of the same name. An object that cannot be pickled raises ArtifactError
+        naming the artifact and the type, and nothing is written.
+        """
+        if not isinstance(name, str) or not name:
+            raise ArtifactError(f"artifact name must be a non-empty string, got {name!r}")
+        what = f"artifact {name!r} of task {self.id}"
+        ref, kind, filename = _artifacts.encode(self._db, name, artifact_object, what=what)
+        text = str(preview) if preview is not None else (
+            f"{kind}: {filename}" if kind in ("file", "folder") else _artifacts.preview_of(artifact_object)
+        )
+        outputs.put_artifact(self._db, self.id, name, ref, kind=kind, filename=filename, preview=text, metadata=dict(metadata or {}))
+        if delete_after_upload and kind in ("file", "folder"):
+            import shutil
+
+            shutil.rmtree(artifact_object) if kind == "folder" else os.unlink(artifact_object)
+        return True
+
+    @property
+    def artifacts(self) -> dict[str, _artifacts.Artifact]:
+        """This task's artifacts by name (read fresh from the store)."""
+        return {
+            r["name"]: _artifacts.Artifact(
+                name=r["name"], hash=r["hash"], size=r["size"], type=r["kind"], preview=r["preview"],
+                metadata=json.loads(r["metadata"]), filename=r["filename"], task_id=self.id, _db=self._db,
+            )
+            for r in outputs.get_artifacts(self._db, self.id)
+        }
+
+    def delete_artifacts(self, artifact_names: Iterable[str]) -> bool:
+        return all(outputs.delete_artifact(self._db, self.id, n) for n in artifact_names)
+
+    @property
+    def models(self) -> dict[str, list]:
+        """{'input': [], 'output': [Model, ...]}; `models['output']['name']` picks by name."""
+        from .models import Model, ModelList
+
+        return {"input": ModelList(), "output": ModelList(Model._from_row(r, self._db) for r in outputs.get_models(self._db, self.id))}
+
+    # -- metrics -------------------------------------------------------------------------
+
+    def get_logger(self):
+        """This task's Logger (report_scalar, report_text, report_matplotlib_figure, ...)."""
+        from .logger import Logger
+
+        return Logger(self)
+
+    def get_reported_scalars(self, max_samples: int = 0, x_axis: str = "iter") -> dict[str, dict[str, dict[str, list]]]:
+        """{title: {series: {'x': [iterations], 'y': [values]}}}."""
+        out: dict[str, dict[str, dict[str, list]]] = {}
+        for r in outputs.get_scalars(self._db, self.id):
+            s = out.setdefault(r["title"], {}).setdefault(r["series"], {"x": [], "y": []})
+            s["x"].append(r["iteration"])
+            s["y"].append(r["value"])
+        return out
+
+    def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """{title: {series: {'last': v, 'min': v, 'max': v}}}."""
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for r in outputs.last_scalars(self._db, self.id):
+            out.setdefault(r["title"], {})[r["series"]] = {"last": r["last"], "min": r["min"], "max": r["max"]}
+        return out
+
+    def get_reported_single_values(self) -> dict[str, float]:
+        return {s: v["last"] for s, v in self.get_last_scalar_metrics().get("Summary", {}).items()}
+
+    def get_reported_console_output(self, number_of_reports: int = 1) -> list[str]:
+        """The console log, as chunks of text (most recent last)."""
+        rows = outputs.read_console(self._db, self.id)
+        return [r["text"] for r in rows[-number_of_reports:]] if number_of_reports else [r["text"] for r in rows]
+
+    def get_console(self) -> str:
+        """The whole console log as one string."""
+        return "".join(r["text"] for r in outputs.read_console(self._db, self.id))
+
+    def delete(self) -> None:
+        """Delete the task and its records (blobs go at the next `labpipe gc`)."""
+        tasks.delete_task(self._db, self.id)
+
+
+def _merge(args: tuple, kwargs: dict) -> dict:
+    out: dict[str, Any] = {}
+    for a in args:
+        out.update(a)
+    out.update(kwargs)
+    return out
+
+
+def _param_row(key: str, value: Any, description: str = "") -> tuple[str, str, str, str, str]:
+    section, name = _params.split_key(key)
+    value_json, type_name = _params.encode(value)
+    return section, name, value_json, type_name, description
+
+
+def _script_definition() -> dict:
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path:
+        return {"kind": "interactive"}
+    path = os.path.abspath(path)
+    try:
+        source = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        source = ""
+    return {"kind": "script", "entry_point": path, "working_dir": os.getcwd(), "source": source, "argv": sys.argv[1:]}
+
+
+class _LocalSession:
+    """The life of a `Task.init` task in its own process: lease renewal, console capture, exit hooks."""
+
+    def __init__(self, task: Task, owner: str, capture_output: bool):
+        self.task = task
+        self.owner = owner
+        self._stop = threading.Event()
+        self._tees = []
+        if capture_output:
+            from .console import ConsoleTee
+
+            self._tees = [ConsoleTee(sys.stdout, task._db, task.id, "stdout"), ConsoleTee(sys.stderr, task._db, task.id, "stderr")]
+            sys.stdout, sys.stderr = self._tees
+        self._prev_hook = sys.excepthook
+        sys.excepthook = self._excepthook
+        atexit.register(self._atexit)
+        self._thread = threading.Thread(target=self._beat, name=f"labpipe-task-{task.id[:8]}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(min(1.0, LEASE_SECONDS / 3)):
+            try:
+                for tee in self._tees:
+                    tee.flush_to_store()
+                tasks.renew_lease(self.task._db, self.task.id, self.owner, 1, LEASE_SECONDS)
+            except LabpipeError:
+                pass
+
+    def stop(self) -> None:
+        """Stop renewing, flush and restore the console."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        for tee in self._tees:
+            tee.flush_to_store()
+        if self._tees and sys.stdout is self._tees[0]:
+            sys.stdout = self._tees[0].original
+        if self._tees and sys.stderr is self._tees[1]:
+            sys.stderr = self._tees[1].original
+        if sys.excepthook == self._excepthook:
+            sys.excepthook = self._prev_hook
+        atexit.unregister(self._atexit)
+
+    def finish(self, status: str, message: str) -> None:
+        self.stop()
+        tasks.finish(self.task._db, self.task.id, self.owner, 1, status, message)
+
+    def _excepthook(self, etype, value, tb) -> None:
+        text = "".join(traceback.format_exception(etype, value, tb))
+        for tee in self._tees:
+            tee.flush_to_store()
+        outputs.add_console(self.task._db, self.task.id, "stderr", text)
+        self.finish(_status.FAILED, text.strip().splitlines()[-1] if text.strip() else etype.__name__)
+        self._prev_hook(etype, value, tb)
+
+    def _atexit(self) -> None:
+        try:
+            self.finish(_status.COMPLETED, "")
+        except (LabpipeError, IllegalTransition):
+            pass
