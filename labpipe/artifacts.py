@@ -70,10 +70,12 @@ def encode(db: Database, name: str, obj: Any, *, what: str) -> tuple[blobs.BlobR
     if _is_ndarray(obj):
         import numpy as np
 
-        arr = np.ascontiguousarray(obj)
+        # Write the array's memory as it lies: C or Fortran order need no copy; only a strided view does.
+        arr = obj if (obj.flags.c_contiguous or obj.flags.f_contiguous) else obj.copy(order="C")
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(arr))
-        return blobs.prepare(db, [header.getvalue(), arr.reshape(-1).view(np.uint8)]), "numpy", f"{name}.npy"
+        body = (arr.T if not arr.flags.c_contiguous else arr).reshape(-1).view(np.uint8)
+        return blobs.prepare(db, [header.getvalue(), body]), "numpy", f"{name}.npy"
     try:
         import cloudpickle
 

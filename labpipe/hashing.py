@@ -84,8 +84,12 @@ def normalize_source(source: str, *, drop_decorators: bool = True) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 # A def whose only statement was its docstring still needs a body to stay valid code.
                 node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
     if drop_decorators:
@@ -185,11 +189,19 @@ _NAN = _F64.pack(float("nan"))
 
 # Value types whose repr is canonical (no address, every field shown, exact round trip), matched by
 # exact type name so that neither datetime nor decimal has to be imported to recognise them.
-_REPR_TYPES = frozenset({
-    ("datetime", "date"), ("datetime", "datetime"), ("datetime", "time"), ("datetime", "timedelta"),
-    ("datetime", "timezone"), ("decimal", "Decimal"), ("fractions", "Fraction"), ("uuid", "UUID"),
-    ("zoneinfo", "ZoneInfo"),
-})
+_REPR_TYPES = frozenset(
+    {
+        ("datetime", "date"),
+        ("datetime", "datetime"),
+        ("datetime", "time"),
+        ("datetime", "timedelta"),
+        ("datetime", "timezone"),
+        ("decimal", "Decimal"),
+        ("fractions", "Fraction"),
+        ("uuid", "UUID"),
+        ("zoneinfo", "ZoneInfo"),
+    }
+)
 
 
 class _NoFingerprint(Exception):
@@ -288,9 +300,8 @@ def _feed(h: xxhash.xxh3_128, value: object, active: set[int]) -> None:
         return
 
     # Looked up on the class, not the instance: a lazy proxy's __getattr__ must not resolve its value.
-    custom = getattr(cls, "__labpipe_fingerprint__", None)
-    if custom is not None:
-        _feed_custom(h, value, custom)
+    if getattr(cls, "__labpipe_fingerprint__", None) is not None:
+        _feed_custom(h, value)
         return
 
     # Before int and str: an IntEnum/StrEnum member is an int/str subclass, but its identity is its name.
@@ -371,7 +382,11 @@ def _feed_float(h, value, active):
 
 def _feed_complex(h, value, active):
     real, imag = value.real, value.imag
-    _atom(h, _T_COMPLEX, (_NAN if real != real else _F64.pack(real)) + (_NAN if imag != imag else _F64.pack(imag)))
+    _atom(
+        h,
+        _T_COMPLEX,
+        (_NAN if real != real else _F64.pack(real)) + (_NAN if imag != imag else _F64.pack(imag)),
+    )
 
 
 def _feed_str(h, value, active):
@@ -456,7 +471,9 @@ def _dict_pairs(value, active) -> list[tuple[bytes, bytes]]:
 
 
 def _short_repr(value: object) -> str:
-    text = repr(value) if isinstance(value, (str, int, float, bool, bytes, type(None))) else type(value).__name__
+    text = (
+        repr(value) if isinstance(value, (str, int, float, bool, bytes, type(None))) else type(value).__name__
+    )
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -544,18 +561,20 @@ def _feed_subclass(h, value, base: type, active) -> None:
 # ---------------------------------------------------------------------------------- other values
 
 
-def _feed_custom(h, value, method) -> None:
+def _feed_custom(h, value) -> None:
     """An object that states its own fingerprint (pipeline proxies: their artifact's content hash).
 
     The class name is deliberately not mixed in: a proxy must hash the same whichever proxy class carries
     it, so the returned string has to identify the value completely on its own.
     """
     try:
-        result = method(value)
+        result = value.__labpipe_fingerprint__()
     except Unfingerprintable as exc:
         raise _NoFingerprint(value, str(exc)) from None
     if not isinstance(result, str):
-        raise _NoFingerprint(value, f"its __labpipe_fingerprint__() returned {type(result).__name__}, not str")
+        raise _NoFingerprint(
+            value, f"its __labpipe_fingerprint__() returned {type(result).__name__}, not str"
+        )
     h.update(_T_CUSTOM)
     _text(h, result)
 
@@ -592,8 +611,7 @@ def _feed_dataclass(h, value, active) -> None:
 class _Missing:
     """Stands for a dataclass field that was never set (init=False without a default)."""
 
-    @staticmethod
-    def __labpipe_fingerprint__() -> str:
+    def __labpipe_fingerprint__(self) -> str:
         return "labpipe:missing-field"
 
 
@@ -623,7 +641,9 @@ def _feed_callable(h, value, active) -> bool:
         _text(h, value.__qualname__)
         bound = value.__self__
         _feed(h, None if bound is None or isinstance(bound, types.ModuleType) else bound, active)
-    elif isinstance(value, types.MethodDescriptorType | types.WrapperDescriptorType | types.ClassMethodDescriptorType):
+    elif isinstance(
+        value, types.MethodDescriptorType | types.WrapperDescriptorType | types.ClassMethodDescriptorType
+    ):
         h.update(_T_DESCRIPTOR)
         _text(h, _type_name(value.__objclass__))
         _text(h, value.__name__)
@@ -739,20 +759,45 @@ def _feed_class(h, cls: type) -> None:
 
 
 def _is_library(obj: object) -> bool:
-    """True for code from the standard library, site-packages or a C extension (not the project's)."""
+    """True for code from the standard library, site-packages or a C extension (not the project's).
+
+    Decided by where the module's file is, not by its name: a project file called `code.py` or
+    `statistics.py` is the project's code even though the standard library has a module of that name.
+    """
     module_name = getattr(obj, "__module__", None)
     if not module_name or module_name == "__main__":
         return False
-    if module_name.partition(".")[0] in sys.stdlib_module_names or module_name in sys.builtin_module_names:
-        return True
     module = sys.modules.get(module_name)
+    if module is None:
+        return False
     file = getattr(module, "__file__", None)
-    return file is not None and _is_library_path(Path(file))
+    if file is None:
+        # Built-in and frozen modules have no file; a module made at run time (exec) is the user's.
+        return module_name in sys.builtin_module_names or _is_frozen(module_name)
+    return _is_library_path(Path(file))
 
 
 def _is_library_path(path: Path) -> bool:
-    parts = {part.lower() for part in path.resolve().parts}
-    return bool(parts & {"site-packages", "dist-packages"})
+    resolved = path.resolve()
+    if {part.lower() for part in resolved.parts} & {"site-packages", "dist-packages"}:
+        return True
+    return resolved.is_relative_to(_stdlib_dir())
+
+
+_STDLIB_DIR: list[Path] = []
+
+
+def _stdlib_dir() -> Path:
+    # os.py lives at the top of the standard library (frozen modules keep their __file__ since 3.11).
+    if not _STDLIB_DIR:
+        _STDLIB_DIR.append(Path(os.__file__).resolve().parent)
+    return _STDLIB_DIR[0]
+
+
+def _is_frozen(name: str) -> bool:
+    from importlib.machinery import FrozenImporter
+
+    return FrozenImporter.find_spec(name) is not None
 
 
 # --------------------------------------------------------------------------------------- numpy
@@ -932,8 +977,10 @@ def local_module_sources(func_source: str, root: str | os.PathLike) -> dict[str,
             continue
         seen.add(name)
         top = name.partition(".")[0]
-        if top in sys.stdlib_module_names or top in sys.builtin_module_names:
-            continue  # the interpreter's own modules win over a same-named file beside the script
+        if top in sys.builtin_module_names or _is_frozen(top):
+            continue  # these always win over a same-named file beside the script
+        # Any other standard-library name (os, json) simply has no file under root; a project file
+        # that shadows one (statistics.py) is what the step imports, so it counts.
         path = _module_file(root_path, name)
         if path is None:
             continue
@@ -1002,7 +1049,6 @@ def _read_source(path: Path) -> str:
 # ------------------------------------------------------------------------------------------- keys
 
 _K_CODE = _tag("labpipe.code_key.v1")
-_K_ARGS = _tag("labpipe.args_key.v1")
 _K_CACHE = _tag("labpipe.cache_key.v1")
 
 

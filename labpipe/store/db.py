@@ -44,12 +44,15 @@ NETWORK_FS = frozenset(
 )
 
 
-def filesystem_type(path: str | os.PathLike, mounts_file: str = "/proc/mounts") -> str | None:
+MOUNTS_FILE = "/proc/mounts"
+
+
+def filesystem_type(path: str | os.PathLike, mounts_file: str | None = None) -> str | None:
     """The filesystem type holding `path`, from the mount table (None where it cannot be told)."""
     target = os.path.realpath(path)
     best, best_type = "", None
     try:
-        with open(mounts_file, encoding="utf-8", errors="replace") as fh:
+        with open(mounts_file or MOUNTS_FILE, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 fields = line.split()
                 if len(fields) < 3:
@@ -172,28 +175,20 @@ class Database:
             with self._lock:
                 try:
                     conn.execute("BEGIN IMMEDIATE")
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                    return result
                 except sqlite3.OperationalError as exc:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     if not _busy(exc) or attempt == _RETRIES - 1:
                         raise _store_error(exc, self.path) from None
-                    busy = True
-                else:
-                    busy = False
-                    try:
-                        result = fn(conn)
-                        conn.execute("COMMIT")
-                        return result
-                    except sqlite3.OperationalError as exc:
-                        conn.execute("ROLLBACK") if conn.in_transaction else None
-                        if not _busy(exc) or attempt == _RETRIES - 1:
-                            raise _store_error(exc, self.path) from None
-                        busy = True
-                    except BaseException:
-                        if conn.in_transaction:
-                            conn.execute("ROLLBACK")
-                        raise
-            if busy:
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.25)
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
         raise StoreError(f"{self.path} stayed locked through {_RETRIES} attempts")  # pragma: no cover
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:

@@ -1,0 +1,212 @@
+"""The `labpipe` command: look at tasks, queues and artifacts in the store; run agents; collect garbage.
+
+Every listing prints aligned text for people and, with `--json`, JSON for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from . import config
+from .errors import LabpipeError
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _elapsed(start: float | None, end: float | None) -> str:
+    if not start:
+        return "-"
+    secs = (end or time.time()) - start
+    if secs < 1:
+        return f"{secs * 1000:.0f} ms"
+    if secs < 120:
+        return f"{secs:.1f} s"
+    return f"{secs / 60:.1f} min"
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    from tabulate import tabulate
+
+    if not rows:
+        return "(none)"
+    return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain")
+
+
+def _emit(as_json: bool, payload, text: str) -> None:
+    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
+
+
+class _Group(click.Group):
+    """Turns labpipe errors into one clear line and exit code 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LabpipeError as exc:
+            click.echo(f"labpipe: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option("--store", type=click.Path(), default=None, help="Store folder (default: $LABPIPE_STORE or ./store).")
+@click.version_option(package_name="labpipe")
+def main(store: str | None) -> None:
+    """labpipe: ClearML-style pipelines on one machine, no server."""
+    if store:
+        config.set_store(store)
+
+
+@main.command("tasks")
+@click.option("--project", default=None)
+@click.option("--name", default=None)
+@click.option("--status", multiple=True, help="Repeatable: created, queued, in_progress, completed, failed, stopped, published.")
+@click.option("--type", "task_type", multiple=True)
+@click.option("--tag", multiple=True, help="Repeatable; '-tag' excludes.")
+@click.option("--archived/--no-archived", default=False, help="Include archived tasks.")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
+    """List tasks, newest first."""
+    from .store import tasks
+    from .store.db import get_database
+
+    rows = tasks.find_tasks(get_database(), project=project, name=name, status=list(status) or None,
+                            type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
+    payload = [{
+        "id": r.id, "project": r.project, "name": r.name, "type": r.type, "status": r.status, "queue": r.queue or "",
+        "worker": r.worker or "", "created": _when(r.created), "elapsed": _elapsed(r.started, r.completed),
+        "archived": r.archived,
+    } for r in rows]
+    cols = ["id", "project", "name", "type", "status", "created", "elapsed"]
+    if any(r.status in ("in_progress", "queued") for r in rows):
+        cols += ["queue", "worker"]
+    _emit(as_json, payload, _table(payload, cols))
+
+
+@main.command("show")
+@click.argument("task_id")
+@click.option("--log", "show_log", is_flag=True, help="Print the console log (follows a running task with --follow).")
+@click.option("--follow", is_flag=True, help="With --log: keep printing until the task ends.")
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(task_id, show_log, follow, as_json):
+    """Show a task: status, times, parameters, artifacts, last scalars."""
+    from .store import outputs
+    from .task import Task
+
+    t = Task.get_task(task_id=task_id)
+    r = t.data
+    if show_log:
+        after = 0
+        while True:
+            for row in outputs.read_console(t._db, t.id, after):
+                click.echo(row["text"], nl=False)
+                after = row["seq"]
+            if not follow or t.get_status() not in ("queued", "in_progress"):
+                if follow:
+                    for row in outputs.read_console(t._db, t.id, after):
+                        click.echo(row["text"], nl=False)
+                return
+            time.sleep(0.3)
+    payload = {
+        "id": r.id, "name": r.name, "project": r.project, "type": r.type, "status": r.status,
+        "status_message": r.status_message, "parent": r.parent, "queue": r.queue, "worker": r.worker,
+        "created": _when(r.created), "started": _when(r.started), "completed": _when(r.completed),
+        "elapsed": _elapsed(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
+        "parameters": t.get_parameters(),
+        "artifacts": {a.name: {"type": a.type, "size": a.size, "hash": a.hash, "preview": a.preview} for a in t.artifacts.values()},
+        "models": [m.name for m in t.models["output"]],
+        "scalars": t.get_last_scalar_metrics(),
+    }
+    lines = [f"{k:15} {payload[k]}" for k in ("id", "name", "project", "type", "status", "status_message", "parent",
+                                               "queue", "worker", "created", "started", "completed", "elapsed", "tags")
+             if payload[k] not in (None, "", [])]
+    if payload["parameters"]:
+        lines += ["", "parameters:"] + [f"  {k} = {v!r}" for k, v in payload["parameters"].items()]
+    if payload["artifacts"]:
+        lines += ["", "artifacts:"] + [
+            f"  {n:20} {a['type']:8} {a['size']:>12,d} B  {a['preview'][:80]}" for n, a in payload["artifacts"].items()
+        ]
+    if payload["models"]:
+        lines += ["", "models: " + ", ".join(payload["models"])]
+    if payload["scalars"]:
+        lines += ["", "last scalars:"] + [
+            f"  {title}/{series}: {v['last']:.6g} (min {v['min']:.6g}, max {v['max']:.6g})"
+            for title, d in payload["scalars"].items() for series, v in d.items()
+        ]
+    _emit(as_json, payload, "\n".join(lines))
+
+
+@main.command("queues")
+@click.option("--json", "as_json", is_flag=True)
+def queues_cmd(as_json):
+    """List queues with their depth (queued) and running counts."""
+    from .store import tasks
+    from .store.db import get_database
+
+    rows = tasks.queue_stats(get_database())
+    _emit(as_json, rows, _table(rows, ["name", "queued", "running"]))
+
+
+@main.command("archive")
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--undo", is_flag=True, help="Unarchive instead.")
+def archive_cmd(task_ids, undo):
+    """Archive tasks (hidden from listings, never a cache hit)."""
+    from .task import Task
+
+    for tid in task_ids:
+        t = Task.get_task(task_id=tid)
+        t.unarchive() if undo else t.archive()
+        click.echo(f"{'unarchived' if undo else 'archived'} {tid}")
+
+
+@main.command("artifact")
+@click.argument("task_id")
+@click.argument("name")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write it (a folder artifact becomes a folder).")
+def artifact_cmd(task_id, name, output):
+    """Write a task's artifact to a file (or folder)."""
+    from .errors import ArtifactError
+    from .task import Task
+
+    t = Task.get_task(task_id=task_id)
+    arts = t.artifacts
+    if name not in arts:
+        raise ArtifactError(f"task {task_id} has no artifact {name!r}; it has: {', '.join(arts) or 'none'}")
+    src = Path(arts[name].get_local_copy())
+    out = Path(output)
+    if src.is_dir():
+        shutil.copytree(src, out, dirs_exist_ok=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, out)
+    click.echo(f"wrote {out} ({arts[name].type}, {arts[name].size:,d} bytes)")
+
+
+@main.command("gc")
+@click.option("--grace", default=3600.0, show_default=True, help="Keep unreferenced blobs younger than this many seconds.")
+@click.option("--json", "as_json", is_flag=True)
+def gc_cmd(grace, as_json):
+    """Delete blobs that no task references (safe while other processes write)."""
+    from dataclasses import asdict
+
+    from .store import gc
+    from .store.db import get_database
+
+    report = gc.collect(get_database(), grace=grace)
+    _emit(as_json, asdict(report),
+          f"deleted {report.deleted_files} blob files and {report.deleted_inline} inline blobs, "
+          f"freed {report.freed_bytes:,d} bytes; kept {report.kept}; removed {report.temp_files} stale temp files")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The SQLite store: opening, pragmas, permissions, bad paths, schema versions, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from labpipe import StoreError, Task, set_store
+from labpipe.store import db as dbmod
+from labpipe.store.db import Database, filesystem_type
+
+
+def test_store_is_created_private_with_wal_and_pragmas(tmp_path):
+    db = Database(tmp_path / "s")
+    conn = db.connection()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(tmp_path / "s" / "labpipe.db").st_mode) == 0o600
+    assert {r[0] for r in db.query("SELECT name FROM queues")} >= {"default", "services"}
+
+
+def test_store_path_that_is_a_file_is_refused_clearly(tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    set_store(target)
+    with pytest.raises(StoreError, match="is a file, not a folder"):
+        Task.create(task_name="x")
+
+
+def test_unwritable_store_folder_is_refused_clearly(tmp_path):
+    # root may write anywhere on a normal filesystem, so use one nobody can create folders in
+    folder = tmp_path / "ro" if os.geteuid() != 0 else "/proc/labpipe-no-such-store"
+    if os.geteuid() != 0:
+        tmp_path.joinpath("ro").mkdir(mode=0o500)
+    with pytest.raises(StoreError, match="not writable|cannot create"):
+        Database(f"{folder}/inner").connection()
+
+
+def test_database_file_that_is_not_sqlite_is_refused(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "labpipe.db").write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="not a labpipe store database"):
+        Database(tmp_path / "s").connection()
+
+
+def test_newer_schema_is_refused_with_upgrade_hint(tmp_path):
+    db = Database(tmp_path / "s")
+    db.connection().execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(StoreError, match="newer labpipe"):
+        Database(tmp_path / "s").connection()
+
+
+def test_network_filesystem_is_detected_from_the_mount_table(tmp_path):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(
+        "/dev/vda / ext4 rw 0 0\n"
+        f"server:/export {tmp_path}/nfsmount nfs4 rw 0 0\n"
+    )
+    (tmp_path / "nfsmount" / "store").mkdir(parents=True)
+    assert filesystem_type(tmp_path / "nfsmount" / "store", str(mounts)) == "nfs4"
+    assert filesystem_type(tmp_path, str(mounts)) == "ext4"
+
+
+def test_store_on_a_network_filesystem_is_refused(tmp_path, monkeypatch):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"server:/export {tmp_path}/nfsmount nfs4 rw 0 0\n")
+    monkeypatch.setattr(dbmod, "MOUNTS_FILE", str(mounts))
+    with pytest.raises(StoreError, match="network filesystem.*nfs4.*WAL"):
+        Database(tmp_path / "nfsmount" / "store").connection()
+
+
+def test_connection_is_reopened_in_a_forked_child(tmp_path):
+    db = Database(tmp_path / "s")
+    parent_conn = db.connection()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            child_conn = db.connection()
+            db.execute("INSERT INTO queues(name, created) VALUES ('from-child', 0)")
+            os.write(w, b"1" if child_conn is not parent_conn else b"0")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"1"
+    assert db.query_one("SELECT 1 FROM queues WHERE name = 'from-child'") is not None
+
+
+def _writer(args):
+    root, n = args
+    set_store(root)
+    for i in range(n):
+        t = Task.create(project_name="conc", task_name=f"t{i}")
+        t.set_parameters({"Args/i": i})
+    return n
+
+
+def test_four_processes_writing_500_tasks_each_all_land(tmp_path):
+    root = tmp_path / "s"
+    Database(root).connection()
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(4) as pool:
+        assert sum(pool.map(_writer, [(root, 500)] * 4)) == 2000
+    conn = sqlite3.connect(root / "labpipe.db")
+    assert conn.execute("SELECT count(*) FROM tasks WHERE project = 'conc'").fetchone()[0] == 2000
+    assert conn.execute("SELECT count(*) FROM params").fetchone()[0] == 2000
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

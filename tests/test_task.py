@@ -1,0 +1,183 @@
+"""The Task API: create/get/filter, parameters with types, tags, archive, transitions, clone, queues, Task.init."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from labpipe import IllegalTransition, ParameterError, Task, TaskNotFound, TaskTypes
+
+
+def test_issue_example_round_trips_parameters_and_artifact():
+    t = Task.create(project_name="demo", task_name="prep", task_type=TaskTypes.data_processing)
+    t.set_parameters({"Args/lr": 0.1, "Args/epochs": 3})
+    t.upload_artifact("table", {"a": [1, 2]})
+    again = Task.get_task(task_id=t.id)
+    assert again.artifacts["table"].get() == {"a": [1, 2]}
+    assert again.get_parameters() == {"Args/lr": 0.1, "Args/epochs": 3}
+    assert again.task_type == "data_processing" and again.project == "demo" and again.name == "prep"
+    assert again.get_status() == "created"
+
+
+def test_parameter_types_round_trip_in_sections():
+    t = Task.create(task_name="p")
+    values = {"Args/f": 0.5, "Args/i": 3, "Args/b": True, "Args/s": "x", "Args/n": None, "Args/l": [1, "a"],
+              "Args/t": (1, 2), "Args/d": {"k": [1]}, "kwargs/x": 1, "plain": "general"}
+    t.set_parameters(values)
+    got = Task.get_task(task_id=t.id).get_parameters()
+    assert got.pop("General/plain") == "general"
+    values.pop("plain")
+    assert got == values
+    assert type(got["Args/t"]) is tuple and type(got["Args/i"]) is int and type(got["Args/b"]) is bool
+    nested = t.get_parameters_as_dict()
+    assert nested["Args"]["f"] == 0.5 and nested["kwargs"]["x"] == 1
+    assert t.get_parameters(cast=False)["Args/i"] == "3"
+
+
+def test_set_parameters_replaces_and_set_parameter_adds():
+    t = Task.create(task_name="p")
+    t.set_parameters({"Args/a": 1, "Args/b": 2})
+    t.set_parameters({"Args/c": 3})
+    assert t.get_parameters() == {"Args/c": 3}
+    t.set_parameter("Args/d", 4, description="four")
+    t.update_parameters({"Args/c": 30})
+    assert t.get_parameters() == {"Args/c": 30, "Args/d": 4}
+    assert t.get_parameter("Args/d") == 4 and t.get_parameter("Args/zz", 9) == 9
+
+
+def test_bad_parameter_name_is_rejected():
+    t = Task.create(task_name="p")
+    with pytest.raises(ParameterError, match="Section/name"):
+        t.set_parameter("Args/", 1)
+
+
+def test_connect_records_locally_and_applies_overrides_when_run_remotely():
+    t = Task.create(task_name="c")
+    config = {"lr": 0.1, "epochs": 3}
+    t.connect(config, name="Args")
+    assert t.get_parameters() == {"Args/lr": 0.1, "Args/epochs": 3}
+    t.set_parameter("Args/epochs", "7")  # an override as a string, as from the CLI
+    t._remote = True
+    cfg = {"lr": 0.1, "epochs": 3}
+    t.connect(cfg, name="Args")
+    assert cfg == {"lr": 0.1, "epochs": 7}
+
+
+def test_unknown_task_id_and_name_raise_task_not_found():
+    with pytest.raises(TaskNotFound, match="nope"):
+        Task.get_task(task_id="nope")
+    with pytest.raises(TaskNotFound, match="'ghost' in project 'p'"):
+        Task.get_task(project_name="p", task_name="ghost")
+
+
+def test_get_task_by_name_returns_newest():
+    Task.create(project_name="p", task_name="same")
+    newest = Task.create(project_name="p", task_name="same")
+    assert Task.get_task(project_name="p", task_name="same").id == newest.id
+
+
+def test_get_tasks_filters():
+    a = Task.create(project_name="p", task_name="a", task_type="training", tags=["x"])
+    b = Task.create(project_name="p", task_name="b", task_type="testing", tags=["y"])
+    c = Task.create(project_name="q", task_name="c")
+    b.mark_completed()
+    c.archive()
+    assert {t.id for t in Task.get_tasks(project_name="p")} == {a.id, b.id}
+    assert [t.id for t in Task.get_tasks(project_name="p", task_filter={"status": ["completed"]})] == [b.id]
+    assert [t.id for t in Task.get_tasks(task_filter={"type": ["testing"]})] == [b.id]
+    assert [t.id for t in Task.get_tasks(tags=["x"])] == [a.id]
+    assert {t.id for t in Task.get_tasks(project_name="p", tags=["-x"])} == {b.id}
+    assert c.id in {t.id for t in Task.get_tasks()}
+    assert c.id not in {t.id for t in Task.get_tasks(allow_archived=False)}
+    assert [t.id for t in Task.get_tasks(task_ids=[a.id])] == [a.id]
+
+
+def test_tags_and_archive():
+    t = Task.create(task_name="t")
+    t.add_tags(["a", "b"])
+    t.add_tags("a")
+    assert t.get_tags() == ["a", "b"]
+    t.archive()
+    assert t.get_archived() and "archived" in t.get_system_tags()
+    t.unarchive()
+    assert not t.get_archived()
+
+
+def test_status_transitions_are_checked_and_name_both_states():
+    t = Task.create(task_name="t")
+    t.mark_started()
+    assert t.status == "in_progress" and t.data.started is not None
+    t.mark_completed()
+    assert t.get_status() == "completed" and t.data.completed is not None
+    with pytest.raises(IllegalTransition, match="'completed' to 'in_progress'"):
+        t.mark_started()
+    t.publish()
+    with pytest.raises(IllegalTransition, match="'published' to 'failed'"):
+        t.mark_failed(status_reason="x")
+    t.mark_failed(status_reason="forced", force=True)
+    assert t.get_status() == "failed" and t.get_status_message() == "forced"
+
+
+def test_clone_copies_definition_and_parameters_never_outputs():
+    src = Task.create(project_name="p", task_name="src", task_type="qc", tags=["t"])
+    src.set_parameters({"Args/x": 1})
+    src.upload_artifact("a", 1)
+    src.get_logger().report_scalar("loss", "train", 0.5, 1)
+    src.mark_completed()
+    src.archive()
+    clone = Task.clone(src, name="copy")
+    assert clone.name == "copy" and clone.project == "p" and clone.task_type == "qc" and clone.parent == src.id
+    assert clone.get_status() == "created" and clone.get_parameters() == {"Args/x": 1}
+    assert clone.artifacts == {} and clone.get_reported_scalars() == {}
+    assert clone.get_tags() == ["t"] and not clone.get_archived()
+    with pytest.raises(TaskNotFound):
+        Task.clone("missing")
+
+
+def test_enqueue_and_dequeue():
+    t = Task.create(task_name="q")
+    Task.enqueue(t, queue_name="gpu")
+    assert t.status == "queued" and t.data.queue == "gpu"
+    assert Task.dequeue(t) and t.status == "created"
+    assert not Task.dequeue(t)
+    t.mark_started()
+    with pytest.raises(IllegalTransition, match="cannot be enqueued"):
+        Task.enqueue(t)
+
+
+def test_task_init_completes_on_normal_exit_and_keeps_console(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        from labpipe import Task
+        task = Task.init(project_name="proj", task_name="train")
+        params = task.connect({"lr": 0.3}, name="Args")
+        print("hello from the script", params["lr"])
+    """))
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+    t = Task.get_task(project_name="proj", task_name="train")
+    assert t.get_status() == "completed"
+    assert "hello from the script 0.3" in t.get_console()
+    assert t.get_parameters() == {"Args/lr": 0.3}
+    assert t.data.script["entry_point"] == str(script)
+
+
+def test_task_init_fails_with_traceback_on_uncaught_exception(tmp_path):
+    script = tmp_path / "bad.py"
+    script.write_text("from labpipe import Task\nTask.init(project_name='proj', task_name='bad')\nraise ValueError('boom 42')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "boom 42" in proc.stderr
+    t = Task.get_task(project_name="proj", task_name="bad")
+    assert t.get_status() == "failed"
+    assert "ValueError: boom 42" in t.get_status_message()
+    assert "Traceback" in t.get_console()
+
+
+def test_task_init_in_process_returns_current_task_and_close_completes_it():
+    t = Task.init(project_name="p", task_name="inproc", capture_output=False)
+    assert Task.current_task() is t and Task.init() is t
+    assert t.get_status() == "in_progress"
+    t.close()
+    assert t.get_status() == "completed" and Task.current_task() is None
