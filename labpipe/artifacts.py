@@ -37,7 +37,10 @@ _repr.maxlong = 60
 def preview_of(obj: Any) -> str:
     """A short human preview of an artifact (what ClearML shows in its artifact table)."""
     try:
-        text = repr(obj) if type(obj).__module__.split(".")[0] in ("numpy", "pandas") else _repr.repr(obj)
+        # numpy and pandas summarise themselves; small builtin containers are cheap to repr whole;
+        # anything else goes through reprlib so a huge list cannot make a huge preview.
+        small = isinstance(obj, (list, tuple, dict, set)) and len(obj) <= 32
+        text = repr(obj) if small or type(obj).__module__.split(".")[0] in ("numpy", "pandas") else _repr.repr(obj)
     except Exception:  # a broken __repr__ must not stop the upload
         text = f"<{type(obj).__qualname__}>"
     head = f"{type(obj).__module__}.{type(obj).__qualname__}" if type(obj).__module__ != "builtins" else type(obj).__qualname__

@@ -459,8 +459,7 @@ class Task:
     # -- status --------------------------------------------------------------------------
 
     def _move(self, to: str, message: str | None, force: bool) -> None:
-        tasks.set_status(self._db, self.id, to, message, force=force)
-        self.reload()
+        self._row = tasks.set_status(self._db, self.id, to, message, force=force)
 
     def mark_started(self, force: bool = False) -> None:
         self._move(_status.IN_PROGRESS, None, force)

@@ -95,10 +95,13 @@ class DAG:
         Args:
             node: the step; its `parents` are de-duplicated in place, order kept.
         """
+        self._check_node(node)
         for parent in node.parents:
             if parent not in self._nodes:
                 if parent == node.name:
-                    raise PipelineError(f"step {node.name!r} names itself as a parent; a step cannot wait for itself")
+                    raise PipelineError(
+                        f"step {node.name!r} names itself as a parent; a step cannot wait for itself"
+                    )
                 raise PipelineError(
                     f"step {node.name!r} names parent {parent!r}, which is not a step; "
                     f"known steps: {self._known()}. Add the parent step first, or fix the name."
@@ -110,18 +113,7 @@ class DAG:
 
         The controller lets users call `add_step` in any order, so parents are checked at start.
         """
-        if not isinstance(node, Node):
-            raise PipelineError(f"a DAG holds Node objects, got {type(node).__name__}: {node!r}")
-        if not isinstance(node.name, str) or not node.name:
-            raise PipelineError(f"a step needs a non-empty string name, got {node.name!r}")
-        if node.name in self._nodes:
-            raise PipelineError(f"step {node.name!r} is defined twice; give each step a unique name")
-        _check_status(node.name, node.status)
-        if node.kind not in NODE_KINDS:
-            raise PipelineError(f"step {node.name!r} has kind {node.kind!r}; expected one of {', '.join(NODE_KINDS)}")
-        if isinstance(node.parents, str):
-            # A bare string would otherwise be read as a list of one-letter parents.
-            raise PipelineError(f"step {node.name!r}: parents must be a list of step names, got the string {node.parents!r}")
+        self._check_node(node)
         node.parents = list(dict.fromkeys(node.parents))
         self._nodes[node.name] = node
         return node
@@ -161,7 +153,7 @@ class DAG:
                     state[path.pop()] = 2
                     stack.pop()
                 elif state[child] == 1:
-                    return path[path.index(child):]
+                    return path[path.index(child) :]
                 elif state[child] == 0:
                     state[child] = 1
                     path.append(child)
@@ -319,7 +311,9 @@ class DAG:
         try:
             return json.dumps(self.to_dict(), allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise PipelineError(f"the pipeline graph cannot be saved as JSON ({exc}); keep Node.extra JSON-able") from exc
+            raise PipelineError(
+                f"the pipeline graph cannot be saved as JSON ({exc}); keep Node.extra JSON-able"
+            ) from exc
 
     @classmethod
     def from_json(cls, text: str) -> DAG:
@@ -335,6 +329,24 @@ class DAG:
                 if parent in children:
                     children[parent].append(node.name)
         return children
+
+    def _check_node(self, node: Node) -> None:
+        if not isinstance(node, Node):
+            raise PipelineError(f"a DAG holds Node objects, got {type(node).__name__}: {node!r}")
+        if not isinstance(node.name, str) or not node.name:
+            raise PipelineError(f"a step needs a non-empty string name, got {node.name!r}")
+        if node.name in self._nodes:
+            raise PipelineError(f"step {node.name!r} is defined twice; give each step a unique name")
+        _check_status(node.name, node.status)
+        if node.kind not in NODE_KINDS:
+            raise PipelineError(
+                f"step {node.name!r} has kind {node.kind!r}; expected one of {', '.join(NODE_KINDS)}"
+            )
+        if isinstance(node.parents, str):
+            # A bare string would otherwise be read as a list of one-letter parents.
+            raise PipelineError(
+                f"step {node.name!r}: parents must be a list of step names, got the string {node.parents!r}"
+            )
 
     def _require(self, name: str) -> Node:
         try:
@@ -352,4 +364,6 @@ class DAG:
 
 def _check_status(name: str, status: str) -> None:
     if status not in NODE_STATUSES:
-        raise PipelineError(f"step {name!r} got status {status!r}; expected one of {', '.join(NODE_STATUSES)}")
+        raise PipelineError(
+            f"step {name!r} got status {status!r}; expected one of {', '.join(NODE_STATUSES)}"
+        )

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from labpipe.pipeline.dag import DAG, NODE_STATUSES
 
-# Fill, border and text colour per status. Cached is a blue distinct from completed green
+# Box fill per status (the legend shows the same). Cached is a blue distinct from completed green
 # because a cached step did not run in this pipeline run: the box says so too ("cached").
 STATUS_COLORS = {
     "pending": "#f2f2f2",
@@ -45,7 +45,7 @@ _SAY_STATUS = frozenset(NODE_STATUSES) - {"completed", "pending"}
 _DASHED = frozenset({"cached", "skipped"})
 
 # Layout in "nominal" inches; a graph too big for MAX_INCHES is scaled down as a whole.
-BOX_W, BOX_H = 1.9, 0.52
+BOX_W, BOX_H = 2.0, 0.52
 COL_GAP, ROW_GAP = 0.8, 0.2
 COL_PITCH, ROW_PITCH = BOX_W + COL_GAP, BOX_H + ROW_GAP
 BAND_GAP = 0.55  # between bands of a wrapped graph: the channel edges take to the next band
@@ -62,7 +62,7 @@ def format_duration(seconds: float | None) -> str:
     """A short human duration: "35 ms", "1.2 s", "42 s", "3 min 05 s", "2 h 07 min"; "" if unknown."""
     if seconds is None or seconds < 0 or math.isnan(seconds):
         return ""
-    if seconds < 1:
+    if seconds < 0.9995:  # so that 0.9996 reads "1.0 s", not "1000 ms"
         return f"{seconds * 1000:.0f} ms"
     if seconds < 9.95:
         return f"{seconds:.1f} s"
@@ -88,7 +88,9 @@ class _Layout:
     height: float
 
 
-def plot_dag(dag: DAG, path: str | os.PathLike | None = None, *, title: str | None = None, dpi: int = 100) -> bytes:
+def plot_dag(
+    dag: DAG, path: str | os.PathLike | None = None, *, title: str | None = None, dpi: int = 100
+) -> bytes:
     """Draw the pipeline graph as a PNG and return its bytes.
 
     Args:
@@ -280,12 +282,12 @@ class _Pen:
     def __init__(self, ax, renderer, scale: float, dpi: float) -> None:
         from matplotlib.font_manager import FontProperties
 
-        self._fp = FontProperties
+        self._font = FontProperties  # imported here, like all of matplotlib
         self.ax, self.renderer, self.scale, self.dpi = ax, renderer, scale, dpi
 
     def width(self, text: str, size: float, weight: str = "normal") -> float:
         """Rendered width in nominal inches."""
-        prop = self._fp(size=size * self.scale, weight=weight)
+        prop = self._font(size=size * self.scale, weight=weight)
         w, _, _ = self.renderer.get_text_width_height_descent(text, prop, ismath=False)
         return w / self.dpi / self.scale
 
@@ -305,12 +307,21 @@ class _Pen:
                 hi = mid - 1
         return _elide(text, lo) if lo else ""
 
-    def text(self, x, y, text, size, room, *, ha="center", weight="normal", color="#1a1a1a"):
+    def text(self, x, y, text, size, room, *, ha="center", weight="normal", color="#1a1a1a") -> None:
+        """Write `text` at (x, y), vertically centred, shortened to `room` inches if need be."""
         fitted = self.fit(text, size, room, weight)
         if fitted:
             self.ax.text(
-                x, y, fitted, fontsize=size * self.scale, ha=ha, va="center", weight=weight,
-                color=color, parse_math=False, clip_on=False,
+                x,
+                y,
+                fitted,
+                fontsize=size * self.scale,
+                ha=ha,
+                va="center",
+                weight=weight,
+                color=color,
+                parse_math=False,
+                clip_on=False,
             )
 
 
@@ -363,14 +374,23 @@ def _draw_edges(ax, dag: DAG, layout: _Layout, scale: float) -> None:
                 gx0, gx1 = start[0] + COL_GAP / 2, cx - COL_GAP / 2
                 corners = [start, (gx0, start[1]), (gx0, channel), (gx1, channel), (gx1, end[1]), end]
                 paths.append(_rounded(corners, 0.12))
-            heads.append(Polygon([(cx - head_len, cy + BOX_H / 2 - head_w / 2), (cx, cy + BOX_H / 2),
-                                  (cx - head_len, cy + BOX_H / 2 + head_w / 2)], closed=True))
+            heads.append(
+                Polygon(
+                    [
+                        (cx - head_len, cy + BOX_H / 2 - head_w / 2),
+                        (cx, cy + BOX_H / 2),
+                        (cx - head_len, cy + BOX_H / 2 + head_w / 2),
+                    ],
+                    closed=True,
+                )
+            )
     if not paths:
         return
     # One collection for all edges and one for all arrowheads: a 100-node graph draws in a
     # few milliseconds, where one annotate() per edge takes most of a second.
-    ax.add_collection(PathCollection(paths, facecolors="none", edgecolors="#8a8a8a",
-                                     linewidths=1.0 * scale, zorder=1))
+    ax.add_collection(
+        PathCollection(paths, facecolors="none", edgecolors="#8a8a8a", linewidths=1.0 * scale, zorder=1)
+    )
     ax.add_collection(PatchCollection(heads, facecolors="#6f6f6f", edgecolors="none", zorder=1))
 
 
@@ -408,11 +428,16 @@ def _s_curve(verts: list, codes: list, a: tuple[float, float], b: tuple[float, f
 
 
 def _free_y(tops: list[float], want: float) -> float:
-    """`want` if it clears every box in a column, else the middle of the nearest gap."""
+    """`want` if it clears every box in a column, else the middle of the nearest gap.
+
+    Above the top box or below the bottom one there is no neighbour, so the edge keeps a wider
+    berth there than between two boxes.
+    """
     clear = ROW_GAP / 4
-    for t in tops:
+    for i, t in enumerate(tops):
         if t - clear < want < t + BOX_H + clear:
-            above, below = t - ROW_GAP / 2, t + BOX_H + ROW_GAP / 2
+            above = t - (ROW_GAP / 2 if i > 0 else 0.2)
+            below = t + BOX_H + (ROW_GAP / 2 if i < len(tops) - 1 else 0.2)
             return above if want - above < below - want else below
     return want
 
@@ -461,8 +486,11 @@ def _draw_boxes(ax, pen: _Pen, dag: DAG, layout: _Layout, scale: float) -> None:
             pen.text(cx, cy + 0.12, detail, DETAIL_PT, room, color=ink)
         else:
             pen.text(cx, cy, node.name, NAME_PT, room, weight="bold", color=ink)
-    ax.add_collection(PatchCollection(boxes, facecolors=faces, edgecolors=borders, linewidths=widths,
-                                      linestyles=styles, zorder=2))
+    ax.add_collection(
+        PatchCollection(
+            boxes, facecolors=faces, edgecolors=borders, linewidths=widths, linestyles=styles, zorder=2
+        )
+    )
 
 
 def _detail(node) -> str:

@@ -226,19 +226,24 @@ def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
     return StoreError(f"store operation failed on {path}: {exc}")
 
 
-_databases: dict[Path, Database] = {}
+_databases: dict[str, Database] = {}
 _registry_lock = threading.Lock()
 
 
 def get_database(root: str | os.PathLike | None = None) -> Database:
     """The Database for `root` (default: the configured store), one object per folder per process."""
     if root is None:
-        from ..config import store_path
+        from .. import config
 
-        root = store_path()
-    key = Path(root).absolute()
-    with _registry_lock:
-        db = _databases.get(key)
-        if db is None:
-            db = _databases[key] = Database(key)
-        return db
+        # the hot path: every Task call asks, so key on the configured string before building a Path
+        key = str(config._explicit) if config._explicit is not None else os.environ.get(config.ENV_STORE) or config.DEFAULT_STORE
+        key = key if os.path.isabs(key) else os.path.join(os.getcwd(), key)
+    else:
+        key = os.fspath(root)
+    db = _databases.get(key)
+    if db is None:
+        with _registry_lock:
+            db = _databases.get(key)
+            if db is None:
+                db = _databases[key] = Database(Path(key).expanduser().absolute())
+    return db

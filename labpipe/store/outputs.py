@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable
 
 from ..errors import TaskNotFound
-from . import blobs
+from . import blobs, tasks
 from .db import Database
 
 
@@ -26,7 +26,6 @@ def put_artifact(
 ) -> None:
     """Record (or replace) artifact `name` of a task, pointing at a prepared blob, in one transaction."""
     def put(c: sqlite3.Connection) -> None:
-        _require_task(c, db, task_id)
         blobs.insert_inline(c, ref)
         c.execute(
             "INSERT OR REPLACE INTO artifacts (task, name, hash, size, kind, filename, preview, metadata, created) "
@@ -34,7 +33,7 @@ def put_artifact(
             (task_id, name, ref.hash, ref.size, kind, filename, preview, json.dumps(metadata or {}), time.time()),
         )
 
-    db.write(put)
+    tasks._with_task(db, task_id, put)
 
 
 def get_artifacts(db: Database, task_id: str) -> list[sqlite3.Row]:

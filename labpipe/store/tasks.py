@@ -180,36 +180,39 @@ def _current_status(c: sqlite3.Connection, db: Database, task_id: str) -> str:
     return row[0]
 
 
-def set_status(db: Database, task_id: str, to: str, message: str | None = None, *, force: bool = False) -> str:
-    """Move a task to status `to`; returns the status it had. IllegalTransition names both states.
+def set_status(db: Database, task_id: str, to: str, message: str | None = None, *, force: bool = False) -> TaskRow:
+    """Move a task to status `to` and return its new row. IllegalTransition names both states.
 
     force: skip the transition check (ClearML's `force=True`), e.g. to mark a created task completed
     from a script that did the work itself.
     """
     check_status(to)
     now = time.time()
+    sets = ["status = ?", "last_update = ?"]
+    args: list = [to, now]
+    if message is not None:
+        sets.append("status_message = ?")
+        args.append(message)
+    if to == IN_PROGRESS:
+        sets.append("started = ?")
+        args.append(now)
+    if to in (COMPLETED, FAILED, STOPPED):
+        sets += ["completed = ?", "lease_until = NULL"]
+        args.append(now)
+    if to == "created":
+        sets += ["started = NULL", "completed = NULL", "queue = NULL", "worker = NULL", "lease_until = NULL", "status_message = ''"]
+    allowed = "" if force else f" AND status IN ({', '.join('?' * len(ALLOWED_FROM[to]))})"
+    sql = f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?{allowed} RETURNING *"
+    params = (*args, task_id, *([] if force else sorted(ALLOWED_FROM[to])))
 
-    def change(c: sqlite3.Connection) -> str:
-        old = _current_status(c, db, task_id)
-        if not force and old not in ALLOWED_FROM[to]:
+    def change(c: sqlite3.Connection) -> TaskRow:
+        row = c.execute(sql, params).fetchone()
+        if row is None:  # either no such task, or a transition the model forbids: say which
+            old = _current_status(c, db, task_id)
             raise IllegalTransition(
                 f"task {task_id} cannot go from {old!r} to {to!r}; allowed from: {', '.join(sorted(ALLOWED_FROM[to]))}"
             )
-        sets = ["status = ?", "last_update = ?"]
-        args: list = [to, now]
-        if message is not None:
-            sets.append("status_message = ?")
-            args.append(message)
-        if to == IN_PROGRESS:
-            sets.append("started = ?")
-            args.append(now)
-        if to in (COMPLETED, FAILED, STOPPED):
-            sets += ["completed = ?", "lease_until = NULL"]
-            args.append(now)
-        if to == "created":
-            sets += ["started = NULL", "completed = NULL", "queue = NULL", "worker = NULL", "lease_until = NULL", "status_message = ''"]
-        c.execute(f"UPDATE tasks SET {', '.join(sets)} WHERE id = ?", (*args, task_id))
-        return old
+        return TaskRow.from_row(row)
 
     return db.write(change)
 
@@ -386,17 +389,24 @@ def set_params(db: Database, task_id: str, items: Iterable[tuple[str, str, str, 
     items = list(items)
 
     def put(c: sqlite3.Connection) -> None:
-        if c.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone() is None:
-            raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
         if clear:
             c.execute("DELETE FROM params WHERE task = ?", (task_id,))
         c.executemany(
             "INSERT OR REPLACE INTO params (task, section, name, value, type, description) VALUES (?, ?, ?, ?, ?, ?)",
             [(task_id, *p) for p in items],
         )
-        c.execute("UPDATE tasks SET last_update = ? WHERE id = ?", (time.time(), task_id))
 
-    db.write(put)
+    _with_task(db, task_id, put)
+
+
+def _with_task(db: Database, task_id: str, fn) -> None:
+    """Run a write that names `task_id`; the foreign key turns an unknown id into TaskNotFound."""
+    try:
+        db.write(fn)
+    except sqlite3.IntegrityError as exc:
+        if "FOREIGN KEY" not in str(exc):
+            raise
+        raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}") from None
 
 
 def get_params(db: Database, task_id: str) -> list[sqlite3.Row]:

@@ -1,0 +1,164 @@
+"""Requirements: detecting a function's packages, parsing declared ones, checking them, container notices."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+
+from labpipe.agent import requirements
+from labpipe.agent.requirements import (
+    RequirementsError,
+    check_requirements,
+    container_notice,
+    describe_missing,
+    detect_packages,
+    parse_requirements,
+)
+from labpipe.errors import LabpipeError
+
+SKLEARN = metadata.version("scikit-learn")
+PACKAGING = metadata.version("packaging")
+
+
+# -- detect_packages ---------------------------------------------------------------------------------
+
+
+def test_detect_maps_import_names_to_pinned_distribution_names():
+    source = """
+def train(df):
+    from sklearn.linear_model import LogisticRegression
+    import yaml
+    return LogisticRegression()
+"""
+    assert detect_packages(source) == [f"PyYAML=={metadata.version('PyYAML')}", f"scikit-learn=={SKLEARN}"]
+
+
+def test_detect_ignores_stdlib_labpipe_and_relative_imports():
+    source = """
+def step():
+    import os, json
+    from collections import OrderedDict
+    import labpipe
+    from labpipe.task import Task
+    from . import sibling
+    from .helpers import thing
+    import packaging.version
+"""
+    assert detect_packages(source) == [f"packaging=={PACKAGING}"]
+
+
+def test_detect_ignores_a_local_module_beside_the_script(tmp_path, monkeypatch):
+    (tmp_path / "mylocalhelpers.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert detect_packages("def f():\n    import mylocalhelpers\n    return mylocalhelpers.X\n") == []
+
+
+def test_detect_reads_an_indented_method_source():
+    source = "    def method(self):\n        import sklearn\n"
+    assert detect_packages(source) == [f"scikit-learn=={SKLEARN}"]
+
+
+def test_detect_on_unparsable_source_names_the_line():
+    with pytest.raises(RequirementsError, match="line 2"):
+        detect_packages("def f():\n    import (\n")
+
+
+# -- parse_requirements ---------------------------------------------------------------------------------
+
+
+def test_parse_list_normalises_requirement_strings():
+    assert parse_requirements(["numpy >= 1.0", "scikit-learn", "numpy>=1.0"]) == [
+        "numpy>=1.0",
+        "scikit-learn",
+    ]
+
+
+def test_parse_requirements_txt_skips_comments_blank_lines_and_pip_options(tmp_path):
+    req = tmp_path / "requirements.txt"
+    req.write_text(
+        "# the model\n"
+        "\n"
+        "scikit-learn>=1.3  # inline comment\n"
+        "-r other.txt\n"
+        "--index-url https://example.invalid/simple\n"
+        "-e .\n"
+        "pandas>=2; python_version >= '3.8'\n"
+        "torch \\\n"
+        "  ==2.3.1\n"
+    )
+    assert parse_requirements(str(req)) == [
+        "scikit-learn>=1.3",
+        'pandas>=2; python_version >= "3.8"',
+        "torch==2.3.1",
+    ]
+    # a path wrapped in a list (Task.create(packages="requirements.txt") stores it so) is read too
+    assert parse_requirements([str(req)]) == parse_requirements(req)
+
+
+def test_parse_bad_requirements_line_names_file_and_line(tmp_path):
+    req = tmp_path / "requirements.txt"
+    req.write_text("pandas\nscikit-learn >>> 1\n")
+    with pytest.raises(LabpipeError, match=r"requirements\.txt:2: 'scikit-learn >>> 1'"):
+        parse_requirements(str(req))
+
+
+def test_parse_missing_requirements_file_names_the_path(tmp_path):
+    with pytest.raises(RequirementsError, match="nope.txt"):
+        parse_requirements(str(tmp_path / "nope.txt"))
+
+
+# -- check_requirements ---------------------------------------------------------------------------------
+
+
+def test_check_installed_requirements_are_ok():
+    assert check_requirements(["scikit-learn>=1.0", "packaging", f"scikit-learn=={SKLEARN}"]) == []
+
+
+def test_check_reports_a_version_that_is_too_old_with_what_is_installed():
+    assert check_requirements(["scikit-learn>=99"]) == [f"scikit-learn>=99 (installed: {SKLEARN})"]
+
+
+def test_check_reports_a_missing_package():
+    assert check_requirements(["nonexistent-pkg-labpipe"]) == ["nonexistent-pkg-labpipe (not installed)"]
+
+
+def test_check_skips_a_requirement_whose_marker_is_false():
+    assert check_requirements(['nonexistent-pkg-labpipe; python_version < "3"']) == []
+
+
+def test_check_answers_from_its_cache_on_a_second_call(monkeypatch):
+    check_requirements(["scikit-learn>=99"])
+    monkeypatch.setattr(requirements, "_check_one", lambda spec: pytest.fail("not cached"))
+    assert check_requirements(["scikit-learn>=99"]) == [f"scikit-learn>=99 (installed: {SKLEARN})"]
+
+
+def test_describe_missing_lists_problems_and_the_pip_command():
+    message = describe_missing(
+        "train", [f"scikit-learn>=99 (installed: {SKLEARN})", "nope-pkg (not installed)"]
+    )
+    assert "'train'" in message
+    assert f"scikit-learn>=99 (installed: {SKLEARN})" in message
+    assert "pip install 'scikit-learn>=99' nope-pkg" in message
+
+
+# -- container_notice -----------------------------------------------------------------------------------
+
+
+def test_container_notice_when_no_runtime_is_usable(monkeypatch):
+    monkeypatch.setattr(requirements.shutil, "which", lambda name: None)
+    notice = container_notice({"docker": "nvidia/cuda:12.1", "docker_args": "--gpus all"})
+    assert notice == (
+        "task requests docker image nvidia/cuda:12.1; no container runtime here, running it in the local environment"
+    )
+
+
+def test_container_notice_is_none_without_docker_settings_or_with_a_runtime(monkeypatch, tmp_path):
+    assert container_notice({"kind": "function"}) is None
+    sock = tmp_path / "docker.sock"
+    sock.touch()
+    monkeypatch.setattr(requirements.shutil, "which", lambda name: "/usr/bin/docker")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+    assert container_notice({"docker": "python:3.11"}) is None
+    sock.unlink()
+    assert "python:3.11" in container_notice({"docker": "python:3.11"})
