@@ -1,4 +1,4 @@
-"""Tests for labpipe.hashing: golden cache keys, canonical fingerprints, local-module discovery."""
+"""Tests for labpipe.hashing, .fingerprint and .source: golden keys, canonical fingerprints, local modules."""
 
 from __future__ import annotations
 
@@ -311,8 +311,15 @@ def test_another_process_with_another_hash_seed_computes_the_same_fingerprints()
     assert json.loads(out.stdout) == expected
 
 
-def test_hashing_imports_only_stdlib_xxhash_and_errors_at_module_level():
-    tree = ast.parse((REPO / "labpipe" / "hashing.py").read_text())
+# Lowest first: each may import only the ones before it, so there is no import cycle among them.
+HASHING_MODULES = ["labpipe.source", "labpipe.fingerprint", "labpipe.hashing"]
+
+
+@pytest.mark.parametrize("position", range(len(HASHING_MODULES)), ids=HASHING_MODULES)
+def test_hashing_modules_import_only_stdlib_xxhash_errors_and_lower_hashing_modules(position):
+    module = HASHING_MODULES[position]
+    lower = set(HASHING_MODULES[:position])
+    tree = ast.parse((REPO / f"{module.replace('.', '/')}.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -322,7 +329,19 @@ def test_hashing_imports_only_stdlib_xxhash_and_errors_at_module_level():
             continue
         for name in names:
             top = name.partition(".")[0]
-            assert top in sys.stdlib_module_names or top == "xxhash" or name == "labpipe.errors", name
+            assert (
+                top in sys.stdlib_module_names or top == "xxhash" or name == "labpipe.errors" or name in lower
+            ), name
+
+
+def test_hashing_re_exports_fingerprint_and_source_functions():
+    import labpipe.fingerprint
+    import labpipe.hashing
+    import labpipe.source
+
+    assert labpipe.hashing.fingerprint is labpipe.fingerprint.fingerprint
+    assert labpipe.hashing.normalize_source is labpipe.source.normalize_source
+    assert labpipe.hashing.local_module_sources is labpipe.source.local_module_sources
 
 
 def test_fingerprinting_plain_data_does_not_import_numpy_or_pandas():

@@ -1,0 +1,215 @@
+"""Python source as the cache sees it: normalised text, the project's own modules, library or not.
+
+A step's code half of the cache key (``hashing.code_key``) and a function passed as an argument
+(``fingerprint``) both need the same three answers about code: what it does once layout, comments and
+docstrings are set aside (``normalize_source``), which of the project's own files it imports
+(``local_module_sources``), and whether it belongs to a library (stdlib, site-packages, C extensions),
+whose version is a setting rather than the project's code (``is_library_code``).
+
+The lowest of the three hashing modules (``source`` <- ``fingerprint`` <- ``hashing``): stdlib only.
+Nothing here imports the code it looks at; files are read and parsed with ``ast``.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+from labpipe.errors import Unfingerprintable
+
+__all__ = ["is_library_code", "local_module_sources", "normalize_source"]
+
+# -------------------------------------------------------------------------------- normalised source
+
+
+def normalize_source(source: str, *, drop_decorators: bool = True) -> str:
+    """Python source reduced to what it does: comments, docstrings, blank lines and layout removed.
+
+    source: a function, class or module's source text; it may be indented (a method, a nested function).
+    drop_decorators: remove the decorators of the top-level functions and classes. True for a component's
+        own source, whose decorator settings are hashed separately (``code_key(settings=...)``); pass
+        False for a whole module or a helper, where a decorator is part of what the code does.
+
+    Why ``ast``: ``ast.unparse(ast.parse(s))`` maps every layout of the same code to one text, while any
+    real change (a constant, a name, an operator) shows. Raises ``Unfingerprintable`` if it does not parse.
+    """
+    tree = _parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
+                # A def whose only statement was its docstring still needs a body to stay valid code.
+                node.body = body[1:] or ([] if isinstance(node, ast.Module) else [ast.Pass()])
+    if drop_decorators:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                node.decorator_list = []
+    return ast.unparse(tree)
+
+
+def _parse(source: str) -> ast.Module:
+    """Parse possibly-indented source, or raise ``Unfingerprintable`` saying why it cannot be read."""
+    try:
+        return ast.parse(textwrap.dedent(source))
+    except (SyntaxError, ValueError) as exc:
+        first = next((line for line in source.splitlines() if line.strip()), "")
+        if first[:1] in (" ", "\t"):
+            # dedent() gives up when a multi-line string inside the code starts at column 0; wrapping the
+            # indented block in `if 1:` parses it as it stands.
+            try:
+                wrapped = ast.parse("if 1:\n" + source)
+                return ast.Module(body=wrapped.body[0].body, type_ignores=[])
+            except (SyntaxError, ValueError):
+                pass
+        where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        detail = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+        raise Unfingerprintable(
+            f"source does not parse as Python ({detail}{where}); its code has no stable fingerprint, "
+            "so this step is not cached. Check that the function's source file matches the running code."
+        ) from None
+
+
+# ------------------------------------------------------------------------------------ local modules
+
+
+def local_module_sources(func_source: str, root: str | os.PathLike) -> dict[str, str]:
+    """The project's own modules that a component imports, transitively: {module name: normalised source}.
+
+    func_source: the component's source; its imports (also those inside the function body) are read.
+    root: the pipeline script's folder, where a step's local imports resolve (as sys.path[0] does).
+
+    Modules are found by looking at files (root/name.py, root/pkg/__init__.py, root/pkg/sub.py), never by
+    importing them. Standard-library names, modules that are not files under root (numpy) and files inside
+    a site-packages folder do not count: their version is a setting, not the project's code. Why at all:
+    editing a helper module beside the pipeline script must invalidate the steps that use it.
+    """
+    root_path = Path(root).resolve()
+    found: dict[str, str] = {}
+    pending = list(_imported_modules(_parse(func_source), package=None))
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        top = name.partition(".")[0]
+        if top in sys.builtin_module_names or _is_frozen(top):
+            continue  # these always win over a same-named file beside the script
+        # Any other standard-library name (os, json) simply has no file under root; a project file
+        # that shadows one (statistics.py) is what the step imports, so it counts.
+        path = _module_file(root_path, name)
+        if path is None:
+            continue
+        text = _read_source(path)
+        try:
+            tree = _parse(text)
+        except Unfingerprintable:
+            # A file that does not parse still has content; raw text keeps its edits visible to the key.
+            found[name] = text
+            continue
+        found[name] = normalize_source(text, drop_decorators=False)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        pending.extend(_imported_modules(tree, package))
+    return dict(sorted(found.items()))
+
+
+def _imported_modules(tree: ast.AST, package: str | None):
+    """Every module name an import statement in ``tree`` may load, parents included (a.b.c loads a, a.b).
+
+    package: the importing module's package, for relative imports; None for a standalone script, where a
+    relative import cannot work and is skipped.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield from _with_parents(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if not package:
+                    continue
+                parts = package.split(".")
+                if node.level - 1 >= len(parts):
+                    continue
+                base = ".".join(parts[: len(parts) - (node.level - 1)])
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module
+            yield from _with_parents(module)
+            for alias in node.names:
+                if alias.name != "*":
+                    yield f"{module}.{alias.name}"  # `from pkg import sub` may name a submodule
+
+
+def _with_parents(name: str):
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        yield ".".join(parts[:i])
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    base = root.joinpath(*name.split("."))
+    # A package directory wins over a same-named module file, as in Python's own path finder.
+    for candidate in (base / "__init__.py", base.parent / f"{base.name}.py"):
+        if candidate.is_file():
+            return None if _is_library_path(candidate) else candidate
+    return None
+
+
+def _read_source(path: Path) -> str:
+    from importlib.util import decode_source
+
+    # decode_source honours a PEP 263 coding line and normalises newlines, as the import system does.
+    return decode_source(path.read_bytes())
+
+
+# ------------------------------------------------------------------------------- library or project
+
+
+def is_library_code(obj: object) -> bool:
+    """True for code from the standard library, site-packages or a C extension (not the project's).
+
+    Decided by where the module's file is, not by its name: a project file called `code.py` or
+    `statistics.py` is the project's code even though the standard library has a module of that name.
+    """
+    module_name = getattr(obj, "__module__", None)
+    if not module_name or module_name == "__main__":
+        return False
+    module = sys.modules.get(module_name)
+    if module is None:
+        return False
+    file = getattr(module, "__file__", None)
+    if file is None:
+        # Built-in and frozen modules have no file; a module made at run time (exec) is the user's.
+        return module_name in sys.builtin_module_names or _is_frozen(module_name)
+    return _is_library_path(Path(file))
+
+
+def _is_library_path(path: Path) -> bool:
+    resolved = path.resolve()
+    if {part.lower() for part in resolved.parts} & {"site-packages", "dist-packages"}:
+        return True
+    return resolved.is_relative_to(_stdlib_dir())
+
+
+_STDLIB_DIR: list[Path] = []
+
+
+def _stdlib_dir() -> Path:
+    # os.py lives at the top of the standard library (frozen modules keep their __file__ since 3.11).
+    if not _STDLIB_DIR:
+        _STDLIB_DIR.append(Path(os.__file__).resolve().parent)
+    return _STDLIB_DIR[0]
+
+
+def _is_frozen(name: str) -> bool:
+    from importlib.machinery import FrozenImporter
+
+    return FrozenImporter.find_spec(name) is not None
