@@ -23,6 +23,7 @@ from .errors import (
 )
 from .logger import Logger
 from .models import Model, OutputModel
+from .pipeline.decorator import PipelineDecorator
 from .storage import StorageManager
 from .task import Task, TaskTypes
 
@@ -35,6 +36,7 @@ __all__ = [
     "LabpipeError",
     "Logger",
     "Model",
+    "PipelineDecorator",
     "OutputModel",
     "ParameterError",
     "PipelineError",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import urllib.parse
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -55,6 +54,8 @@ class StorageManager:
                 return str(target)
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".tmp-{os.getpid()}"
+            import urllib.request
+
             try:
                 with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
                     shutil.copyfileobj(resp, fh)

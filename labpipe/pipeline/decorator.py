@@ -1,0 +1,612 @@
+"""ClearML's `PipelineDecorator`: pipelines from decorated functions.
+
+    @PipelineDecorator.component(return_values=["df"], cache=True)
+    def load(url): ...
+
+    @PipelineDecorator.pipeline(name="demo", project="examples", version="0.1")
+    def main(url="data.pkl"):
+        df = load(url)          # returns a proxy at once; the step runs on a worker
+        ...
+
+    PipelineDecorator.run_locally()   # or debug_pipeline(); default: the controller runs on `services`
+    main()
+
+Three modes: debug (plain calls here), local (controller here, steps on the built-in pool), remote
+(the default: the controller is itself a task on the `services` queue; this process waits).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import params as _params
+from .. import status as _status
+from ..errors import PipelineError, StepFailed
+from ..store import pipelines, tasks
+from ..task import ENV_TASK_ID, Task
+from .proxy import is_result
+from .run import PipelineRun
+from .step import StepSpec
+
+log = logging.getLogger("labpipe")
+
+_current: contextvars.ContextVar[PipelineRun | None] = contextvars.ContextVar("labpipe_pipeline", default=None)
+
+
+def current_run() -> PipelineRun | None:
+    """The pipeline run whose logic is executing in this thread, if any."""
+    return _current.get()
+
+
+def _ensure_progress_handler() -> None:
+    """Show pipeline progress on stderr unless the application configured logging itself."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("labpipe: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+class Component:
+    """A decorated pipeline component: a plain function outside a pipeline, a step inside one."""
+
+    def __init__(self, func: Callable, settings: dict[str, Any]):
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.settings = settings
+        rv = settings.get("return_values", ("return_object",))
+        self.return_values: tuple[str, ...] = (rv,) if isinstance(rv, str) else tuple(rv or ())
+        self.name = settings.get("name") or func.__name__
+        self._code_key: str | None = None
+        self._signature = inspect.signature(func)
+
+    def __repr__(self) -> str:
+        return f"<labpipe component {self.name!r}>"
+
+    @property
+    def code_key(self) -> str:
+        """The code half of this component's cache key (source, helpers, local modules, settings)."""
+        if self._code_key is None:
+            from ..function_task import function_source
+            from ..hashing import code_key
+            from ..source import local_module_sources
+
+            src = function_source(self.func)
+            helpers = [function_source(h).source for h in self.settings.get("helper_functions") or ()]
+            s = self.settings
+            settings = {
+                "return_values": list(self.return_values), "packages": s.get("packages"), "docker": s.get("docker"),
+                "repo": s.get("repo"), "repo_commit": s.get("repo_commit"), "repo_branch": s.get("repo_branch"),
+            }
+            self._code_key = code_key(src.source, helpers, local_module_sources(src.source, src.folder), settings)
+        return self._code_key
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        run = current_run()
+        if run is None:  # outside a pipeline, or debug mode: a plain call, as ClearML does
+            return self.func(*args, **kwargs)
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineError(f"component {self.name!r} called with bad arguments: {exc}") from None
+        bound.apply_defaults()
+        call_kwargs = dict(bound.arguments)
+        for pname, param in self._signature.parameters.items():
+            if param.kind is param.VAR_KEYWORD and pname in call_kwargs:
+                call_kwargs.update(call_kwargs.pop(pname))
+            elif param.kind is param.VAR_POSITIONAL and pname in call_kwargs:
+                raise PipelineError(f"component {self.name!r}: *{pname} arguments cannot be passed to a step; name them")
+        name = run.unique_name(self.name)
+        _check_picklable(name, call_kwargs)
+        s = self.settings
+        spec = StepSpec(
+            name=name, kind="function", function=self.func, kwargs=call_kwargs, return_values=self.return_values,
+            queue=s.get("execution_queue"), cache=bool(s.get("cache")), task_type=s.get("task_type"),
+            task_name=self.name, packages=s.get("packages"), docker=s.get("docker"), docker_args=s.get("docker_args"),
+            docker_bash_setup_script=s.get("docker_bash_setup_script"), repo=s.get("repo"),
+            repo_branch=s.get("repo_branch"), repo_commit=s.get("repo_commit"),
+            helper_functions=tuple(s.get("helper_functions") or ()), tags=list(s.get("tags") or ()),
+            continue_on_fail=bool(s.get("continue_on_fail")), continue_behaviour=s.get("continue_behaviour"),
+            retry_on_failure=s.get("retry_on_failure"), pre_execute_callback=s.get("pre_execute_callback"),
+            post_execute_callback=s.get("post_execute_callback"), status_change_callback=s.get("status_change_callback"),
+            monitor_metrics=list(s.get("monitor_metrics") or ()), monitor_artifacts=list(s.get("monitor_artifacts") or ()),
+            monitor_models=list(s.get("monitor_models") or ()), stage=s.get("stage"), draft=bool(s.get("draft")),
+            working_dir=s.get("working_dir"), parents=list(s.get("parents") or ()),
+            code_key=self.code_key if s.get("cache") else None,
+        )
+        run.add(spec)
+        run.start()
+        return run.results(name, self.return_values)
+
+
+def _check_picklable(step: str, kwargs: dict) -> None:
+    """A non-picklable argument is an error naming it and the step, before anything is launched."""
+    import cloudpickle
+
+    for key, value in kwargs.items():
+        if is_result(value) or value is None or isinstance(value, (bool, int, float, str, bytes)):
+            continue
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            raise PipelineError(
+                f"step {step!r}: argument {key!r} of type {type(value).__module__}.{type(value).__qualname__} cannot be "
+                f"pickled ({type(exc).__name__}: {exc}), so it cannot be sent to a worker; pass something picklable"
+            ) from None
+
+
+class PipelineFunction:
+    """A decorated pipeline function: calling it runs the pipeline in the current mode."""
+
+    def __init__(self, func: Callable, settings: dict[str, Any]):
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.settings = settings
+        self._signature = inspect.signature(func)
+        self._instances: list[tuple[threading.Thread, dict]] = []
+
+    def __repr__(self) -> str:
+        return f"<labpipe pipeline {self.settings['name']!r}>"
+
+    # -- entry ----------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise PipelineError(f"pipeline {self.settings['name']!r} called with bad arguments: {exc}") from None
+        bound.apply_defaults()
+        call_kwargs = dict(bound.arguments)
+        outer = current_run()
+        if outer is not None:
+            return self._as_step(outer, call_kwargs)
+        if PipelineDecorator._mode == "debug":
+            return self.func(**call_kwargs)
+        attached = self._attached_task()
+        if attached is not None:
+            return self._control(attached, self._overridden(attached, call_kwargs), local_pool=True)
+        if self.settings.get("multi_instance_support") == "parallel":
+            return self._start_parallel(call_kwargs)
+        return self._run(call_kwargs)
+
+    def _run(self, kwargs: dict) -> Any:
+        remote = PipelineDecorator._mode == "remote" and self.settings.get("pipeline_execution_queue", "services") is not None
+        if remote and not self.settings.get("start_controller_locally"):
+            return self._run_remotely(kwargs)
+        task = self._create_task(kwargs, status=_status.IN_PROGRESS)
+        return self._control(task, kwargs, local_pool=True)
+
+    # -- the controller -------------------------------------------------------------------
+
+    def _control(self, task: Task, kwargs: dict, *, local_pool: bool, parent_run: PipelineRun | None = None) -> Any:
+        """Run the pipeline logic here as the controller of `task`; steps go to their queues."""
+        s = self.settings
+        run = PipelineRun(
+            task,
+            default_queue=s.get("default_queue") or PipelineDecorator._default_queue or "default",
+            abort_on_failure=bool(s.get("abort_on_failure")),
+            add_pipeline_tags=bool(s.get("add_pipeline_tags")),
+            target_project=s.get("target_project"),
+            retry_on_failure=s.get("retry_on_failure"),
+            pool_frequency=float(s.get("pool_frequency") or 0.0) * 60 if s.get("pool_frequency") else 0.0,
+            pool=_pool_starter() if local_pool else None,
+            refresh=PipelineDecorator._refresh_for(),
+        )
+        token = _current.set(run)
+        try:
+            result = self.func(**kwargs)
+            if is_result(result) or (isinstance(result, tuple) and any(is_result(r) for r in result)):
+                result = result._resolve() if is_result(result) else tuple(r._resolve() if is_result(r) else r for r in result)
+        except KeyboardInterrupt:
+            run.stop("interrupted (Ctrl-C)")
+            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            raise
+        except BaseException as exc:
+            # The logic failed (often by using a failed step's value): let declared steps finish
+            # unless told to abort, then fail the pipeline with the original error.
+            if s.get("abort_on_failure"):
+                run.stop(f"pipeline logic raised {type(exc).__name__}")
+            else:
+                run.close()
+            _finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            _current.reset(token)
+        try:
+            ok = run.close()
+        except KeyboardInterrupt:
+            run.stop("interrupted (Ctrl-C)")
+            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            raise
+        if not ok:
+            message = "; ".join(run.errors)
+            _finish(task, _status.FAILED, message)
+            raise StepFailed(f"pipeline {s['name']!r} (task {task.id}) failed: {message}")
+        name = s.get("return_value") or ("return_object" if parent_run is not None else None)
+        if name and result is not None:
+            task.upload_artifact(name, result)
+        _finish(task, _status.COMPLETED, "")
+        return result
+
+    def _create_task(self, kwargs: dict, *, status: str, parent: str | None = None) -> Task:
+        s = self.settings
+        from ..store.db import get_database
+
+        db = get_database()
+        name = s["name"]
+        if s.get("add_run_number", True):
+            runs = db.query_one(
+                "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
+                (s.get("project") or "", name),
+            )[0]
+            if runs:
+                name = f"{name} #{runs + 1}"
+        owner = f"local:{os.uname().nodename}:{os.getpid()}"
+        row = tasks.create_task(
+            db, name=name, project=s.get("project") or "", type="controller", parent=parent,
+            script=self._definition(), runtime={"pipeline_name": s["name"], "pipeline_version": s.get("version")},
+            system_tags=["pipeline"], tags=list(s.get("tags") or ()), status=status,
+            owner=owner if status == _status.IN_PROGRESS else None, params=self._args_params(kwargs),
+        )
+        return Task(row, db)
+
+    def _definition(self) -> dict:
+        """How to run this pipeline again: a snapshot of the entry script and the function to call."""
+        main = sys.modules.get("__main__")
+        path = getattr(main, "__file__", None) or inspect.getsourcefile(self.func)
+        definition: dict[str, Any] = {"kind": "script", "pipeline_function": self.func.__qualname__}
+        if path:
+            path = os.path.abspath(path)
+            definition.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)])
+            try:
+                definition["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                pass
+        return definition
+
+    def _args_params(self, kwargs: dict) -> list[tuple]:
+        sections = {arg: sec for sec, args in (self.settings.get("args_map") or {}).items() for arg in args}
+        out = []
+        for key, value in kwargs.items():
+            value_json, type_name = _params.encode(value)
+            out.append((sections.get(key, "Args"), key, value_json, type_name, ""))
+        return out
+
+    def _overridden(self, task: Task, kwargs: dict) -> dict:
+        """The call's arguments with the task's stored (possibly edited) Args applied: a clone with
+        changed arguments really runs with them."""
+        stored = task.get_parameters()
+        sections = {arg: sec for sec, args in (self.settings.get("args_map") or {}).items() for arg in args}
+        out = dict(kwargs)
+        for key, value in kwargs.items():
+            full = f"{sections.get(key, 'Args')}/{key}"
+            if full in stored:
+                out[key] = _params.cast_like(stored[full], value)
+        return out
+
+    def _attached_task(self) -> Task | None:
+        """Under a worker running this pipeline's task (remote mode, or a relaunched clone): that task."""
+        task_id = os.environ.get(ENV_TASK_ID)
+        if not task_id or PipelineDecorator._attached == task_id:
+            return None
+        try:
+            task = Task.get_task(task_id=task_id)
+        except LookupError:
+            return None
+        if task.data.script.get("pipeline_function") != self.func.__qualname__:
+            return None
+        PipelineDecorator._attached = task_id
+        return task
+
+    # -- remote mode ----------------------------------------------------------------------
+
+    def _run_remotely(self, kwargs: dict) -> Any:
+        queue = self.settings.get("pipeline_execution_queue") or "services"
+        task = self._create_task(kwargs, status=_status.CREATED)
+        Task.enqueue(task, queue_name=queue)
+        if PipelineDecorator._enqueue_only:
+            log.info("pipeline %r enqueued on %r as task %s; `labpipe agent --queue %s` runs it", self.settings["name"], queue, task.id, queue)
+            return None
+        _pool_starter(services=True)(queue)
+        _ensure_progress_handler()
+        try:
+            final = _follow(task)
+        except KeyboardInterrupt:
+            _stop_pipeline_task(task, "interrupted (Ctrl-C)")
+            raise
+        if final.status not in _status.SUCCEEDED:
+            raise StepFailed(f"pipeline {self.settings['name']!r} (task {task.id}) {final.status}: {final.data.status_message}")
+        name = self.settings.get("return_value")
+        if name and name in final.artifacts:
+            return final.artifacts[name].get()
+        return None
+
+    # -- nesting and parallel instances -----------------------------------------------------
+
+    def _as_step(self, outer: PipelineRun, kwargs: dict) -> Any:
+        """A pipeline called inside another: one node whose task is itself a pipeline."""
+        name = outer.unique_name(self.settings["name"])
+
+        def runner(parent: str, kwargs: dict) -> str:
+            task = self._create_task(kwargs, status=_status.IN_PROGRESS, parent=parent)
+
+            def body() -> None:
+                try:
+                    self._control(task, kwargs, local_pool=True, parent_run=outer)
+                except BaseException:  # recorded on the nested task; the outer node sees it failed
+                    log.debug("nested pipeline %s failed", task.id, exc_info=True)
+
+            threading.Thread(target=contextvars.Context().run, args=(body,), daemon=True, name=f"labpipe-nested-{task.id[:8]}").start()
+            return task.id
+
+        spec = StepSpec(name=name, kind="pipeline", kwargs=kwargs, runner=runner, return_values=("return_object",))
+        outer.add(spec)
+        outer.start()
+        return outer.results(name, ("return_object",))
+
+    def _start_parallel(self, kwargs: dict) -> None:
+        box: dict[str, Any] = {}
+
+        def body() -> None:
+            try:
+                box["result"] = self._run(kwargs)
+            except BaseException as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=contextvars.Context().run, args=(body,), daemon=True, name="labpipe-pipeline-instance")
+        thread.start()
+        self._instances.append((thread, box))
+        PipelineDecorator._instances.append((thread, box))
+        return None
+
+
+def _finish(task: Task, status: str, message: str) -> None:
+    tasks.set_status(task._db, task.id, status, message, force=True)
+    task.reload()
+
+
+def _stop_pipeline_task(task: Task, reason: str) -> None:
+    """Stop a pipeline task and every step it launched that is still queued or running."""
+    for step in tasks.find_tasks(task._db, parent=task.id, status=[_status.QUEUED, _status.IN_PROGRESS], include_archived=True):
+        tasks.set_status(task._db, step.id, _status.STOPPED, reason, force=True)
+    tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
+
+
+def _follow(task: Task, poll: float = 0.1) -> Task:
+    """Wait for a pipeline task, logging progress (steps done/total) as it changes."""
+    from ..waiting import wait_for_tasks
+
+    last = None
+    while True:
+        try:
+            wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=1.0)
+            return task.reload()
+        except TimeoutError:
+            pass
+        counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
+        done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
+        line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
+        if line != last:
+            log.info(line)
+            last = line
+
+
+def _pool_starter(services: bool = False) -> Callable[[str], None]:
+    """A callable that makes sure a queue is served (by a daemon, or by this process's built-in pool)."""
+    def ensure(queue: str) -> None:
+        from ..agent.pool import ensure_pool
+
+        workers = 1 if (services or queue == "services") else (PipelineDecorator._workers or os.cpu_count() or 1)
+        ensure_pool({queue: workers})
+
+    return ensure
+
+
+class PipelineDecorator:
+    """Pipelines from functions (ClearML's `PipelineDecorator`)."""
+
+    _mode = "remote"
+    _default_queue: str | None = None
+    _workers: int | None = None
+    _refresh: bool | set[str] = False
+    _enqueue_only = False
+    _attached: str | None = None
+    _instances: list[tuple[threading.Thread, dict]] = []
+
+    @classmethod
+    def component(
+        cls,
+        _func: Callable | None = None,
+        *,
+        return_values: Sequence[str] | str = ("return_object",),
+        name: str | None = None,
+        cache: bool = False,
+        packages: Sequence[str] | str | None = None,
+        parents: Sequence[str] | None = None,
+        execution_queue: str | None = None,
+        continue_on_fail: bool = False,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        task_type: Any = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        helper_functions: Sequence[Callable] | None = None,
+        monitor_metrics: list | None = None,
+        monitor_artifacts: list | None = None,
+        monitor_models: list | None = None,
+        retry_on_failure: int | Callable | None = None,
+        pre_execute_callback: Callable | None = None,
+        post_execute_callback: Callable | None = None,
+        status_change_callback: Callable | None = None,
+        continue_behaviour: dict | None = None,
+        tags: Sequence[str] | None = None,
+        draft: bool = False,
+        working_dir: str | None = None,
+        stage: str | None = None,
+        **_ignored: Any,
+    ) -> Callable:
+        """Make a function a pipeline component (ClearML's arguments; see the README for each).
+
+        Inside a pipeline, a call returns at once a proxy per return value and the function runs as a
+        standalone task on a worker (import what it uses inside its body). Outside, a plain call.
+        return_values: artifact names for the return value(s). cache: reuse an identical earlier run.
+        execution_queue: the queue for this step. continue_on_fail: a failure does not fail the pipeline.
+        retry_on_failure: retries (int) or callable(pipeline, node, retries) -> bool.
+        pre_execute_callback(pipeline, node, params) -> False skips the step and its subtree.
+        """
+        settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
+
+        def wrap(func: Callable) -> Component:
+            return Component(func, settings)
+
+        return wrap(_func) if _func is not None else wrap
+
+    @classmethod
+    def pipeline(
+        cls,
+        _func: Callable | None = None,
+        *,
+        name: str | None = None,
+        project: str | None = None,
+        version: str | None = None,
+        return_value: str | None = None,
+        default_queue: str | None = None,
+        pool_frequency: float = 0.0,
+        add_pipeline_tags: bool = False,
+        target_project: str | None = None,
+        abort_on_failure: bool = False,
+        pipeline_execution_queue: str | None = "services",
+        multi_instance_support: bool | str = False,
+        add_run_number: bool = True,
+        args_map: dict[str, list[str]] | None = None,
+        start_controller_locally: bool = False,
+        retry_on_failure: int | Callable | None = None,
+        enable_local_imports: bool = True,
+        tags: Sequence[str] | None = None,
+        **_ignored: Any,
+    ) -> Callable:
+        """Make a function the pipeline's logic (ClearML's arguments).
+
+        name, project, version (required): identify the pipeline. Its arguments are stored in the
+        pipeline task's `Args/` section (or the sections of `args_map`), so a clone with edited
+        arguments runs with them. pipeline_execution_queue: where the controller runs in the default
+        (remote) mode; None runs the logic here with steps on workers. abort_on_failure: a failed step
+        stops everything at once. return_value: artifact name for the function's return value.
+        """
+        if version is None or str(version).strip() == "":
+            raise PipelineError(
+                f"pipeline {name!r} needs a version, e.g. @PipelineDecorator.pipeline(name=..., project=..., version='1.0'): "
+                "it identifies the pipeline template across runs"
+            )
+        settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
+        settings["version"] = str(version)
+
+        def wrap(func: Callable) -> PipelineFunction:
+            settings["name"] = settings.get("name") or func.__name__
+            return PipelineFunction(func, settings)
+
+        return wrap(_func) if _func is not None else wrap
+
+    @classmethod
+    def debug_pipeline(cls) -> None:
+        """Run pipelines as plain synchronous calls in this process (nothing stored, nothing to set up)."""
+        cls._mode = "debug"
+
+    @classmethod
+    def run_locally(cls, workers: int | None = None) -> None:
+        """Run the controller in this process and every step as a task on the built-in worker pool.
+
+        workers: pool size per step queue (default: one per core).
+        """
+        cls._mode = "local"
+        cls._workers = workers
+
+    @classmethod
+    def run_remotely(cls, wait: bool = True) -> None:
+        """The default mode: the controller runs as a task on `services` (a built-in pool serves it).
+
+        wait=False enqueues the controller and returns at once, as a ClearML script exits after
+        enqueueing; a `labpipe agent --services` daemon then runs it.
+        """
+        cls._mode = "remote"
+        cls._enqueue_only = not wait
+
+    @classmethod
+    def set_default_execution_queue(cls, default_execution_queue: str | None) -> None:
+        cls._default_queue = default_execution_queue
+
+    @classmethod
+    def refresh_cache(cls, steps: bool | Sequence[str] = True) -> None:
+        """Re-run cached steps in the next runs: True for all, or names of components to re-run.
+
+        Also settable without touching code: LABPIPE_REFRESH=all or LABPIPE_REFRESH=step_a,step_b.
+        """
+        cls._refresh = True if steps is True else (set(steps) if steps else False)
+
+    @classmethod
+    def _refresh_for(cls) -> bool | set[str]:
+        env = os.environ.get("LABPIPE_REFRESH", "").strip()
+        if env:
+            return True if env.lower() in ("1", "all", "true", "*") else {s.strip() for s in env.split(",") if s.strip()}
+        return cls._refresh
+
+    @classmethod
+    def get_current_pipeline(cls) -> PipelineRun | None:
+        """The running pipeline (in its logic), or None."""
+        return current_run()
+
+    @classmethod
+    def wait_for_multi_pipelines(cls) -> list[Any]:
+        """Wait for pipelines started with multi_instance_support='parallel'; returns their results in order."""
+        out = []
+        for thread, box in cls._instances:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            out.append(box.get("result"))
+        cls._instances = []
+        return out
+
+    @classmethod
+    def _pipeline_task(cls) -> Task:
+        run = current_run()
+        if run is not None:
+            return run.task
+        task = Task.current_task()
+        if task is not None and task.parent:
+            parent = Task.get_task(task_id=task.parent)
+            if parent.task_type == "controller":
+                return parent
+        if task is not None and task.task_type == "controller":
+            return task
+        raise PipelineError("no running pipeline: call this inside a pipeline's logic or one of its components")
+
+    @classmethod
+    def get_logger(cls):
+        """The pipeline task's Logger (from its logic or from inside a component)."""
+        return cls._pipeline_task().get_logger()
+
+    @classmethod
+    def upload_artifact(cls, name: str, artifact_object: Any, metadata: dict | None = None, **kwargs: Any) -> bool:
+        """Store an artifact on the pipeline task."""
+        return cls._pipeline_task().upload_artifact(name, artifact_object, metadata=metadata, **kwargs)
+
+    @classmethod
+    def upload_model(cls, model_name: str, model_local_path: str, **_ignored: Any) -> str:
+        """Store a model (weights file or folder) on the pipeline task."""
+        from ..models import OutputModel
+
+        return OutputModel(task=cls._pipeline_task(), name=model_name).update_weights(weights_filename=model_local_path)
+

@@ -1,0 +1,569 @@
+"""One pipeline run: the DAG, the step launcher, the cache, the failure policy. Shared by
+`PipelineDecorator` and `PipelineController` (they differ only in how steps are declared).
+
+The pipeline logic runs in the caller's thread and only *declares* steps (`add`); a scheduler
+thread advances the DAG (`_advance`, the one loop to read): it launches every step whose parents
+succeeded (or reuses a cached task), polls the running steps' tasks in one query, applies retries
+and the failure policy, and wakes whoever waits for a result.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .. import status as _status
+from ..errors import ArtifactError, LabpipeError, PipelineError, StepFailed, Unfingerprintable
+from ..store import outputs, pipelines, tasks
+from ..task import Task
+from .dag import DAG, Node
+from .proxy import StepResult, is_result
+from .step import StepSpec, metric_pairs, monitor_pairs
+
+log = logging.getLogger("labpipe")
+
+_REAP_EVERY = 1.0
+
+
+class PipelineRun:
+    """The live state of one pipeline run, owned by its controller process.
+
+    task: the pipeline's own task (type controller). default_queue: where steps go unless told.
+    pool: a callable(queue) that makes sure someone serves that queue (None: nobody starts workers).
+    refresh: True to re-run every cached step, or a set of step names to re-run.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        default_queue: str = "default",
+        abort_on_failure: bool = False,
+        add_pipeline_tags: bool = False,
+        target_project: str | None = None,
+        retry_on_failure: int | Callable | None = None,
+        pool_frequency: float = 0.0,
+        pool: Callable[[str], None] | None = None,
+        refresh: bool | set[str] = False,
+        step_task_created_callback: Callable | None = None,
+        step_task_completed_callback: Callable | None = None,
+        owner: Any = None,
+    ):
+        self.task = task
+        self.db = task._db
+        self.default_queue = default_queue
+        self.abort_on_failure = abort_on_failure
+        self.add_pipeline_tags = add_pipeline_tags
+        self.target_project = target_project
+        self.retry_on_failure = retry_on_failure
+        self.pool_frequency = pool_frequency
+        self.pool = pool
+        self.refresh = refresh
+        self.step_task_created_callback = step_task_created_callback
+        self.step_task_completed_callback = step_task_completed_callback
+        self.owner = owner if owner is not None else self  # what callbacks receive as `pipeline`
+        self.dag = DAG()
+        self.specs: dict[str, StepSpec] = {}
+        self.errors: list[str] = []
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._active: dict[str, str] = {}
+        self._retries: dict[str, int] = {}
+        self._names: dict[str, int] = {}
+        self._dirty: set[str] = set()
+        self._served: set[str] = set()
+        self._warned_unhashable: set[str] = set()
+        self._closing = False
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._last_reap = 0.0
+        self.started = time.time()
+
+    # -- declaring steps (caller's thread) -----------------------------------------------
+
+    def unique_name(self, base: str) -> str:
+        """ClearML's naming of repeated calls: name, name_1, name_2, ..."""
+        with self._lock:
+            n = self._names.get(base, 0)
+            self._names[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            while name in self.dag:  # an explicit step already took it
+                n += 1
+                self._names[base] = n + 1
+                name = f"{base}_{n}"
+            return name
+
+    def add(self, spec: StepSpec, *, deferred: bool = False) -> Node:
+        """Declare a step; it launches as soon as its parents succeeded (after `start()`)."""
+        with self._cond:
+            if self._closing and self._thread is not None and not self._thread.is_alive():
+                raise PipelineError(f"pipeline {self.task.id} has finished; step {spec.name!r} cannot be added")
+            parents = list(dict.fromkeys([*spec.parents, *_result_parents(spec.kwargs)]))
+            spec.parents = parents
+            node = Node(name=spec.name, parents=parents, kind=spec.kind, queue=spec.queue or self.default_queue, stage=spec.stage)
+            (self.dag.add_deferred if deferred else self.dag.add)(node)
+            self.specs[spec.name] = spec
+            self._dirty.add(spec.name)
+            self._cond.notify_all()
+            return node
+
+    def results(self, name: str, return_values: tuple[str, ...]) -> StepResult | tuple[StepResult, ...] | None:
+        """What a component call returns: one proxy, a tuple of proxies, or None for no return values."""
+        proxies = tuple(StepResult(self, name, rv) for rv in return_values)
+        if not proxies:
+            return None
+        return proxies[0] if len(proxies) == 1 else proxies
+
+    # -- the scheduler --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the scheduler thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"labpipe-pipeline-{self.task.id[:8]}", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    changed = self._advance()
+                    if changed:
+                        self._cond.notify_all()
+                    if self._closing and all(n.done for n in self.dag):
+                        return
+                    if not changed:
+                        self._cond.wait(0.002 if self._active else max(self.pool_frequency, 0.05))
+        except BaseException as exc:  # never die silently: waiters get this error
+            log.exception("pipeline %s: scheduler crashed", self.task.id)
+            with self._cond:
+                self._thread_error = exc
+                self._cond.notify_all()
+        finally:
+            self._persist()
+
+    def _advance(self) -> bool:
+        """One pass over the DAG: launch what is ready, collect what finished. True if anything changed."""
+        changed = False
+        if not self._stopped:
+            for name in self._ready():
+                self._launch(name)
+                changed = True
+        if self._active:
+            rows = pipelines.task_statuses(self.db, list(self._active.values()))
+            for name, task_id in list(self._active.items()):
+                row = rows.get(task_id)
+                node = self.dag[name]
+                status = row["status"] if row is not None else _status.FAILED
+                if status == _status.IN_PROGRESS and node.status == "queued":
+                    self._set(name, "running", started=row["started"])
+                    changed = True
+                elif status in _status.SUCCEEDED:
+                    del self._active[name]
+                    self._succeeded(name, row)
+                    changed = True
+                elif status in (_status.FAILED, _status.STOPPED) or (status == _status.CREATED and node.status != "pending"):
+                    del self._active[name]
+                    message = row["status_message"] if row is not None else "its task was deleted"
+                    self._failed(name, status if status != _status.CREATED else _status.STOPPED, message or "")
+                    changed = True
+                elif status == _status.IN_PROGRESS:
+                    spec = self.specs[name]
+                    if spec.time_limit and node.started and time.time() - node.started > spec.time_limit:
+                        tasks.set_status(self.db, task_id, _status.STOPPED, f"time limit of {spec.time_limit} s exceeded", force=True)
+            now = time.monotonic()
+            if now - self._last_reap > _REAP_EVERY:
+                self._last_reap = now
+                tasks.reap_expired(self.db)
+        if self._dirty and (changed or not self._active):
+            self._persist()
+        return changed
+
+    def _ready(self) -> list[str]:
+        out = []
+        for node in self.dag:
+            if node.status != "pending":
+                continue
+            if all(self._parent_ok(p) for p in node.parents):
+                out.append(node.name)
+        return out
+
+    def _parent_ok(self, parent: str) -> bool:
+        node = self.dag[parent]
+        if node.succeeded:
+            return True
+        if node.status in ("failed", "aborted"):
+            b = self.specs[parent].behaviour()
+            return not b["skip_children_on_fail" if node.status == "failed" else "skip_children_on_abort"]
+        return False
+
+    # -- launching ------------------------------------------------------------------------
+
+    def _launch(self, name: str) -> None:
+        spec, node = self.specs[name], self.dag[name]
+        try:
+            if spec.kind == "function":
+                self._launch_function(spec, node)
+            elif spec.kind == "pipeline":
+                self._launch_pipeline(spec, node)
+            else:
+                from .task_step import launch_task_step
+
+                launch_task_step(self, spec, node)
+        except LabpipeError as exc:
+            self._set(name, "failed", error=str(exc), completed=time.time())
+            self._apply_policy(name, "failed", str(exc))
+        except Exception as exc:  # a user callback or argument raised: the step fails, the run goes on
+            text = f"{type(exc).__name__}: {exc}"
+            self._set(name, "failed", error=f"step {name!r} could not be launched: {text}", completed=time.time())
+            self._apply_policy(name, "failed", text)
+
+    def _pre_execute(self, spec: StepSpec, node: Node, param_override: dict) -> bool:
+        """Run the pre-launch callbacks; False means skip this node and its subtree."""
+        for cb in (spec.pre_execute_callback, self.step_task_created_callback):
+            if cb is not None and cb(self.owner, node, param_override) is False:
+                self._set(node.name, "skipped", error="skipped by its pre-execute callback", completed=time.time())
+                for child in self.dag.skip_subtree(node.name, f"parent {node.name!r} was skipped"):
+                    self._dirty.add(child)
+                return False
+        return True
+
+    def _launch_function(self, spec: StepSpec, node: Node) -> None:
+        literal, refs, fingerprinted = {}, {}, {}
+        for key, value in spec.kwargs.items():
+            if is_result(value):
+                parent = self.dag[value.step_name]
+                refs[key] = {"task": parent.task_id, "artifact": object.__getattribute__(value, "_artifact")}
+            else:
+                value = _resolve_nested(value)
+                literal[key] = value
+            fingerprinted[key] = value
+        if not self._pre_execute(spec, node, dict(literal, **{k: f"${{{r['task']}.{r['artifact']}}}" for k, r in refs.items()})):
+            return
+        key = self._cache_key(spec, fingerprinted) if spec.cache else None
+        if key is not None and not self._refreshing(spec.name):
+            hit = self._cached(key, spec.return_values)
+            if hit is not None:
+                self._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
+                self._after_success(node.name)
+                return
+        from ..function_task import ArtifactRef, create_function_task
+
+        task = create_function_task(
+            spec.function,
+            task_name=spec.task_name or spec.name,
+            project_name=self.target_project or self.task.project,
+            task_type=spec.task_type,
+            return_values=spec.return_values,
+            helper_functions=spec.helper_functions,
+            packages=spec.packages,
+            docker=spec.docker,
+            docker_args=spec.docker_args,
+            docker_bash_setup_script=spec.docker_bash_setup_script,
+            repo=spec.repo,
+            repo_branch=spec.repo_branch,
+            repo_commit=spec.repo_commit,
+            tags=self._step_tags(spec),
+            parent=self.task.id,
+            **literal,
+            **{k: ArtifactRef(r["task"], r["artifact"]) for k, r in refs.items()},
+        )
+        if key is not None:
+            tasks.update_task(self.db, task.id, cache_key=key)
+        node.task_id = task.id
+        self._enqueue(task, spec, node)
+
+    def _launch_pipeline(self, spec: StepSpec, node: Node) -> None:
+        if not self._pre_execute(spec, node, dict(spec.kwargs)):
+            return
+        kwargs = {k: _resolve_nested(v._resolve() if is_result(v) else v) for k, v in spec.kwargs.items()}
+        task_id = spec.runner(parent=self.task.id, kwargs=kwargs)
+        self._set(node.name, "running", task_id=task_id, started=time.time())
+        self._active[node.name] = task_id
+
+    def _enqueue(self, task: Task, spec: StepSpec, node: Node) -> None:
+        queue = spec.queue or self.default_queue
+        if spec.draft:
+            self._set(node.name, "skipped", task_id=task.id, error="draft step: created, not run", completed=time.time())
+            return
+        Task.enqueue(task, queue_name=queue)
+        if self.pool is not None and queue not in self._served:
+            self.pool(queue)
+            self._served.add(queue)
+        self._set(node.name, "queued", task_id=task.id, queue=queue)
+        self._active[node.name] = task.id
+        self._status_changed(node.name)
+
+    def _step_tags(self, spec: StepSpec) -> list[str]:
+        tags = list(spec.tags)
+        if self.add_pipeline_tags:
+            tags.append(f"pipe: {self.task.id}")
+        return tags
+
+    # -- cache ----------------------------------------------------------------------------
+
+    def _refreshing(self, name: str) -> bool:
+        if self.refresh is True:
+            return True
+        if not self.refresh:
+            return False
+        base = name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
+        return name in self.refresh or base in self.refresh
+
+    def _cache_key(self, spec: StepSpec, kwargs: dict) -> str | None:
+        from ..hashing import args_key, cache_key
+
+        try:
+            return cache_key(spec.code_key, args_key(kwargs))
+        except Unfingerprintable as exc:
+            if spec.name not in self._warned_unhashable:
+                self._warned_unhashable.add(spec.name)
+                log.warning("step %r is not cached: %s", spec.name, exc)
+            return None
+
+    def _cached(self, key: str, return_values: tuple[str, ...]):
+        hit = pipelines.find_cached(self.db, key)
+        if hit is None:
+            return None
+        # A cached task whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
+        hashes = pipelines.artifact_hashes(self.db, hit.id, list(return_values)) if return_values else {}
+        if len(hashes) != len(return_values) or not pipelines.blobs_present(self.db, list(hashes.values())):
+            return None
+        return hit
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _succeeded(self, name: str, row) -> None:
+        self._set(name, "completed", started=row["started"] or self.dag[name].started, completed=row["completed"] or time.time())
+        self._after_success(name)
+
+    def _after_success(self, name: str) -> None:
+        spec, node = self.specs[name], self.dag[name]
+        self._monitor(spec, node)
+        for cb in (spec.post_execute_callback, self.step_task_completed_callback):
+            if cb is not None:
+                try:
+                    cb(self.owner, node)
+                except Exception:
+                    log.exception("pipeline %s: post-execute callback of step %r raised", self.task.id, name)
+        self._status_changed(name)
+
+    def _failed(self, name: str, task_status: str, message: str) -> None:
+        spec, node = self.specs[name], self.dag[name]
+        if task_status == _status.FAILED and not self._stopped and self._retry(spec, node):
+            return
+        node_status = "failed" if task_status == _status.FAILED else "aborted"
+        self._set(name, node_status, error=message or task_status, completed=time.time())
+        self._apply_policy(name, node_status, message)
+
+    def _retry(self, spec: StepSpec, node: Node) -> bool:
+        policy = spec.retry_on_failure if spec.retry_on_failure is not None else self.retry_on_failure
+        done = self._retries.get(node.name, 0)
+        again = bool(policy(self.owner, node, done)) if callable(policy) else done < int(policy or 0)
+        if not again:
+            return False
+        self._retries[node.name] = done + 1
+        log.info("pipeline %s: retrying step %r (retry %d)", self.task.id, node.name, done + 1)
+        Task.enqueue(node.task_id, queue_name=node.queue)
+        self._set(node.name, "queued")
+        self._active[node.name] = node.task_id
+        return True
+
+    def _apply_policy(self, name: str, node_status: str, message: str) -> None:
+        behaviour = self.specs[name].behaviour()
+        kind = "fail" if node_status == "failed" else "abort"
+        if behaviour[f"skip_children_on_{kind}"]:
+            for child in self.dag.skip_subtree(name, f"parent step {name!r} {node_status}"):
+                self._dirty.add(child)
+        if not behaviour[f"continue_on_{kind}"]:
+            node = self.dag[name]
+            self.errors.append(f"step {name!r} (task {node.task_id}) {node_status}: {message}".rstrip(": "))
+            if self.abort_on_failure:
+                self._abort_all(f"pipeline aborted: step {name!r} {node_status}")
+        self._status_changed(name)
+
+    def _abort_all(self, reason: str) -> None:
+        """Stop every running step and skip everything not started (abort_on_failure, stop(), Ctrl-C)."""
+        self._stopped = True
+        for name, task_id in list(self._active.items()):
+            try:
+                tasks.set_status(self.db, task_id, _status.STOPPED, reason, force=True)
+            except LabpipeError:
+                pass
+            del self._active[name]
+            self._set(name, "aborted", error=reason, completed=time.time())
+        for node in self.dag:
+            if node.status == "pending":
+                self._set(node.name, "skipped", error=reason)
+
+    def _monitor(self, spec: StepSpec, node: Node) -> None:
+        """Copy monitored metrics, artifacts and models from the step's task to the pipeline task."""
+        if not (spec.monitor_metrics or spec.monitor_artifacts or spec.monitor_models) or node.task_id is None:
+            return
+        step = Task.get_task(task_id=node.task_id)
+        if spec.monitor_metrics:
+            reported = step.get_reported_scalars()
+            rows = []
+            for (title, series), (t_title, t_series) in metric_pairs(spec.monitor_metrics, spec.name):
+                points = reported.get(title, {}).get(series)
+                if points:
+                    rows += [(t_title, t_series, x, y) for x, y in zip(points["x"], points["y"], strict=True)]
+            if rows:
+                outputs.add_scalars(self.db, self.task.id, rows)
+        for source, target in monitor_pairs(spec.monitor_artifacts, "monitor_artifacts", spec.name):
+            outputs.copy_artifact(self.db, node.task_id, source, self.task.id, target)
+        if spec.monitor_models:
+            models = list(outputs.get_models(self.db, node.task_id))
+            for source, target in monitor_pairs(spec.monitor_models, "monitor_models", spec.name):
+                for row in _pick_models(models, source):
+                    ref_target = row["name"] if target == source else target
+                    from ..store.blobs import BlobRef
+
+                    ref = BlobRef(row["hash"], row["size"]) if row["hash"] else None
+                    outputs.put_model(self.db, self.task.id, ref_target, ref, framework=row["framework"], filename=row["filename"])
+
+    # -- node bookkeeping -----------------------------------------------------------------
+
+    def _set(self, name: str, status: str, **fields: Any) -> None:
+        self.dag.set_status(name, status, **fields)
+        self._dirty.add(name)
+
+    def _status_changed(self, name: str) -> None:
+        cb = self.specs[name].status_change_callback
+        if cb is not None:
+            try:
+                cb(self.owner, self.dag[name], self.dag[name].status)
+            except Exception:
+                log.exception("pipeline %s: status_change_callback of step %r raised", self.task.id, name)
+
+    def _persist(self) -> None:
+        with self._lock:
+            if not self._dirty:
+                return
+            names, self._dirty = self._dirty, set()
+            order = {n: i for i, n in enumerate(self.dag.names())}
+            nodes = []
+            for name in names:
+                n = self.dag[name]
+                nodes.append({"name": n.name, "seq": order[n.name], "parents": n.parents, "task": n.task_id, "status": n.status,
+                              "kind": n.kind, "queue": n.queue, "started": n.started, "completed": n.completed,
+                              "error": n.error, "stage": n.stage, "extra": n.extra})
+        pipelines.save_nodes(self.db, self.task.id, nodes)
+
+    # -- results (caller's thread) ---------------------------------------------------------
+
+    def wait_node(self, name: str, timeout: float | None = None) -> Node:
+        """Block until node `name` is done; raises if the scheduler died."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self.start()
+            while not self.dag[name].done:
+                if self._thread_error is not None:
+                    raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"step {name!r} did not finish within {timeout} s")
+                self._cond.wait(0.1)
+            return self.dag[name]
+
+    def result_value(self, name: str, artifact: str) -> Any:
+        """The object a step returned under `artifact` (waits for the step)."""
+        node = self.wait_node(name)
+        if not node.succeeded:
+            raise StepFailed(f"step {name!r} (task {node.task_id}) {node.status}: {node.error or 'no message'}")
+        try:
+            return Task.get_task(task_id=node.task_id).artifacts[artifact].get()
+        except KeyError:
+            raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}") from None
+
+    def result_hash(self, name: str, artifact: str) -> str:
+        node = self.dag[name]
+        hashes = pipelines.artifact_hashes(self.db, node.task_id, [artifact])
+        if artifact not in hashes:
+            raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}")
+        return hashes[artifact]
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Let every declared step finish; returns True if the run succeeded (no disallowed failure)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self.start()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError(f"pipeline {self.task.id} did not finish within {timeout} s")
+        if self._thread_error is not None:
+            raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
+        return not self.errors
+
+    def stop(self, reason: str = "pipeline stopped") -> None:
+        """Abort running steps, skip the rest, and end the scheduler."""
+        with self._cond:
+            self._abort_all(reason)
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+        self._persist()
+
+    # -- ClearML's pipeline-object methods (what get_current_pipeline() users call) -------
+
+    @property
+    def id(self) -> str:
+        return self.task.id
+
+    def get_logger(self):
+        return self.task.get_logger()
+
+    def upload_artifact(self, name: str, artifact_object: Any, **kwargs: Any) -> bool:
+        return self.task.upload_artifact(name, artifact_object, **kwargs)
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def get_pipeline_dag(self) -> dict[str, Node]:
+        with self._lock:
+            return {n.name: n for n in self.dag}
+
+    def get_running_nodes(self) -> list[str]:
+        with self._lock:
+            return [n.name for n in self.dag if n.status in ("queued", "running")]
+
+    def get_processed_nodes(self) -> list[str]:
+        with self._lock:
+            return [n.name for n in self.dag if n.done]
+
+
+def _result_parents(kwargs: dict) -> list[str]:
+    """Names of the steps whose results appear among the arguments (top level and one container deep)."""
+    out = []
+    for value in kwargs.values():
+        if is_result(value):
+            out.append(value.step_name)
+        elif isinstance(value, (list, tuple, set)):
+            out += [v.step_name for v in value if is_result(v)]
+        elif isinstance(value, dict):
+            out += [v.step_name for v in value.values() if is_result(v)]
+    return out
+
+
+def _resolve_nested(value: Any) -> Any:
+    """Proxies inside containers are loaded here (only top-level ones travel by reference)."""
+    if isinstance(value, (list, tuple, set)) and any(is_result(v) for v in value):
+        return type(value)(v._resolve() if is_result(v) else v for v in value)
+    if isinstance(value, dict) and any(is_result(v) for v in value.values()):
+        return {k: (v._resolve() if is_result(v) else v) for k, v in value.items()}
+    return value
+
+
+def _pick_models(models: list, pattern: str) -> list:
+    """ClearML's monitor_models selection: a name, 'prefix_*' (latest lexicographic match) or '*' (last created)."""
+    if pattern == "*":
+        return models[-1:]
+    if pattern.endswith("*"):
+        matches = sorted((m for m in models if m["name"].startswith(pattern[:-1])), key=lambda m: m["name"])
+        return matches[-1:]
+    return [m for m in models if m["name"] == pattern][-1:]
+

@@ -1,0 +1,104 @@
+"""What a pipeline step is before it runs: its spec (shared by decorator components and controller steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import PipelineError
+
+#: ClearML's continue_behaviour keys and their defaults when continue_on_fail is False.
+CONTINUE_KEYS = ("continue_on_fail", "continue_on_abort", "skip_children_on_fail", "skip_children_on_abort")
+
+
+@dataclass
+class StepSpec:
+    """Everything needed to launch one node: what runs, where, with which policy and callbacks.
+
+    kind: "function" (a component / function step: `function` + `kwargs`), "task" (clone of
+    `base_task_id` with `parameter_override`) or "pipeline" (a nested pipeline run).
+    """
+
+    name: str
+    kind: str = "function"
+    function: Callable | None = None
+    kwargs: dict = field(default_factory=dict)
+    return_values: tuple[str, ...] = ("return_object",)
+    base_task_id: str | None = None
+    parameter_override: dict = field(default_factory=dict)
+    configuration_overrides: dict = field(default_factory=dict)
+    task_overrides: dict = field(default_factory=dict)
+    clone_base_task: bool = True
+    queue: str | None = None
+    cache: bool = False
+    task_type: str | None = None
+    task_name: str | None = None
+    packages: list[str] | str | None = None
+    docker: str | None = None
+    docker_args: str | None = None
+    docker_bash_setup_script: str | None = None
+    repo: str | None = None
+    repo_branch: str | None = None
+    repo_commit: str | None = None
+    helper_functions: tuple[Callable, ...] = ()
+    tags: list[str] = field(default_factory=list)
+    continue_on_fail: bool = False
+    continue_behaviour: dict | None = None
+    retry_on_failure: int | Callable | None = None
+    pre_execute_callback: Callable | None = None
+    post_execute_callback: Callable | None = None
+    status_change_callback: Callable | None = None
+    monitor_metrics: list = field(default_factory=list)
+    monitor_artifacts: list = field(default_factory=list)
+    monitor_models: list = field(default_factory=list)
+    time_limit: float | None = None
+    stage: str | None = None
+    draft: bool = False
+    working_dir: str | None = None
+    parents: list[str] = field(default_factory=list)
+    code_key: str | None = None
+    #: a nested pipeline: the callable that runs its logic and returns its task id.
+    runner: Callable | None = None
+
+    def behaviour(self) -> dict[str, bool]:
+        """The effective continue_behaviour (ClearML's defaults filled in)."""
+        out = {
+            "continue_on_fail": bool(self.continue_on_fail),
+            "continue_on_abort": False,
+            "skip_children_on_fail": True,
+            "skip_children_on_abort": True,
+        }
+        for key, value in (self.continue_behaviour or {}).items():
+            if key not in CONTINUE_KEYS:
+                raise PipelineError(f"step {self.name!r}: continue_behaviour key {key!r} is unknown; expected {', '.join(CONTINUE_KEYS)}")
+            out[key] = bool(value)
+        return out
+
+
+def monitor_pairs(items: list, what: str, step: str) -> list[tuple]:
+    """Normalise ClearML's monitor_* lists: plain names become (name, name) pairs."""
+    out = []
+    for item in items or []:
+        if isinstance(item, str):
+            out.append((item, item))
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            out.append((item[0], item[1]))
+        else:
+            raise PipelineError(f"step {step!r}: {what} entry {item!r} must be a name or a (source, target) pair")
+    return out
+
+
+def metric_pairs(items: list, step: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Normalise monitor_metrics: (title, series) or ((title, series), (target_title, target_series))."""
+    out = []
+    for item in items or []:
+        if isinstance(item, (list, tuple)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append((tuple(item), tuple(item)))
+        elif (isinstance(item, (list, tuple)) and len(item) == 2
+              and all(isinstance(x, (list, tuple)) and len(x) == 2 for x in item)):
+            out.append((tuple(item[0]), tuple(item[1])))
+        else:
+            raise PipelineError(
+                f"step {step!r}: monitor_metrics entry {item!r} must be (title, series) or ((title, series), (target_title, target_series))"
+            )
+    return out

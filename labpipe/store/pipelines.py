@@ -1,0 +1,83 @@
+"""Store verbs for pipeline runs: their DAG nodes, and the step cache lookup."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from .db import Database
+from .records import TaskRow
+
+_NODE_FIELDS = ("seq", "parents", "task", "status", "kind", "queue", "started", "completed", "error", "stage", "extra")
+
+
+def save_nodes(db: Database, pipeline_id: str, nodes: list[dict]) -> None:
+    """Insert or update DAG nodes of a pipeline run (dicts with name + _NODE_FIELDS; lists/dicts as JSON)."""
+    rows = [
+        (pipeline_id, n["name"], n["seq"], json.dumps(n["parents"]), n.get("task"), n["status"], n.get("kind", "function"),
+         n.get("queue"), n.get("started"), n.get("completed"), n.get("error"), n.get("stage"), json.dumps(n.get("extra") or {}))
+        for n in nodes
+    ]
+    db.write(lambda c: c.executemany(
+        "INSERT OR REPLACE INTO pipeline_nodes (pipeline, name, seq, parents, task, status, kind, queue, started, completed, "
+        "error, stage, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    ))
+
+
+def load_nodes(db: Database, pipeline_id: str) -> list[dict]:
+    """The nodes of a pipeline run in the order they were added (parents/extra decoded)."""
+    rows = db.query("SELECT * FROM pipeline_nodes WHERE pipeline = ? ORDER BY seq", (pipeline_id,))
+    return [dict(r, parents=json.loads(r["parents"]), extra=json.loads(r["extra"])) for r in rows]
+
+
+def node_counts(db: Database, pipeline_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per pipeline run: {status: count} of its nodes."""
+    if not pipeline_ids:
+        return {}
+    rows = db.query(
+        f"SELECT pipeline, status, count(*) AS n FROM pipeline_nodes WHERE pipeline IN ({', '.join('?' * len(pipeline_ids))}) "
+        "GROUP BY pipeline, status",
+        tuple(pipeline_ids),
+    )
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["pipeline"], {})[r["status"]] = r["n"]
+    return out
+
+
+def find_cached(db: Database, cache_key: str) -> TaskRow | None:
+    """The newest completed (or published), non-archived task with this cache key, or None."""
+    row = db.query_one(
+        "SELECT * FROM tasks WHERE cache_key = ? AND status IN ('completed', 'published') AND archived = 0 "
+        "ORDER BY completed DESC LIMIT 1",
+        (cache_key,),
+    )
+    return TaskRow.from_row(row) if row is not None else None
+
+
+def artifact_hashes(db: Database, task_id: str, names: list[str]) -> dict[str, str]:
+    """{artifact name: content hash} for those of `names` the task has."""
+    rows = db.query(
+        f"SELECT name, hash FROM artifacts WHERE task = ? AND name IN ({', '.join('?' * len(names))})", (task_id, *names)
+    )
+    return {r["name"]: r["hash"] for r in rows}
+
+
+def blobs_present(db: Database, hashes: list[str]) -> bool:
+    """Whether every blob exists (inline row or file); a cached step whose bytes were collected is a miss."""
+    from . import blobs
+
+    return all(blobs.exists(db, h) for h in hashes)
+
+
+def task_statuses(db: Database, task_ids: list[str]) -> dict[str, sqlite3.Row]:
+    """id -> (status, status_message, started, completed, attempt) for many tasks in one query."""
+    if not task_ids:
+        return {}
+    rows = db.query(
+        f"SELECT id, status, status_message, started, completed, attempt, retries_left FROM tasks "
+        f"WHERE id IN ({', '.join('?' * len(task_ids))})",
+        tuple(task_ids),
+    )
+    return {r["id"]: r for r in rows}
