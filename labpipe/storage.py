@@ -54,10 +54,10 @@ class StorageManager:
                 return str(target)
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".tmp-{os.getpid()}"
-            import urllib.request
+            from urllib.request import urlopen
 
             try:
-                with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
+                with urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
                     shutil.copyfileobj(resp, fh)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
