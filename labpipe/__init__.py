@@ -23,6 +23,7 @@ from .errors import (
 )
 from .logger import Logger
 from .models import Model, OutputModel
+from .pipeline.controller import PipelineController
 from .pipeline.decorator import PipelineDecorator
 from .storage import StorageManager
 from .task import Task, TaskTypes
@@ -36,6 +37,7 @@ __all__ = [
     "LabpipeError",
     "Logger",
     "Model",
+    "PipelineController",
     "PipelineDecorator",
     "OutputModel",
     "ParameterError",

@@ -38,7 +38,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
     if not rows:
         return "(none)"
-    return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain")
+    return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain", disable_numparse=True)
 
 
 def _emit(as_json: bool, payload, text: str) -> None:
@@ -206,6 +206,91 @@ def gc_cmd(grace, as_json):
     _emit(as_json, asdict(report),
           f"deleted {report.deleted_files} blob files and {report.deleted_inline} inline blobs, "
           f"freed {report.freed_bytes:,d} bytes; kept {report.kept}; removed {report.temp_files} stale temp files")
+
+
+@main.command("plot")
+@click.argument("pipeline_id")
+@click.option("-o", "--output", default="dag.png", show_default=True, type=click.Path(), help="PNG file to write.")
+def plot_cmd(pipeline_id, output):
+    """Draw a pipeline run's DAG to PNG (status colours, cached marks, durations)."""
+    from .pipeline.render import plot_pipeline
+
+    png = plot_pipeline(pipeline_id, output)
+    click.echo(f"wrote {output} ({len(png):,d} bytes)")
+
+
+@main.command("pipelines")
+@click.option("--project", default=None)
+@click.option("--name", default=None, help="Pipeline name (as given to the decorator or controller).")
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def pipelines_cmd(project, name, limit, as_json):
+    """List pipeline runs: status, version, steps done/total/cached."""
+    from .store import pipelines, tasks
+    from .store.db import get_database
+
+    db = get_database()
+    rows = [r for r in tasks.find_tasks(db, project=project, type=["controller"], include_archived=False, limit=limit)
+            if name is None or r.runtime.get("pipeline_name") == name]
+    counts = pipelines.node_counts(db, [r.id for r in rows])
+    payload = []
+    for r in rows:
+        c = counts.get(r.id, {})
+        done = sum(c.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
+        payload.append({
+            "id": r.id, "project": r.project, "name": r.name, "version": r.runtime.get("pipeline_version") or "",
+            "status": r.status, "steps": f"{done}/{sum(c.values())}", "cached": c.get("cached", 0),
+            "failed": c.get("failed", 0), "created": _when(r.created), "elapsed": _elapsed(r.started, r.completed),
+        })
+    _emit(as_json, payload, _table(payload, ["id", "project", "name", "version", "status", "steps", "cached", "failed", "created", "elapsed"]))
+
+
+@main.command("clone")
+@click.argument("task_id")
+@click.option("--name", default=None, help="Name of the clone (default: the original's).")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION/NAME=VALUE",
+              help="Override a parameter, e.g. --set Args/lr=0.01 (repeatable). Values are parsed as JSON when they can be.")
+@click.option("--enqueue", "queue", default=None, help="Enqueue the clone on this queue (a pipeline: services).")
+@click.option("--json", "as_json", is_flag=True)
+def clone_cmd(task_id, name, overrides, queue, as_json):
+    """Clone a task (or a pipeline run), override parameters, optionally enqueue it."""
+    from .errors import ParameterError
+    from .task import Task
+
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or "/" not in key:
+            raise ParameterError(f"--set {item!r}: expected SECTION/NAME=VALUE, e.g. --set Args/lr=0.01")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    source = Task.get_task(task_id=task_id)
+    known = source.get_parameters()
+    for key, value in list(values.items()):
+        if key in known:
+            from .params import cast_like
+
+            values[key] = cast_like(value, known[key])
+    clone = Task.clone(source, name=name)
+    if values:
+        clone.update_parameters(values)
+    if queue:
+        Task.enqueue(clone, queue_name=queue)
+    _emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
+          f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))
+
+
+def _register_agent_commands() -> None:
+    """The agent layer's commands (agent, workers, stop) live with the agent code."""
+    from .agent import commands
+
+    for command in (commands.agent_command, commands.workers_command, commands.stop_command):
+        main.add_command(command)
+
+
+_register_agent_commands()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from .. import status as _status
 from ..errors import ArtifactError, LabpipeError, PipelineError, StepFailed, Unfingerprintable
 from ..store import outputs, pipelines, tasks
 from ..task import Task
+from . import references
 from .dag import DAG, Node
 from .proxy import StepResult, is_result
 from .step import StepSpec, metric_pairs, monitor_pairs
@@ -82,6 +83,7 @@ class PipelineRun:
         self._thread_error: BaseException | None = None
         self._last_reap = 0.0
         self.started = time.time()
+        self.params: dict[str, Any] = {}  # pipeline parameters, for ${pipeline.x} references
 
     # -- declaring steps (caller's thread) -----------------------------------------------
 
@@ -221,6 +223,11 @@ class PipelineRun:
             self._set(name, "failed", error=f"step {name!r} could not be launched: {text}", completed=time.time())
             self._apply_policy(name, "failed", text)
 
+    def _resolver(self) -> Callable:
+        from .task_step import make_resolver
+
+        return make_resolver(self, self.params)
+
     def _pre_execute(self, spec: StepSpec, node: Node, param_override: dict) -> bool:
         """Run the pre-launch callbacks; False means skip this node and its subtree."""
         for cb in (spec.pre_execute_callback, self.step_task_created_callback):
@@ -239,6 +246,8 @@ class PipelineRun:
                 refs[key] = {"task": parent.task_id, "artifact": object.__getattribute__(value, "_artifact")}
             else:
                 value = _resolve_nested(value)
+                if spec.references:
+                    value = references.resolve(value, self._resolver())
                 literal[key] = value
             fingerprinted[key] = value
         if not self._pre_execute(spec, node, dict(literal, **{k: f"${{{r['task']}.{r['artifact']}}}" for k, r in refs.items()})):

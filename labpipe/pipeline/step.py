@@ -57,6 +57,8 @@ class StepSpec:
     working_dir: str | None = None
     parents: list[str] = field(default_factory=list)
     code_key: str | None = None
+    #: resolve ClearML `${...}` references in literal arguments at launch (controller function steps)
+    references: bool = False
     #: a nested pipeline: the callable that runs its logic and returns its task id.
     runner: Callable | None = None
 

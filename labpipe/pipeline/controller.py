@@ -1,0 +1,580 @@
+"""ClearML's `PipelineController`: a DAG of steps made from existing tasks or functions.
+
+    pipe = PipelineController(name="from tasks", project="examples", version="1.0")
+    pipe.add_parameter("url", "data.csv")
+    pipe.add_step("prep", base_task_id=template.id, parameter_override={"Args/url": "${pipeline.url}"})
+    pipe.add_step("train", base_task_id=trainer.id, parameter_override={"Args/data": "${prep.artifacts.data.url}"})
+    pipe.start_locally()          # or pipe.start(): the controller runs on the services queue
+
+It shares the engine with the decorator (`PipelineRun`): one DAG model, one launcher, one cache,
+one failure policy. Steps are declared up front, validated (names, parents, cycles, references)
+before anything runs, and launched as their parents complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import params as _params
+from .. import status as _status
+from ..errors import PipelineError, TaskNotFound
+from ..store import tasks
+from ..task import ENV_TASK_ID, Task
+from . import references
+from .dag import DAG, Node
+from .proxy import StepResult
+from .run import PipelineRun
+from .step import StepSpec
+
+log = logging.getLogger("labpipe")
+
+
+class PipelineController:
+    """A pipeline built from steps (ClearML's `PipelineController`).
+
+    name, project, version: identify the pipeline (`PipelineController.get` finds the highest version).
+    add_pipeline_tags: tag every step 'pipe: <pipeline id>'. target_project: where step tasks go.
+    abort_on_failure: a failed step stops everything at once. pool_frequency: minutes between status
+    polls (labpipe polls continuously; a non-zero value only slows idle polling).
+    retry_on_failure: default retries for every step (int or callable(pipeline, node, retries) -> bool).
+    docker, packages, repo: recorded on the controller task.
+    always_create_task: create the pipeline task now rather than at start().
+    """
+
+    def __init__(
+        self,
+        name: str,
+        project: str,
+        version: str | None = None,
+        pool_frequency: float = 0.0,
+        add_pipeline_tags: bool = False,
+        target_project: str | bool | None = None,
+        abort_on_failure: bool = False,
+        add_run_number: bool = True,
+        retry_on_failure: int | Callable | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        packages: Sequence[str] | str | None = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        always_create_task: bool = False,
+        **_ignored: Any,
+    ):
+        if not name:
+            raise PipelineError("PipelineController needs a name")
+        self._name = name
+        self._project = project or ""
+        self._version = str(version) if version is not None else "1.0.0"
+        self._pool_frequency = pool_frequency
+        self._add_pipeline_tags = add_pipeline_tags
+        self._target_project = target_project if isinstance(target_project, str) else None
+        self._abort_on_failure = abort_on_failure
+        self._add_run_number = add_run_number
+        self._retry_on_failure = retry_on_failure
+        self._settings = {k: v for k, v in dict(docker=docker, docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script,
+                                                 packages=packages, repo=repo, repo_branch=repo_branch, repo_commit=repo_commit).items() if v}
+        self._params: dict[str, Any] = {}
+        self._param_desc: dict[str, str] = {}
+        self._specs: dict[str, StepSpec] = {}
+        self._default_queue = "default"
+        self._time_limit: float | None = None
+        self._task: Task | None = None
+        self._run: PipelineRun | None = None
+        self._started: float | None = None
+        self._refresh: bool | set[str] = False
+        if always_create_task:
+            self._ensure_task(_status.CREATED)
+
+    # -- declaring ------------------------------------------------------------------------
+
+    def add_parameter(self, name: str, default: Any = None, description: str | None = None, param_type: Any = None) -> None:
+        """A pipeline argument, stored in the pipeline task's `Args/` section (overridable on a clone)."""
+        self._params[name] = default
+        if description:
+            self._param_desc[name] = description
+
+    def get_parameters(self) -> dict[str, Any]:
+        """The pipeline's arguments (after a clone's overrides, once running)."""
+        return dict(self._params)
+
+    def add_step(
+        self,
+        name: str,
+        base_task_id: str | None = None,
+        parents: Sequence[str] | None = None,
+        parameter_override: dict | None = None,
+        configuration_overrides: dict | None = None,
+        task_overrides: dict | None = None,
+        execution_queue: str | None = None,
+        monitor_metrics: list | None = None,
+        monitor_artifacts: list | None = None,
+        monitor_models: list | None = None,
+        time_limit: float | None = None,
+        base_task_project: str | None = None,
+        base_task_name: str | None = None,
+        clone_base_task: bool = True,
+        continue_on_fail: bool = False,
+        pre_execute_callback: Callable | None = None,
+        post_execute_callback: Callable | None = None,
+        cache_executed_step: bool = False,
+        base_task_factory: Callable | None = None,
+        retry_on_failure: int | Callable | None = None,
+        status_change_callback: Callable | None = None,
+        continue_behaviour: dict | None = None,
+        stage: str | None = None,
+        **_ignored: Any,
+    ) -> bool:
+        """A step that clones an existing task, overrides its parameters, and enqueues the clone.
+
+        base_task_id (or base_task_project + base_task_name, newest; or base_task_factory(node) -> Task).
+        parameter_override: {'Section/name': value}; values may reference other steps with ClearML's
+        syntax (`${prep.artifacts.data.url}`, `${pipeline.lr}`, `${prep.id}`, ...). A referenced step is
+        a parent even if `parents` does not name it. time_limit: seconds before the step is stopped.
+        cache_executed_step: reuse an identical earlier run. Raises TaskNotFound for a missing base task.
+        """
+        self._check_new(name)
+        if base_task_factory is None:
+            if base_task_id is None:
+                if not base_task_name:
+                    raise PipelineError(f"step {name!r}: pass base_task_id, base_task_project + base_task_name, or base_task_factory")
+                try:
+                    base_task_id = Task.get_task(project_name=base_task_project, task_name=base_task_name).id
+                except TaskNotFound as exc:
+                    raise TaskNotFound(f"step {name!r}: base task not found: {exc}") from None
+            else:
+                try:
+                    Task.get_task(task_id=base_task_id)
+                except TaskNotFound as exc:
+                    raise TaskNotFound(f"step {name!r}: base task not found: {exc}") from None
+        overrides = {}
+        for key, value in (parameter_override or {}).items():
+            section, pname = _params.split_key(key)
+            overrides[f"{section}/{pname}"] = value
+        self._specs[name] = StepSpec(
+            name=name, kind="task", base_task_id=base_task_id, parameter_override=overrides,
+            configuration_overrides=dict(configuration_overrides or {}), task_overrides=dict(task_overrides or {}),
+            clone_base_task=clone_base_task, queue=execution_queue, cache=cache_executed_step,
+            continue_on_fail=continue_on_fail, continue_behaviour=continue_behaviour, retry_on_failure=retry_on_failure,
+            pre_execute_callback=pre_execute_callback, post_execute_callback=post_execute_callback,
+            status_change_callback=status_change_callback, monitor_metrics=list(monitor_metrics or ()),
+            monitor_artifacts=list(monitor_artifacts or ()), monitor_models=list(monitor_models or ()),
+            time_limit=time_limit, stage=stage, parents=list(parents or ()), runner=base_task_factory,
+        )
+        return True
+
+    def add_function_step(
+        self,
+        name: str,
+        function: Callable,
+        function_kwargs: dict | None = None,
+        function_return: Sequence[str] | None = None,
+        task_name: str | None = None,
+        task_type: Any = None,
+        packages: Sequence[str] | str | None = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        helper_functions: Sequence[Callable] | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        parents: Sequence[str] | None = None,
+        execution_queue: str | None = None,
+        monitor_metrics: list | None = None,
+        monitor_artifacts: list | None = None,
+        monitor_models: list | None = None,
+        time_limit: float | None = None,
+        continue_on_fail: bool = False,
+        pre_execute_callback: Callable | None = None,
+        post_execute_callback: Callable | None = None,
+        cache_executed_step: bool = False,
+        retry_on_failure: int | Callable | None = None,
+        status_change_callback: Callable | None = None,
+        tags: Sequence[str] | None = None,
+        draft: bool = False,
+        working_dir: str | None = None,
+        continue_behaviour: dict | None = None,
+        stage: str | None = None,
+        **_ignored: Any,
+    ) -> bool:
+        """A step that runs `function(**function_kwargs)` as a standalone task on a worker.
+
+        function_kwargs values may be literals, or references: `"${step.<return name>}"` passes that
+        function step's returned object (by reference, store -> worker), other `${...}` forms resolve
+        to values at launch. function_return: the names of the return values (artifacts).
+        """
+        self._check_new(name)
+        if not callable(function):
+            raise PipelineError(f"step {name!r}: function must be callable, got {type(function).__name__}")
+        from ..function_task import function_source
+        from ..hashing import code_key
+        from ..source import local_module_sources
+
+        src = function_source(function)  # fails now, naming the function, if its source is unreadable
+        returns = tuple(function_return) if function_return else ("return_object",)
+        helpers = tuple(helper_functions or ())
+        settings = {"return_values": list(returns), "packages": packages, "docker": docker, "repo": repo, "repo_commit": repo_commit}
+        key = code_key(src.source, [function_source(h).source for h in helpers], local_module_sources(src.source, src.folder), settings) \
+            if cache_executed_step else None
+        self._specs[name] = StepSpec(
+            name=name, kind="function", function=function, kwargs=dict(function_kwargs or {}), return_values=returns,
+            queue=execution_queue, cache=cache_executed_step, task_type=task_type, task_name=task_name or name,
+            packages=packages, docker=docker, docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script,
+            repo=repo, repo_branch=repo_branch, repo_commit=repo_commit, helper_functions=helpers, tags=list(tags or ()),
+            continue_on_fail=continue_on_fail, continue_behaviour=continue_behaviour, retry_on_failure=retry_on_failure,
+            pre_execute_callback=pre_execute_callback, post_execute_callback=post_execute_callback,
+            status_change_callback=status_change_callback, monitor_metrics=list(monitor_metrics or ()),
+            monitor_artifacts=list(monitor_artifacts or ()), monitor_models=list(monitor_models or ()),
+            time_limit=time_limit, stage=stage, draft=draft, working_dir=working_dir, parents=list(parents or ()),
+            code_key=key, references=True,
+        )
+        return True
+
+    def _check_new(self, name: str) -> None:
+        if not isinstance(name, str) or not name or "." in name:
+            raise PipelineError(f"step name {name!r} is not valid: use a non-empty name without dots")
+        if name in self._specs:
+            raise PipelineError(f"step {name!r} is defined twice; step names must be unique in a pipeline")
+        if name == "pipeline":
+            raise PipelineError("'pipeline' is reserved (it names the pipeline's parameters in references)")
+
+    def _validate(self) -> None:
+        """Names, parents, cycles and references, before anything runs."""
+        dag = DAG()
+        function_returns = {n: set(s.return_values) for n, s in self._specs.items() if s.kind == "function"}
+        for name, spec in self._specs.items():
+            refs = references.find_refs([spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
+                                         spec.configuration_overrides])
+            for ref in refs:
+                references.validate_ref(ref, step=name, known_steps=set(self._specs), pipeline_params=set(self._params),
+                                        allow_return_values=spec.kind == "function")
+                if ref.kind == "return_value" and ref.path[0] not in function_returns.get(ref.step, set()):
+                    raise PipelineError(
+                        f"step {name!r}: reference {ref.text} names return value {ref.path[0]!r} of step {ref.step!r}, "
+                        f"which returns {sorted(function_returns.get(ref.step, ())) or 'nothing (it is not a function step)'}"
+                    )
+            parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
+            dag.add_deferred(Node(name=name, parents=parents, kind=spec.kind))
+        dag.validate()
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self, queue: str = "services", step_task_created_callback: Callable | None = None,
+              step_task_completed_callback: Callable | None = None, wait: bool = True) -> bool:
+        """Run the controller as a task on `queue` (a built-in pool serves it unless a daemon does).
+
+        wait: block until the pipeline ends (showing progress); False returns after enqueueing.
+        Returns True if the pipeline succeeded (or was enqueued, with wait=False).
+        """
+        attached = self._attached_task()
+        if attached is not None:
+            return self._control(attached, step_task_created_callback, step_task_completed_callback, pool=True)
+        self._validate()
+        task = self._ensure_task(_status.CREATED)
+        Task.enqueue(task, queue_name=queue)
+        if not wait:
+            return True
+        from ..agent.pool import ensure_pool
+        from .decorator import _ensure_progress_handler, _follow, _stop_pipeline_task
+
+        ensure_pool({queue: 1})
+        _ensure_progress_handler()
+        try:
+            final = _follow(task)
+        except KeyboardInterrupt:
+            _stop_pipeline_task(task, "interrupted (Ctrl-C)")
+            raise
+        return final.status in _status.SUCCEEDED
+
+    def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
+                      step_task_completed_callback: Callable | None = None) -> bool:
+        """Run the controller in this process; steps run as tasks on the built-in pool (or on daemons
+        serving their queues). Blocks until the pipeline ends; returns True if it succeeded."""
+        attached = self._attached_task()
+        task = attached if attached is not None else None
+        if task is None:
+            self._validate()
+            task = self._ensure_task(_status.IN_PROGRESS)
+        return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True)
+
+    def _control(self, task: Task, created_cb: Callable | None, completed_cb: Callable | None, *, pool: bool) -> bool:
+        self._validate()
+        if task.get_status() != _status.IN_PROGRESS:
+            tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
+        self._apply_overrides(task)
+        from .decorator import _finish, _pool_starter
+
+        run = PipelineRun(
+            task, default_queue=self._default_queue, abort_on_failure=self._abort_on_failure,
+            add_pipeline_tags=self._add_pipeline_tags, target_project=self._target_project,
+            retry_on_failure=self._retry_on_failure, pool_frequency=float(self._pool_frequency or 0) * 60,
+            pool=_pool_starter() if pool else None, refresh=self._refresh_for(),
+            step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
+        )
+        run.params = dict(self._params)
+        self._run = run
+        self._started = time.time()
+        resolver = _function_kwargs_resolver(run)
+        for spec in _topological(self._specs):
+            spec.parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
+            if spec.kind == "function":
+                spec.kwargs = {k: resolver(v) for k, v in spec.kwargs.items()}
+            run.add(spec)
+        run.start()
+        try:
+            ok = run.close(timeout=self._time_limit)
+        except TimeoutError:
+            run.stop(f"pipeline execution time limit of {self._time_limit} s exceeded")
+            _finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")
+            return False
+        except KeyboardInterrupt:
+            run.stop("interrupted (Ctrl-C)")
+            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            raise
+        if task.get_status() == _status.STOPPED:
+            return False
+        _finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
+        return ok
+
+    def _ensure_task(self, status: str) -> Task:
+        if self._task is not None:
+            if status == _status.IN_PROGRESS and self._task.get_status() != _status.IN_PROGRESS:
+                tasks.set_status(self._task._db, self._task.id, _status.IN_PROGRESS, force=True)
+                self._task.reload()
+            return self._task
+        from ..store.db import get_database
+
+        db = get_database()
+        name = self._name
+        if self._add_run_number:
+            runs = db.query_one(
+                "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
+                (self._project, self._name),
+            )[0]
+            if runs:
+                name = f"{name} #{runs + 1}"
+        main = sys.modules.get("__main__")
+        path = getattr(main, "__file__", None)
+        script: dict[str, Any] = {"kind": "script", "pipeline_controller": self._name, **self._settings}
+        if path:
+            path = os.path.abspath(path)
+            script.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)])
+            try:
+                script["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                pass
+        params = []
+        for key, value in self._params.items():
+            value_json, type_name = _params.encode(value)
+            params.append(("Args", key, value_json, type_name, self._param_desc.get(key, "")))
+        owner = f"local:{os.uname().nodename}:{os.getpid()}"
+        row = tasks.create_task(
+            db, name=name, project=self._project, type="controller", script=script,
+            runtime={"pipeline_name": self._name, "pipeline_version": self._version, "dag": self._dag_json()},
+            system_tags=["pipeline"], status=status, owner=owner if status == _status.IN_PROGRESS else None, params=params,
+        )
+        self._task = Task(row, db)
+        return self._task
+
+    def _dag_json(self) -> list[dict]:
+        return [{"name": s.name, "kind": s.kind, "parents": s.parents, "queue": s.queue} for s in self._specs.values()]
+
+    def _apply_overrides(self, task: Task) -> None:
+        """A clone's edited Args are the pipeline's parameters."""
+        stored = task.get_parameters()
+        for key in list(self._params):
+            if f"Args/{key}" in stored:
+                self._params[key] = stored[f"Args/{key}"]
+
+    def _attached_task(self) -> Task | None:
+        task_id = os.environ.get(ENV_TASK_ID)
+        if not task_id or (self._task is not None and self._task.id == task_id):
+            return None
+        try:
+            task = Task.get_task(task_id=task_id)
+        except TaskNotFound:
+            return None
+        if task.data.script.get("pipeline_controller") != self._name:
+            return None
+        self._task = task
+        return task
+
+    def _refresh_for(self) -> bool | set[str]:
+        from .decorator import PipelineDecorator
+
+        return self._refresh or PipelineDecorator._refresh_for()
+
+    def refresh_cache(self, steps: bool | Sequence[str] = True) -> None:
+        """Re-run cached steps: True for all, or the names of steps to re-run."""
+        self._refresh = True if steps is True else (set(steps) if steps else False)
+
+    # -- while / after running ----------------------------------------------------------------
+
+    def wait(self, timeout: float | None = None) -> float:
+        """Wait for the pipeline to end; returns the seconds waited."""
+        t0 = time.time()
+        if self._task is not None:
+            from ..waiting import wait_for_tasks
+
+            wait_for_tasks([self._task], status=_status.FINAL, raise_on_status=(), timeout=timeout)
+        return time.time() - t0
+
+    def stop(self, timeout: float | None = None, mark_failed: bool = False, mark_aborted: bool = False) -> None:
+        """Stop the pipeline: running steps are stopped, the rest skipped; the pipeline task ends
+        stopped (or failed with mark_failed)."""
+        if self._run is not None:
+            self._run.stop("pipeline stopped")
+        if self._task is not None:
+            status = _status.FAILED if mark_failed else _status.STOPPED
+            tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
+
+    def is_running(self) -> bool:
+        return self._task is not None and self._task.get_status() in (_status.QUEUED, _status.IN_PROGRESS)
+
+    def is_successful(self, fail_on_step_fail: bool = True, fail_condition: str = "all") -> bool:
+        """True if the pipeline completed; with fail_on_step_fail, also no step failed (a cached step is
+        a success). fail_condition: 'all' (any step), 'failed' (only failed steps), 'aborted'."""
+        if self._task is None or self._task.get_status() not in _status.SUCCEEDED:
+            return False
+        if not fail_on_step_fail:
+            return True
+        bad = {"all": ("failed", "aborted"), "failed": ("failed",), "aborted": ("aborted",)}.get(fail_condition, ("failed", "aborted"))
+        return not any(n.status in bad for n in self.get_pipeline_dag().values())
+
+    def elapsed(self) -> float:
+        return 0.0 if self._started is None else time.time() - self._started
+
+    def get_pipeline_dag(self) -> dict[str, Node]:
+        """{step name: Node} with status, task id, times."""
+        if self._run is not None:
+            return self._run.get_pipeline_dag()
+        return {name: Node(name=name, parents=list(spec.parents), kind=spec.kind) for name, spec in self._specs.items()}
+
+    def get_running_nodes(self) -> list[str]:
+        return self._run.get_running_nodes() if self._run is not None else []
+
+    def get_processed_nodes(self) -> list[str]:
+        return self._run.get_processed_nodes() if self._run is not None else []
+
+    def set_default_execution_queue(self, default_execution_queue: str) -> None:
+        self._default_queue = default_execution_queue
+
+    def set_pipeline_execution_time_limit(self, max_execution_minutes: float | None) -> None:
+        self._time_limit = None if max_execution_minutes is None else float(max_execution_minutes) * 60
+
+    def create_draft(self) -> Task:
+        """Create the pipeline task without running it (to clone, edit and enqueue later)."""
+        self._validate()
+        return self._ensure_task(_status.CREATED)
+
+    @property
+    def id(self) -> str | None:
+        return self._task.id if self._task is not None else None
+
+    @property
+    def task(self) -> Task | None:
+        return self._task
+
+    def get_logger(self):
+        return self._ensure_task(_status.CREATED).get_logger()
+
+    def upload_artifact(self, name: str, artifact_object: Any, metadata: dict | None = None, **kwargs: Any) -> bool:
+        return self._ensure_task(_status.CREATED).upload_artifact(name, artifact_object, metadata=metadata, **kwargs)
+
+    def upload_model(self, model_name: str, model_local_path: str, **_ignored: Any) -> str:
+        from ..models import OutputModel
+
+        return OutputModel(task=self._ensure_task(_status.CREATED), name=model_name).update_weights(weights_filename=model_local_path)
+
+    def plot_dag(self, path: str | os.PathLike | None = None) -> bytes:
+        """Draw this run's DAG to PNG (and store it as a plot on the pipeline task)."""
+        from .render import plot_pipeline
+
+        if self._task is None:
+            raise PipelineError("the pipeline has no task yet: start it (or create_draft()) first")
+        return plot_pipeline(self._task.id, path)
+
+    # -- finding runs ------------------------------------------------------------------------
+
+    @classmethod
+    def get(cls, pipeline_id: str | None = None, pipeline_project: str | None = None, pipeline_name: str | None = None,
+            pipeline_version: str | None = None, pipeline_tags: Sequence[str] | None = None) -> Task:
+        """A pipeline run's task: by id, or the newest run of the highest version with this project/name."""
+        if pipeline_id:
+            return Task.get_task(task_id=pipeline_id)
+        from packaging.version import InvalidVersion, Version
+
+        runs = [t for t in Task.get_tasks(project_name=pipeline_project, task_type="controller", tags=pipeline_tags)
+                if pipeline_name is None or t.data.runtime.get("pipeline_name") == pipeline_name]
+        if pipeline_version is not None:
+            runs = [t for t in runs if t.data.runtime.get("pipeline_version") == str(pipeline_version)]
+        if not runs:
+            raise TaskNotFound(f"no pipeline run named {pipeline_name!r} in project {pipeline_project!r}"
+                               + (f" with version {pipeline_version!r}" if pipeline_version else ""))
+
+        def version_key(t: Task):
+            v = t.data.runtime.get("pipeline_version") or "0"
+            try:
+                return (1, Version(v), t.data.created)
+            except InvalidVersion:
+                return (0, Version("0"), t.data.created)
+
+        return max(runs, key=version_key)
+
+    @classmethod
+    def clone(cls, pipeline: Task | str, name: str | None = None, parameters: dict | None = None) -> Task:
+        """A new draft of a pipeline run, with `parameters` ({'Args/x': v} or {'x': v}) overriding its Args."""
+        task = Task.clone(pipeline, name=name)
+        if parameters:
+            task.update_parameters({k if "/" in k else f"Args/{k}": v for k, v in parameters.items()})
+        return task
+
+    @classmethod
+    def enqueue(cls, pipeline: Task | str, queue_name: str = "services") -> Task:
+        """Enqueue a pipeline run (e.g. a clone) on `queue_name` for a services worker to re-run."""
+        return Task.enqueue(pipeline, queue_name=queue_name)
+
+
+def _ref_steps(spec: StepSpec) -> set[str]:
+    """Steps a spec references (each is a parent, as in ClearML)."""
+    return references.referenced_steps([spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
+                                        spec.configuration_overrides])
+
+
+def _topological(specs: dict[str, StepSpec]) -> list[StepSpec]:
+    """Specs ordered so that every parent (explicit or referenced) comes before its children."""
+    order, seen = [], set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        spec = specs[name]
+        for parent in [*spec.parents, *sorted(_ref_steps(spec))]:
+            if parent in specs:
+                visit(parent)
+        order.append(spec)
+
+    for name in specs:
+        visit(name)
+    return order
+
+
+def _function_kwargs_resolver(run: PipelineRun) -> Callable[[Any], Any]:
+    """Turn `"${step.<return name>}"` into a proxy (passed by reference); other references stay for launch."""
+    def convert(value: Any) -> Any:
+        refs = references.find_refs(value) if isinstance(value, str) else []
+        if len(refs) == 1 and refs[0].text == value and refs[0].kind == "return_value":
+            return StepResult(run, refs[0].step, refs[0].path[0])
+        return value
+
+    return convert
+
