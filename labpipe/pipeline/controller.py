@@ -366,7 +366,7 @@ class PipelineController:
         script: dict[str, Any] = {"kind": "script", "pipeline_controller": self._name, **self._settings}
         if path:
             path = os.path.abspath(path)
-            script.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)])
+            script.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)], argv=sys.argv[1:])
             try:
                 script["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
             except OSError:

@@ -267,7 +267,7 @@ class PipelineFunction:
         definition: dict[str, Any] = {"kind": "script", "pipeline_function": self.func.__qualname__}
         if path:
             path = os.path.abspath(path)
-            definition.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)])
+            definition.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)], argv=sys.argv[1:])
             try:
                 definition["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
             except OSError:

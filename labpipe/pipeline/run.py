@@ -185,11 +185,19 @@ class PipelineRun:
         return changed
 
     def _ready(self) -> list[str]:
+        """Pending nodes whose parents all succeeded. A pending node under a parent that ended badly
+        (skipped, or failed with its children to be skipped) is skipped here: it may have been
+        declared after that parent ended."""
         out = []
         for node in self.dag:
             if node.status != "pending":
                 continue
-            if all(self._parent_ok(p) for p in node.parents):
+            blocked = [p for p in node.parents if self.dag[p].done and not self._parent_ok(p)]
+            if blocked:
+                self._set(node.name, "skipped", error=f"parent step {blocked[0]!r} {self.dag[blocked[0]].status}")
+                self._status_changed(node.name)
+                self._cond.notify_all()
+            elif all(self._parent_ok(p) for p in node.parents):
                 out.append(node.name)
         return out
 
