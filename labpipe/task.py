@@ -140,6 +140,25 @@ class Task:
         return cls(row)
 
     @classmethod
+    def create_function_task(
+        cls,
+        func: Any,
+        func_name: str | None = None,
+        task_name: str | None = None,
+        **kwargs: Any,
+    ) -> Task:
+        """A task that runs `func(**kwargs)` on a worker, as a standalone script (ClearML's name).
+
+        func_name, task_name: names of the function within the task and of the task. Other keyword
+        arguments: the function's own arguments, plus the options of
+        `labpipe.function_task.create_function_task` (return_values, helper_functions, packages,
+        project_name, task_type, retry_on_failure, ...), which documents them.
+        """
+        from .function_task import create_function_task
+
+        return create_function_task(func, func_name, task_name, **kwargs)
+
+    @classmethod
     def init(
         cls,
         project_name: str | None = None,
@@ -278,6 +297,9 @@ class Task:
         """Put a task on a queue for a worker to run (default queue: 'default')."""
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
         tasks.enqueue(task._db, task.id, queue_name or "default", priority)
+        from .agent.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
+
+        poke(task._db.root, queue_name or "default")
         task.reload()
         return task
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import IllegalTransition, QueueError, TaskNotFound
 from ..status import ALLOWED_FROM, COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_status
+from . import blobs
 from .db import Database
 from .records import TaskRow
 
@@ -316,6 +317,99 @@ def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str)
         return n == 1
 
     return db.write(put)
+
+
+def finish_run(
+    db: Database,
+    task_id: str,
+    worker: str,
+    attempt: int,
+    status: str,
+    message: str = "",
+    *,
+    artifacts: Sequence[tuple[str, blobs.BlobRef, str, str, str]] = (),
+    runtime: dict | None = None,
+    retry: bool = False,
+) -> str | None:
+    """Record the end of a worker's run in one fenced transaction; returns the status it now has.
+
+    artifacts: (name, blob ref, kind, filename, preview) results of the run, recorded with it (the
+    blobs are already durable); runtime: keys merged into the runtime JSON (e.g. what it imported).
+    retry: a failed run goes back on its queue while `retries_left` lasts (returns 'queued').
+    Returns None, recording nothing, when the run is no longer this worker's (stopped, reaped, re-run):
+    the fence on (worker, attempt) means a stale worker can never overwrite a newer attempt.
+    """
+    check_status(status)
+    now = time.time()
+
+    def record(c: sqlite3.Connection) -> str | None:
+        row = c.execute(
+            "SELECT retries_left FROM tasks WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
+            (task_id, worker, attempt),
+        ).fetchone()
+        if row is None:
+            return None
+        for name, ref, kind, filename, preview in artifacts:
+            blobs.insert_inline(c, ref)
+            # Same statement as outputs.put_artifact; here it commits atomically with the status.
+            c.execute(
+                "INSERT OR REPLACE INTO artifacts (task, name, hash, size, kind, filename, preview, metadata, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?)",
+                (task_id, name, ref.hash, ref.size, kind, filename, preview, now),
+            )
+        if runtime:
+            c.execute("UPDATE tasks SET runtime = json_patch(runtime, ?) WHERE id = ?", (json.dumps(runtime), task_id))
+        if status == FAILED and retry and row["retries_left"] > 0:
+            c.execute(
+                "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, worker = NULL, lease_until = NULL, "
+                "enqueue_seq = ?, status_message = ?, last_update = ? WHERE id = ?",
+                (_next_seq(c, "enqueue"), f"retrying after: {message}", now, task_id),
+            )
+            return QUEUED
+        c.execute(
+            "UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? WHERE id = ?",
+            (status, message, now, now, task_id),
+        )
+        return status
+
+    return db.write(record)
+
+
+def run_state(db: Database, task_id: str) -> tuple[str, str | None, int] | None:
+    """(status, worker, attempt) of a task, or None if it is gone: a worker's cheap "is it still mine?" read."""
+    row = db.query_one("SELECT status, worker, attempt FROM tasks WHERE id = ?", (task_id,))
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def task_states(db: Database, task_ids: Sequence[str]) -> dict[str, tuple[str, str | None, str]]:
+    """{id: (status, queue, status_message)} for many tasks in one read (waiting on a batch)."""
+    out: dict[str, tuple[str, str | None, str]] = {}
+    ids = list(task_ids)
+    for i in range(0, len(ids), 500):  # SQLite's variable limit
+        chunk = ids[i:i + 500]
+        for r in db.query(f"SELECT id, status, queue, status_message FROM tasks WHERE id IN ({', '.join('?' * len(chunk))})", tuple(chunk)):
+            out[r[0]] = (r[1], r[2], r[3])
+    return out
+
+
+def has_queued(db: Database, queues: Sequence[str]) -> bool:
+    """Whether any of these queues holds a task: an idle worker's read-only look before it claims."""
+    return db.query_one(
+        f"SELECT 1 FROM tasks WHERE status = 'queued' AND queue IN ({', '.join('?' * len(queues))}) LIMIT 1", tuple(queues)
+    ) is not None
+
+
+def has_expired_leases(db: Database, now: float | None = None) -> bool:
+    """Whether reap_expired has anything to do (a read, so idle workers do not take the write lock for nothing)."""
+    t = time.time() if now is None else now
+    return db.query_one(
+        "SELECT 1 FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ? LIMIT 1", (t,)
+    ) is not None
+
+
+def expire_worker(db: Database, worker: str) -> int:
+    """End the leases of a worker known to be dead (its pool saw it exit), so the next reap handles its task now."""
+    return db.execute("UPDATE tasks SET lease_until = 0 WHERE worker = ? AND status = 'in_progress'", (worker,))
 
 
 def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]]:

@@ -1,0 +1,119 @@
+"""The agent's command-line faces: `labpipe agent`, `labpipe workers`, `labpipe stop`.
+
+click.Command objects; labpipe/cli.py registers them on the `labpipe` group.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import click
+
+from ..errors import LabpipeError
+
+
+@click.command("agent")
+@click.option("--queue", "-q", "queues", multiple=True, metavar="NAME",
+              help="Queue to serve (repeat for several; served in the order given). Default: default.")
+@click.option("--services", is_flag=True, help="Serve the services queue (pipeline controllers).")
+@click.option("--workers", "-n", type=click.IntRange(min=1), default=None,
+              help="Worker processes, each running one task at a time. Default: one per core (1 with --services alone).")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="On SIGTERM/Ctrl-C, seconds a running task may go on before it is stopped and re-queued.")
+@click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=None,
+              help="Seconds a claim on a task lasts without renewal (how soon a killed worker's task is noticed).")
+def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, grace: float, lease_seconds: float | None) -> None:
+    """Run workers that serve queues of the store until stopped (like `clearml-agent daemon`)."""
+    from .daemon import run_daemon
+
+    names = list(dict.fromkeys(queues)) + (["services"] if services and "services" not in queues else [])
+    if not names:
+        names = ["default"]
+    if workers is None:
+        workers = 1 if names == ["services"] else (os.cpu_count() or 1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+    def started(pool) -> None:
+        from ..config import store_path
+
+        click.echo(
+            f"labpipe agent: {workers} worker(s) serving {', '.join(names)} on store {store_path()} "
+            f"(pid {os.getpid()}; worker pids {' '.join(map(str, pool.pids))}); stop with Ctrl-C or SIGTERM",
+            err=True,
+        )
+
+    code = run_daemon(names, workers, grace=grace, lease_seconds=lease_seconds, on_start=started)
+    click.echo("labpipe agent: stopped", err=True)
+    sys.exit(code)
+
+
+@click.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def workers_command(as_json: bool) -> None:
+    """List live workers (pools and agents) and the task each is running."""
+    from ..store import tasks
+    from ..store.db import get_database
+    from ..waiting import WORKER_MAX_AGE
+
+    db = get_database()
+    running = {t.worker: t for t in tasks.find_tasks(db, status=["in_progress"], include_archived=True) if t.worker}
+    now = time.time()
+    rows = []
+    for w in tasks.live_workers(db, WORKER_MAX_AGE):
+        t = running.get(w["id"])
+        rows.append({
+            "id": w["id"], "kind": w["kind"], "pid": w["pid"], "host": w["host"], "queues": w["queues"],
+            "task": t.id if t else None, "task_name": t.name if t else None,
+            "running_for": round(now - t.started, 1) if t and t.started else None,
+            "last_seen": round(now - w["last_seen"], 1),
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no live workers (start some with `labpipe agent --queue default`)")
+        return
+    table = [("WORKER", "KIND", "PID", "QUEUES", "TASK", "RUNNING FOR", "SEEN")]
+    for r in rows:
+        task = f"{r['task'][:12]} {r['task_name']}" if r["task"] else "-"
+        table.append((r["id"], r["kind"], str(r["pid"]), ",".join(r["queues"]), task,
+                      _duration(r["running_for"]) if r["running_for"] is not None else "-", f"{r['last_seen']:.0f}s ago"))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@click.command("stop")
+@click.argument("task_ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--message", "-m", default="stopped by user", show_default=True, help="Status message to record.")
+def stop_command(task_ids: tuple[str, ...], message: str) -> None:
+    """Stop tasks: a queued task leaves its queue, a running one's process ends within a second."""
+    from ..task import Task
+
+    failed = False
+    for tid in task_ids:
+        try:
+            task = Task.get_task(task_id=tid)
+            before = task.get_status()
+            task.mark_stopped(status_message=message)
+        except LabpipeError as exc:
+            click.echo(f"labpipe stop: {exc}", err=True)
+            failed = True
+            continue
+        note = "; its worker ends its process within a second" if before == "in_progress" else ""
+        click.echo(f"stopped {tid} (was {before}){note}")
+    if failed:
+        sys.exit(1)

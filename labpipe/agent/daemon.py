@@ -1,0 +1,54 @@
+"""`labpipe agent`: the pool's worker loop as a long-lived daemon, like `clearml-agent daemon`.
+
+Its workers register as kind 'daemon', so a built-in pool leaves their queues alone; several
+daemons on one store share the work (each task is claimed by exactly one worker). SIGTERM, SIGINT or
+SIGHUP stop it cleanly: running tasks may finish within the grace period, else they are re-queued.
+
+    python -m labpipe.agent.daemon --queue default --workers 2     (same as `labpipe agent ...`)
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Sequence
+
+from .pool import Pool
+
+
+def run_daemon(
+    queues: Sequence[str],
+    workers: int,
+    *,
+    grace: float = 30.0,
+    lease_seconds: float | None = None,
+    store: str | os.PathLike | None = None,
+    on_start: Callable[[Pool], None] | None = None,
+) -> int:
+    """Serve `queues` with `workers` processes until a stop signal; returns the exit code (0: clean).
+
+    queues: served in this order by every worker (the first non-empty one wins).
+    grace: seconds a running task may go on after a stop signal before it is re-queued.
+    """
+    stop = threading.Event()
+    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    pool = Pool.for_daemon(queues, workers, store, lease_seconds=lease_seconds, grace=grace)
+    try:
+        pool.start()
+        if on_start is not None:
+            on_start(pool)
+        while not stop.wait(0.5):
+            if not pool.running:  # the monitor gave up (every worker kept dying)
+                return 1
+    finally:
+        pool.stop()
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
+    from .commands import agent_command
+
+    agent_command()

@@ -1,0 +1,568 @@
+"""A worker: one process that leases tasks from its queues and runs each in a child forked from itself.
+
+The loop (`Worker.serve`) claims the next task with a lease, runs it (`Worker.run_task`), and
+waits, cheaply, when its queues are empty: on the queues' wake-up FIFOs (`wakeup.py`), with a
+timeout that grows from 2 ms to half a second. Why a child per task, forked rather than started:
+- isolation: a task that raises, calls os._exit, segfaults or changes global state ends with its
+  child; the worker and the next task never see it;
+- speed: a fork of a process that already imported pandas and scikit-learn costs ~4 ms, a fresh
+  interpreter that imports them ~1 s. So the worker itself imports, ahead of the next fork, the
+  library modules earlier tasks imported (and those a task's source declares): warm workers.
+
+While the child runs, the worker supervises it from a single thread: it pumps the child's
+stdout/stderr into the task's console, reads the task's status (a user's stop kills the child's whole
+process group), renews the lease, and heart-beats. The end of a run is recorded fenced by
+(worker, attempt), so a worker that lost its lease can never overwrite a newer attempt.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import gc
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import params as _params
+from ..config import LEASE_SECONDS
+from ..errors import LabpipeError
+from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
+from ..store import blobs, outputs, tasks
+from ..store.db import get_database
+from ..store.records import TaskRow
+from . import child as _child
+from . import lifeline, wakeup
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 2.0  # a worker row older than waiting.WORKER_MAX_AGE is considered dead
+CHECK_SECONDS = 0.2  # how often a running task's status is read: a stop takes effect within this
+FLUSH_SECONDS = 0.2  # how often a running task's console output reaches the store
+IDLE_MAX_SLEEP = 0.5  # longest wait between looks at empty queues (wake-ups usually come first)
+KILL_AFTER = 0.5  # seconds between SIGTERM and SIGKILL when a task's process must end
+_STDERR_TAIL = 4096
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker serves and how.
+
+    store: the store folder; queues: served in this order (the first non-empty one wins);
+    kind: 'pool' (the built-in pool) or 'daemon' (`labpipe agent`); lease_seconds: how long a claim
+    lasts unrenewed before anyone may declare the worker lost; grace: on SIGTERM, how long a running
+    task may go on before it is stopped and re-queued.
+    """
+
+    store: str
+    queues: tuple[str, ...]
+    kind: str = "pool"
+    lease_seconds: float = LEASE_SECONDS
+    grace: float = 5.0
+
+
+@dataclass
+class _Child:
+    pid: int
+    pidfd: int | None
+    out: int
+    err: int
+    result: int
+
+
+@dataclass
+class Outcome:
+    """How a run ended: completed | failed | stopped (by a user) | lost (lease gone) | requeue (shutdown)."""
+
+    status: str
+    message: str = ""
+    artifacts: list[dict] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    warm: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """One worker process's state; `serve()` is its loop."""
+
+    def __init__(self, config: WorkerConfig):
+        self.config = config
+        self.db = get_database(config.store)
+        self.store_root = Path(config.store)
+        self.id = f"{config.kind}:{socket.gethostname()}:{os.getpid()}"
+        self.parent = os.getppid()
+        self.stopping = False
+        self._stop_by: float | None = None
+        self._warmed: set[str] = set()
+        self._cold: set[str] = set()
+        self._noticed: set[str] = set()
+        self._sig_r, self._sig_w = os.pipe()
+        os.set_blocking(self._sig_r, False)
+        os.set_blocking(self._sig_w, False)
+        self._listener: wakeup.Listener | None = None
+        self._next_beat = 0.0
+        self._exiting: list[int] = []  # task processes that reported and are exiting, to reap
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        """Claim and run tasks until told to stop (SIGTERM/SIGINT) or orphaned; returns an exit code."""
+        signal.set_wakeup_fd(self._sig_w)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        lifeline.preload()
+        _child.warm_up()
+        gc.freeze()  # objects inherited by every child: keep the collector from touching (copying) their pages
+        tasks.register_worker(self.db, self.id, kind=self.config.kind, queues=self.config.queues,
+                              host=socket.gethostname(), pid=os.getpid())
+        self._listener = wakeup.Listener(self.store_root, self.config.queues)
+        queues = list(self.config.queues)
+        sleep, look = 0.0, True
+        try:
+            while not self._should_exit():
+                row = tasks.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
+                if row is not None:
+                    self.run_task(row)
+                    sleep, look = 0.0, True
+                    continue
+                self._housekeeping()
+                self._reap_children()
+                sleep = min(max(sleep * 2, 0.002), IDLE_MAX_SLEEP)
+                woken = self._wait(sleep)
+                look = woken or tasks.has_queued(self.db, queues)
+        finally:
+            self._reap_children(block=True)
+            self._listener.close()
+            try:
+                tasks.unregister_worker(self.db, self.id)
+            except LabpipeError:
+                pass
+        return 0
+
+    def run_task(self, row: TaskRow) -> str | None:
+        """Run one claimed task from start to recorded end; returns the status it ended with."""
+        self._reap_children()
+        problem, workdir = self._prepare(row)  # its packages, its repo checkout
+        if problem:
+            return self._record(row, Outcome(FAILED, problem))
+        if row.script.get("kind") == "function":
+            self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
+        if time.time() - (row.started or 0) > self.config.lease_seconds / 4:  # a slow checkout or import
+            if tasks.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds) != IN_PROGRESS:
+                return None  # stopped or taken from us meanwhile: not ours to run
+        try:
+            child = self._fork(row, workdir)
+        except OSError as exc:  # out of processes or memory: the task did not start at all
+            return self._record(row, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
+        outcome = self._supervise(row, child)  # console, lease, stop requests, until it exits
+        status = self._record(row, outcome)  # fenced by (worker, attempt)
+        self._warm(outcome.warm)  # what it imported, for the next fork
+        return status
+
+    # -- before the run ------------------------------------------------------------------
+
+    def _prepare(self, row: TaskRow) -> tuple[str | None, str | None]:
+        """(why it cannot run here, or None; the working folder a repo checkout gives it, or None)."""
+        script = row.script or {}
+        if script.get("kind") not in ("function", "script"):
+            return (f"task {row.id} ({row.name!r}) has nothing for a worker to run: create it with "
+                    "Task.create(script=...) or Task.create_function_task(func)"), None
+        try:
+            from . import requirements
+        except ImportError:  # pragma: no cover - shipped together
+            requirements = None
+        if requirements is not None:
+            missing = requirements.check_requirements(script.get("packages") or [])
+            if missing:
+                return requirements.describe_missing(row.name, missing), None
+            notice = requirements.container_notice(script)
+            if notice:
+                outputs.add_console(self.db, row.id, "stderr", f"labpipe: {notice}\n")
+                if notice not in self._noticed:
+                    self._noticed.add(notice)
+                    log.warning("%s", notice)
+        if not script.get("repo"):
+            return None, None
+        try:
+            from .repo import prepare_repo
+
+            tree = prepare_repo(self.store_root, script["repo"], script.get("repo_branch"), script.get("repo_commit"))
+        except LabpipeError as exc:
+            return str(exc), None
+        workdir = script.get("working_dir") or ""
+        top = script["repo"]
+        if workdir and os.path.abspath(workdir).startswith(os.path.abspath(top) + os.sep):
+            return None, str(Path(tree) / os.path.relpath(workdir, top))
+        return None, str(tree)
+
+    def _warm(self, modules) -> None:
+        """Import library modules here, in the worker, so the next forked children have them already."""
+        fresh = False
+        for name in modules:
+            if name in self._warmed or name in self._cold:
+                continue
+            if name not in sys.modules and not self._is_library(name.partition(".")[0]):
+                self._cold.add(name)
+                continue
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: B036 - a module that fails to import here is simply not warmed
+                self._cold.add(name)
+            else:
+                self._warmed.add(name)
+                fresh = True
+        if fresh:
+            gc.freeze()
+
+    def _is_library(self, top: str) -> bool:
+        if top in _child._NEVER_WARM:
+            return False
+        if top in sys.modules:
+            return _child.is_library(sys.modules[top])
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+        origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
+        if origin in ("built-in", "frozen"):
+            return True
+        return bool(origin) and _child.is_library_path(origin)
+
+    def _fork(self, row: TaskRow, workdir: str | None) -> _Child:
+        """Start the task's own process: a fork of this worker, which runs the function or execs the script."""
+        params = [(r["section"], r["name"], _params.decode(r["value"], r["type"])) for r in tasks.get_params(self.db, row.id)]
+        if workdir:
+            row.script = dict(row.script, working_dir=workdir, sys_path=[workdir, *row.script.get("sys_path", [])])
+        if row.script.get("kind") == "function":
+            try:
+                _child.compile_step(row)  # once per source in the worker, shared by every child
+            except (SyntaxError, ValueError):
+                pass  # the child compiles it again and reports the error on the task
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        res_r, res_w = os.pipe()
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the task's process: never returns into the worker's loop
+            code = 1
+            try:
+                lifeline.die_with_parent(signal.SIGKILL, expected_parent=me)
+                keep_closed = [out_r, err_r, res_r, self._sig_r, self._sig_w, *(self._listener.fds if self._listener else [])]
+                _child.prepare_process(row, out_w, err_w, keep_closed)
+                if row.script.get("kind") == "function":
+                    kwargs = {n: v for s, n, v in params if s == "kwargs"}
+                    refs = {n: v for s, n, v in params if s == "kwargs_artifacts"}
+                    code = _child.run_function(self.db, row, kwargs, refs, res_w)
+                else:
+                    os.close(res_w)
+                    _child.exec_script(row, self.store_root, _child.script_command_line(row.script, params))
+            except BaseException:  # noqa: B036 - report whatever happened, then leave
+                try:
+                    os.write(2, traceback.format_exc().encode(errors="replace"))
+                except OSError:
+                    pass
+            finally:
+                os._exit(code)
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        for fd in (out_r, err_r, res_r):
+            os.set_blocking(fd, False)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        return _Child(pid, pidfd, out_r, err_r, res_r)
+
+    # -- during the run ------------------------------------------------------------------
+
+    def _supervise(self, row: TaskRow, child: _Child) -> Outcome:
+        """Pump console, check status and lease, honour stops and shutdowns, until the child exits."""
+        streams = {child.out: "stdout", child.err: "stderr"}
+        pending: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in pending}
+        tail: deque[str] = deque(maxlen=64)
+        result = bytearray()
+        open_fds = {child.out, child.err, child.result}
+        wait_status: int | None = None
+        exited_at = 0.0
+        ending: str | None = None
+        kill_at: float | None = None
+        now = time.monotonic()
+        next_flush, next_check = now + FLUSH_SECONDS, now + CHECK_SECONDS
+        next_renew = now + self.config.lease_seconds / 4
+
+        def end(why: str) -> None:
+            nonlocal ending, kill_at
+            if ending is None:
+                ending, kill_at = why, time.monotonic() + KILL_AFTER
+                _signal_group(child.pid, signal.SIGTERM)
+
+        while True:
+            watch = [*open_fds, self._sig_r]
+            if child.pidfd is not None and wait_status is None:
+                watch.append(child.pidfd)
+            deadlines = [next_flush, next_check, next_renew]
+            if kill_at is not None:
+                deadlines.append(kill_at)
+            if self._stop_by is not None:
+                deadlines.append(self._stop_by)
+            if child.pidfd is None or wait_status is not None:
+                deadlines.append(time.monotonic() + 0.05)
+            ready = _select(watch, max(0.0, min(deadlines) - time.monotonic()))
+            for fd in ready:
+                if fd == self._sig_r:
+                    _drain(fd)
+                elif fd in open_fds:
+                    data = _read(fd)
+                    if data is None:
+                        continue
+                    if not data:
+                        open_fds.discard(fd)
+                    elif fd == child.result:
+                        result += data
+                    else:
+                        text = decoders[streams[fd]].decode(data)
+                        pending[streams[fd]].append(text)
+                        if fd == child.err:
+                            tail.append(text)
+            if wait_status is None:
+                done, st = os.waitpid(child.pid, os.WNOHANG)
+                if done:
+                    wait_status, exited_at = st, time.monotonic()
+            now = time.monotonic()
+            if wait_status is not None and (not open_fds or now - exited_at > 0.5):
+                break  # gone; a process it started may still hold the pipes: stop listening after a moment
+            if not open_fds and result and ending is None:
+                break  # a function step reported and closed its pipes: only its exit is left (reaped later)
+            if now >= next_flush:
+                self._flush(row.id, pending)
+                next_flush = now + FLUSH_SECONDS
+            if now >= next_check:
+                state = tasks.run_state(self.db, row.id)
+                if state is None or state[1] != self.id or state[2] != row.attempt:
+                    end("lost")
+                elif state[0] != IN_PROGRESS:
+                    end("stopped")
+                next_check = now + CHECK_SECONDS
+            if now >= next_renew:
+                if ending is None:
+                    held = tasks.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
+                    if held is None:
+                        end("lost")
+                    elif held != IN_PROGRESS:
+                        end("stopped")
+                next_renew = now + self.config.lease_seconds / 4
+            if now >= self._next_beat:
+                self._beat(row.id)
+            if self._stop_by is not None and now >= self._stop_by and wait_status is None:
+                end("requeue")
+            if kill_at is not None and now >= kill_at and wait_status is None:
+                _signal_group(child.pid, signal.SIGKILL)
+                kill_at = now + KILL_AFTER
+
+        _signal_group(child.pid, signal.SIGKILL)  # whatever the task left running in its group
+        for fd in (child.out, child.err, child.result, child.pidfd):
+            if fd is not None:
+                os.close(fd)
+        if wait_status is None:
+            self._exiting.append(child.pid)
+        for name, dec in decoders.items():
+            pending[name].append(dec.decode(b"", final=True))
+        return self._outcome(row, ending, wait_status, bytes(result), "".join(tail), pending)
+
+    def _outcome(self, row: TaskRow, ending: str | None, wait_status: int | None, result: bytes,
+                 stderr_tail: str, pending: dict[str, list[str]]) -> Outcome:
+        """Turn how the child ended into a status and message (the console gets the details)."""
+        report = None
+        if result:
+            try:
+                report = json.loads(result)
+            except ValueError:
+                report = None
+        if ending == "stopped":
+            pending["stderr"].append("labpipe: task stopped; its process was ended\n")
+        elif ending == "requeue":
+            pending["stderr"].append(f"labpipe: worker {self.id} shut down before the task finished; re-queued\n")
+        self._flush(row.id, pending)
+        if ending is not None:
+            return Outcome(ending, "worker shut down before the task finished; re-queued" if ending == "requeue" else "")
+        if report is not None:  # the step's own account (its exit, maybe not reaped yet, adds nothing)
+            return Outcome(
+                COMPLETED if report.get("ok") else FAILED,
+                report.get("message", "") if not report.get("ok") else "",
+                report.get("artifacts", []), report.get("imports", []), report.get("warm", []),
+            )
+        code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
+        if code == 0 and row.script.get("kind") == "script":
+            return Outcome(COMPLETED)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            why = f"the task's process was killed by signal {name} ({signal.strsignal(-code) or 'unknown'})"
+        elif row.script.get("kind") == "function":
+            why = f"the task's process exited with code {code} before the function returned (os._exit() or a crash in native code)"
+        else:
+            last = [ln for ln in stderr_tail.strip().splitlines() if ln.strip()]
+            why = last[-1].strip() if last else f"the script exited with code {code}"
+        outputs.add_console(self.db, row.id, "stderr", f"labpipe: {why}\n")
+        return Outcome(FAILED, why)
+
+    def _flush(self, task_id: str, pending: dict[str, list[str]]) -> None:
+        for stream, parts in pending.items():
+            if parts:
+                text = "".join(parts)
+                parts.clear()
+                if text:
+                    outputs.add_console(self.db, task_id, stream, text)
+
+    # -- after the run -------------------------------------------------------------------
+
+    def _record(self, row: TaskRow, outcome: Outcome) -> str | None:
+        """Record the outcome, fenced by (worker, attempt); returns the task's resulting status."""
+        if outcome.status in (COMPLETED, FAILED):
+            arts = [
+                (a["name"], blobs.BlobRef(a["hash"], a["size"], base64.b64decode(a["inline"]) if a.get("inline") else None),
+                 a["kind"], a["filename"], a["preview"])
+                for a in outcome.artifacts
+            ]
+            runtime = {"worker": self.id, "imports": outcome.imports} if outcome.imports else {"worker": self.id}
+            status = tasks.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
+                                      artifacts=arts, runtime=runtime, retry=True)
+            if status == QUEUED:
+                wakeup.poke(self.store_root, row.queue or "default")
+            return status
+        if outcome.status == "requeue":
+            if tasks.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
+                wakeup.poke(self.store_root, row.queue or "default")
+                return QUEUED
+            return None
+        return STOPPED if outcome.status == "stopped" else None
+
+    # -- idle time and signals -----------------------------------------------------------
+
+    def _reap_children(self, block: bool = False) -> None:
+        """Collect the exit status of finished task processes (no zombies left behind)."""
+        for pid in list(self._exiting):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self._exiting.remove(pid)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep until a wake-up, a signal or the timeout; True if a task was announced."""
+        fds = [*self._listener.fds, self._sig_r] if self._listener else [self._sig_r]
+        ready = _select(fds, seconds)
+        if self._sig_r in ready:
+            _drain(self._sig_r)
+        woken = any(fd != self._sig_r for fd in ready)
+        if woken and self._listener:
+            self._listener.drain()
+        return woken
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now < self._next_beat:
+            return
+        self._beat(None)
+        if tasks.has_expired_leases(self.db):
+            for task_id, status in tasks.reap_expired(self.db):
+                log.warning("task %s: its worker was lost; now %s", task_id, status)
+
+    def _beat(self, task_id: str | None) -> None:
+        try:
+            tasks.worker_heartbeat(self.db, self.id, task_id)
+        except LabpipeError as exc:  # a locked store must not kill the worker; the next beat retries
+            log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+
+    def _should_exit(self) -> bool:
+        if os.getppid() != self.parent:  # orphaned (the parent-death signal is the first line)
+            self._on_signal(signal.SIGTERM, None)
+        return self.stopping
+
+    def _on_signal(self, signum, frame) -> None:
+        self.stopping = True
+        orphaned = os.getppid() != self.parent
+        grace = 0.0 if orphaned else self.config.grace
+        by = time.monotonic() + grace
+        self._stop_by = by if self._stop_by is None else min(self._stop_by, by)
+
+
+def _select(fds: list[int], timeout: float) -> list[int]:
+    try:
+        return select.select(fds, [], [], timeout)[0]
+    except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
+        return []
+
+
+def _read(fd: int) -> bytes | None:
+    """What a pipe holds now: bytes, b"" at end of file, None if nothing yet."""
+    try:
+        return os.read(fd, 1 << 16)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return b""
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal the task's process group (the child and anything it started)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def worker_main(config: WorkerConfig, parent_pid: int) -> None:
+    """Entry point of a worker process (a pool's or a daemon's): die with the parent, then serve."""
+    lifeline.die_with_parent(signal.SIGTERM, expected_parent=parent_pid)
+    _reset_after_fork()
+    from ..config import set_store
+
+    set_store(config.store)
+    code = Worker(config).serve()
+    if code:
+        sys.exit(code)
+
+
+def _reset_after_fork() -> None:
+    """Forget state a fork inherited from the pool's owner (its current task, a lock held by its threads)."""
+    import threading
+
+    from ..store import db as _db
+    from ..task import Task
+
+    Task._current = None
+    os.environ.pop(_child.ENV_TASK_ID, None)
+    # An owner that ran Task.init() tees its console into its task and fails it on an uncaught
+    # exception: neither is the worker's business.
+    sys.excepthook = sys.__excepthook__
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        setattr(sys, name, getattr(stream, "original", stream))
+    # The owner may have forked us while another of its threads held the registry lock.
+    _db._registry_lock = threading.Lock()

@@ -1,0 +1,321 @@
+"""Function tasks: a Python function stored as source, run by a worker as a standalone script.
+
+`Task.create_function_task(func, ...)` (ClearML's name) records what a remote agent needs and
+nothing more: the function's source (decorators stripped) and its helper functions' sources, the
+names its return value(s) are stored under, and its keyword arguments. The worker runs that source in
+a fresh namespace, exactly as a remote ClearML agent would, so the caller's module-level imports and
+globals are not there: a component that forgot an import fails here as it would on a cluster.
+
+Arguments: basic JSON values (numbers, strings, lists and dicts of them) become `kwargs/<arg>`
+parameters, editable on a clone; anything else (DataFrames, arrays, objects) is stored as an artifact
+of the task itself, named `kwarg.<arg>`, and referenced from the `kwargs_artifacts/<arg>` parameter as
+{"task": id, "artifact": name}. A reference to *another* task's artifact (an `ArtifactRef`, or an
+`Artifact` from `task.artifacts`) is stored as such, with no copy: that is how pipeline steps pass
+results, from the store to the worker, never through the controller.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import logging
+import os
+import textwrap
+import types
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import params as _params
+from .errors import LabpipeError
+from .store import tasks
+from .store.db import get_database
+
+if TYPE_CHECKING:
+    from .task import Task
+
+log = logging.getLogger(__name__)
+
+KWARGS_SECTION = "kwargs"
+KWARGS_ARTIFACTS_SECTION = "kwargs_artifacts"
+KWARG_ARTIFACT_PREFIX = "kwarg."
+DEFAULT_RETURN = ("return_object",)
+
+# A JSON parameter bigger than this is stored as an artifact instead: parameters are meant to be
+# read and edited by people, and every task listing reads them.
+_MAX_PARAM_JSON = 256 * 1024
+
+
+class FunctionSourceError(LabpipeError, TypeError):
+    """A function task cannot be made from this callable (no retrievable `def` source)."""
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """A reference to an artifact of a task, passed as a function task's argument without copying it."""
+
+    task_id: str
+    artifact: str
+
+    def as_param(self) -> dict[str, str]:
+        return {"task": self.task_id, "artifact": self.artifact}
+
+
+@dataclass(frozen=True)
+class FunctionSource:
+    """What a worker needs of a function: its name, its source and what that source imports."""
+
+    name: str
+    source: str
+    is_async: bool
+    folder: str
+    imports: tuple[str, ...]
+    caller_imports: dict[str, str]
+
+
+# inspect.getsource re-reads and re-tokenises the file on every call (~1 ms); a pipeline or a
+# benchmark creates many tasks from one function, so the extraction is kept per function object.
+_cache: weakref.WeakKeyDictionary[Callable, FunctionSource] = weakref.WeakKeyDictionary()
+_packages_cache: dict[tuple[str, ...], list[str]] = {}
+
+
+def function_source(func: Callable) -> FunctionSource:
+    """The source a worker runs for `func` (dedented, decorators stripped), cached per function.
+
+    Raises FunctionSourceError naming the function when it has no retrievable `def` source: a lambda,
+    a builtin or C function, or a function typed into an interactive interpreter.
+    """
+    func = inspect.unwrap(func)
+    try:
+        return _cache[func]
+    except (KeyError, TypeError):
+        pass
+    found = _extract(func)
+    try:
+        _cache[func] = found
+    except TypeError:  # not weak-referenceable: just do not cache
+        pass
+    return found
+
+
+def _extract(func: Callable) -> FunctionSource:
+    label = getattr(func, "__qualname__", None) or repr(func)
+    fix = "define it with `def` in a .py file (or a notebook cell) so its source can be read and run by a worker"
+    if not inspect.isfunction(func):
+        raise FunctionSourceError(
+            f"cannot make a function task from {label!r} ({type(func).__name__}): only Python functions have "
+            f"source a worker can run; wrap it: {fix}"
+        )
+    if func.__name__ == "<lambda>":
+        raise FunctionSourceError(f"cannot make a function task from a lambda ({label}): {fix}")
+    try:
+        raw = inspect.getsource(func)
+    except (OSError, TypeError) as exc:
+        raise FunctionSourceError(f"cannot read the source of function {label!r} ({exc}); {fix}") from None
+    text = textwrap.dedent(raw)
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as exc:
+        raise FunctionSourceError(f"the source of function {label!r} does not parse ({exc.msg}); {fix}") from None
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name != func.__name__:
+        raise FunctionSourceError(f"the source found for function {label!r} is not its `def`; {fix}")
+    # node.lineno is the `def` line, after any decorators: the worker runs the bare function.
+    lines = text.splitlines(keepends=True)
+    source = "".join(lines[node.lineno - 1:])
+    if not source.endswith("\n"):
+        source += "\n"
+    filename = inspect.getsourcefile(func) or func.__code__.co_filename
+    folder = os.path.dirname(os.path.abspath(filename)) if filename and not filename.startswith("<") else os.getcwd()
+    return FunctionSource(
+        name=func.__name__,
+        source=source,
+        is_async=isinstance(node, ast.AsyncFunctionDef),
+        folder=folder,
+        imports=tuple(dict.fromkeys(_imported_modules(tree))),
+        caller_imports=_caller_imports(func),
+    )
+
+
+def _imported_modules(tree: ast.AST) -> list[str]:
+    """Absolute dotted modules imported anywhere in the source (the worker imports them ahead of a fork)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append(node.module)
+    return out
+
+
+def _caller_imports(func: types.FunctionType) -> dict[str, str]:
+    """Global names the function uses that are modules in its defining module: {'pd': 'pandas'}.
+
+    They will not exist on the worker; knowing them lets the error say `import pandas as pd`.
+    """
+    names: set[str] = set()
+    stack = [func.__code__]
+    while stack:
+        code = stack.pop()
+        names.update(code.co_names)
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    found = {}
+    for name in sorted(names):
+        value = func.__globals__.get(name)
+        if isinstance(value, types.ModuleType):
+            found[name] = value.__name__
+    return found
+
+
+def _is_basic(value: Any, depth: int = 0) -> bool:
+    """Whether a value round-trips through a JSON parameter unchanged (and is small enough to be one)."""
+    if depth > 20:
+        return False
+    if value is None or isinstance(value, (bool, str)):
+        return True
+    if isinstance(value, (int, float)):
+        return type(value) in (int, float)  # not numpy scalars or IntEnum members
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        return all(_is_basic(v, depth + 1) for v in value)
+    if isinstance(value, dict) and type(value) is dict:
+        return all(isinstance(k, str) and _is_basic(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _reference(value: Any) -> ArtifactRef | None:
+    if isinstance(value, ArtifactRef):
+        return value
+    from .artifacts import Artifact
+
+    if isinstance(value, Artifact):
+        return ArtifactRef(value.task_id, value.name)
+    return None
+
+
+def _packages(packages: Sequence[str] | str | None, sources: tuple[str, ...]) -> list[str]:
+    """Declared requirements normalised, or those detected from the sources' imports (cached)."""
+    # The checker lives with the worker that enforces it; imported lazily so `import labpipe` stays light.
+    from .agent import requirements
+
+    if packages is not None:
+        return requirements.parse_requirements(packages)
+    if sources not in _packages_cache:
+        found: list[str] = []
+        for source in sources:
+            found += requirements.detect_packages(source)
+        _packages_cache[sources] = sorted(set(found), key=str.lower)
+    return list(_packages_cache[sources])
+
+
+def create_function_task(
+    func: Callable,
+    func_name: str | None = None,
+    task_name: str | None = None,
+    *,
+    project_name: str | None = None,
+    task_type: Any = None,
+    return_values: Sequence[str] | str | None = DEFAULT_RETURN,
+    helper_functions: Sequence[Callable] = (),
+    packages: Sequence[str] | str | None = None,
+    docker: str | None = None,
+    docker_args: str | None = None,
+    docker_bash_setup_script: str | None = None,
+    repo: str | None = None,
+    repo_branch: str | None = None,
+    repo_commit: str | None = None,
+    tags: Sequence[str] | None = None,
+    parent: str | None = None,
+    retry_on_failure: int = 0,
+    **kwargs: Any,
+) -> Task:
+    """Create a task (status 'created') that runs `func(**kwargs)` on a worker once enqueued.
+
+    func: a function defined with `def` in a file or notebook cell; it runs as a standalone script, so
+        it must import what it uses inside its body.
+    func_name: a name for the function within the task (default: its `__name__`).
+    task_name, project_name, task_type, tags, parent: as in ClearML (task_name defaults to func_name).
+    return_values: the artifact name(s) the return value is stored under: one name stores the whole
+        value, several unpack a returned tuple (ClearML's default: 'return_object'); () stores nothing.
+    helper_functions: other functions the worker defines next to `func` (their source is stored too).
+    packages: requirements (list or requirements.txt path); None detects them from the imports.
+    docker, docker_args, docker_bash_setup_script, repo, repo_branch, repo_commit: recorded for the
+        worker (a local `repo` runs the task in a worktree at the recorded commit).
+    retry_on_failure: how many times a failed run is re-queued.
+    **kwargs: the function's arguments (see the module docstring for how each kind is stored).
+    """
+    from .task import Task, _type_name
+
+    main = function_source(func)
+    helpers = [function_source(h) for h in helper_functions]
+    names = [return_values] if isinstance(return_values, str) else list(return_values or ())
+    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"return_values must be distinct non-empty names, got {return_values!r}")
+    unknown = set(kwargs) - set(inspect.signature(inspect.unwrap(func)).parameters)
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(inspect.unwrap(func)).parameters.values()):
+        raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {inspect.signature(func)}")
+
+    sources = (main.source, *(h.source for h in helpers))
+    script: dict[str, Any] = {
+        "kind": "function",
+        "function_name": main.name,
+        "func_name": func_name or main.name,
+        "source": main.source,
+        "helpers": [h.source for h in helpers],
+        "is_async": main.is_async,
+        "return_values": names,
+        "packages": _packages(packages, sources),
+        "imports": list(dict.fromkeys(m for f in (main, *helpers) for m in f.imports)),
+        "caller_imports": main.caller_imports,
+        "working_dir": main.folder,
+        "sys_path": [main.folder],
+    }
+    for key, value in (("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script)):
+        if value:
+            script[key] = value
+    if repo:
+        from .agent.repo import resolve_repo
+
+        pinned = resolve_repo(repo, repo_branch, repo_commit)
+        script.update(repo=pinned["repo"], repo_branch=pinned["branch"], repo_commit=pinned["commit"])
+
+    params, objects = [], {}
+    for arg, value in kwargs.items():
+        ref = _reference(value)
+        if ref is not None:
+            params.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ref.as_param()))
+        elif _is_basic(value) and len(json.dumps(value)) <= _MAX_PARAM_JSON:
+            params.append(_param(KWARGS_SECTION, arg, value))
+        else:
+            objects[arg] = value
+
+    db = get_database()
+    row = tasks.create_task(
+        db,
+        name=task_name or func_name or main.name,
+        project=project_name or "",
+        type=_type_name(task_type),
+        parent=parent,
+        script=script,
+        tags=list(tags or ()),
+        retries_left=max(0, int(retry_on_failure or 0)),
+        params=params,
+    )
+    task = Task(row, db)
+    if objects:
+        refs = []
+        for arg, value in objects.items():
+            name = KWARG_ARTIFACT_PREFIX + arg
+            task.upload_artifact(name, value)
+            refs.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ArtifactRef(task.id, name).as_param()))
+        tasks.set_params(db, task.id, refs)
+    return task
+
+
+def _param(section: str, name: str, value: Any) -> tuple[str, str, str, str, str]:
+    value_json, type_name = _params.encode(value)
+    return section, name, value_json, type_name, ""
+
+
+__all__ = ["ArtifactRef", "FunctionSourceError", "create_function_task", "function_source"]

@@ -1,0 +1,157 @@
+"""`labpipe agent` daemons and the `workers` / `stop` commands, on real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from click.testing import CliRunner
+
+from labpipe import Task
+from labpipe.agent.commands import stop_command, workers_command
+from labpipe.store import tasks as store_tasks
+from labpipe.store.db import get_database
+from labpipe.waiting import wait_for_tasks
+
+WAIT = 20
+
+
+def sleeper(pid_file, seconds=30.0):
+    import os
+    import time
+
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"
+
+
+def logs_once(log_file, tag):
+    import os
+    import time
+
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, f"{tag}\n".encode())
+    os.close(fd)
+    time.sleep(0.02)
+    return tag
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = WAIT, step: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture
+def start_daemon():
+    """Start `labpipe agent` daemons; each is waited for (registered) and killed at the end if still alive."""
+    procs = []
+
+    def start(*args: str) -> subprocess.Popen:
+        db = get_database()
+        before = len([w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"])
+        proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", *args], stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        wait_until(lambda: len([w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"]) > before)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+
+
+def test_sigterm_lets_the_running_task_finish_then_exits_cleanly(start_daemon, tmp_path):
+    daemon = start_daemon("--queue", "q", "--workers", "1", "--grace", "10")
+    task = Task.create_function_task(sleeper, pid_file=str(tmp_path / "pid"), seconds=1.0)
+    Task.enqueue(task, queue_name="q")
+    wait_until(lambda: (tmp_path / "pid").exists())
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert task.get_status() == "completed"
+    assert "stopped" in daemon.stderr.read()
+    assert store_tasks.live_workers(get_database(), 10) == []
+
+
+def test_sigterm_requeues_a_task_that_outlasts_the_grace_period(start_daemon, tmp_path):
+    daemon = start_daemon("--queue", "q", "--workers", "1", "--grace", "0.3")
+    pid_file = tmp_path / "pid"
+    task = Task.create_function_task(sleeper, pid_file=str(pid_file))
+    Task.enqueue(task, queue_name="q")
+    child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text()))
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert not alive(child)
+    assert task.get_status() == "queued"
+
+
+def test_two_daemons_share_work_without_running_any_task_twice(start_daemon, tmp_path):
+    start_daemon("--queue", "shared", "--workers", "1")
+    start_daemon("--queue", "shared", "--workers", "1")
+    log = tmp_path / "runs.log"
+    tasks = [Task.create_function_task(logs_once, log_file=str(log), tag=f"t{i}") for i in range(30)]
+    for t in tasks:
+        Task.enqueue(t, queue_name="shared")
+    wait_for_tasks(tasks, timeout=WAIT)
+    runs = Counter(log.read_text().split())
+    assert runs == Counter({f"t{i}": 1 for i in range(30)})
+    assert len({t.data.runtime["worker"] for t in tasks}) == 2  # both daemons took part
+
+
+def test_workers_command_lists_live_workers_and_what_they_run(start_daemon, tmp_path):
+    start_daemon("--queue", "q", "--queue", "gpu", "--workers", "1")
+    task = Task.create_function_task(sleeper, pid_file=str(tmp_path / "pid"))
+    Task.enqueue(task, queue_name="q")
+    wait_until(lambda: (tmp_path / "pid").exists())
+    result = CliRunner().invoke(workers_command, ["--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert row["kind"] == "daemon" and row["queues"] == ["q", "gpu"] and row["task"] == task.id
+    table = CliRunner().invoke(workers_command, []).output.splitlines()
+    assert table[0].split() == ["WORKER", "KIND", "PID", "QUEUES", "TASK", "RUNNING", "FOR", "SEEN"]
+    assert table[1][table[0].index("KIND"):].startswith("daemon  ")
+    task.mark_stopped()
+
+
+def test_stop_command_ends_a_running_task(start_daemon, tmp_path):
+    start_daemon("--queue", "q", "--workers", "1")
+    pid_file = tmp_path / "pid"
+    task = Task.create_function_task(sleeper, pid_file=str(pid_file))
+    Task.enqueue(task, queue_name="q")
+    child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text()))
+    result = CliRunner().invoke(stop_command, [task.id])
+    assert result.exit_code == 0 and "was in_progress" in result.output
+    wait_until(lambda: not alive(child), timeout=1.5)
+    assert task.get_status() == "stopped"
+
+
+def test_stop_command_refuses_a_finished_task_naming_it():
+    task = Task.create(task_name="done")
+    task.mark_completed(force=True)
+    result = CliRunner().invoke(stop_command, [task.id])
+    assert result.exit_code == 1
+    assert task.id in result.output and "completed" in result.output

@@ -1,0 +1,217 @@
+"""The built-in pool: worker life cycle, no orphans, lost workers, daemon-served queues, ensure_pool."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from labpipe import StepFailed, Task
+from labpipe.agent import Pool, ensure_pool
+from labpipe.agent import pool as pool_module
+from labpipe.store import tasks as store_tasks
+from labpipe.store.db import get_database
+
+WAIT = 20
+
+
+def sleeper(pid_file, seconds=30.0):
+    import os
+    import time
+
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"
+
+
+def resumable(pid_file, marker):
+    import os
+    import time
+
+    if os.path.exists(marker):
+        return "second run"
+    open(marker, "w").close()
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(30)
+
+
+def add(a, b=1):
+    return a + b
+
+
+def controller_step():
+    """Like a pipeline controller on the services queue: starts its own pool and runs a step on it."""
+    import os
+
+    from labpipe import Task
+    from labpipe.agent import ensure_pool
+
+    def double(x):
+        return 2 * x
+
+    pool = ensure_pool({"default": 1})
+    step = Task.enqueue(Task.create_function_task(double, x=21))
+    step.wait_for_status(timeout=20)
+    return step.artifacts["return_object"].get(), pool.pids, os.getpid()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie waiting for its parent to reap it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = WAIT, step: float = 0.01):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def started_child(pid_file) -> int:
+    return int(wait_until(lambda: pid_file.exists() and pid_file.read_text()))
+
+
+def test_pool_stop_ends_workers_and_running_tasks_and_requeues_them(tmp_path):
+    pool = Pool({"default": 2}, grace=0.2).start()
+    workers = pool.pids
+    assert len(workers) == 2
+    pid_file = tmp_path / "pid"
+    task = Task.create_function_task(sleeper, pid_file=str(pid_file))
+    Task.enqueue(task)
+    child = started_child(pid_file)
+    pool.stop()
+    assert not [pid for pid in [*workers, child] if alive(pid)]
+    assert task.get_status() == "queued"
+    assert "re-queued" in task.get_status_message()
+    assert store_tasks.live_workers(get_database(), 10) == []
+
+
+def test_owner_killed_with_sigkill_leaves_no_orphan_processes(tmp_path, store):
+    (tmp_path / "steps.py").write_text(textwrap.dedent('''
+        def sleeper(pid_file):
+            import os, time
+            open(pid_file, "w").write(str(os.getpid()))
+            time.sleep(30)
+    '''))
+    pid_file = tmp_path / "pid"
+    owner_code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from labpipe import Task
+        from labpipe.agent import Pool
+        from steps import sleeper
+        pool = Pool({{"default": 2}}).start()
+        Task.enqueue(Task.create_function_task(sleeper, pid_file={str(pid_file)!r}))
+        print(" ".join(map(str, pool.pids)), flush=True)
+        time.sleep(60)
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", owner_code], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(p) for p in owner.stdout.readline().split()]
+        child = started_child(pid_file)
+        owner.kill()
+        owner.wait(5)
+        wait_until(lambda: not any(alive(p) for p in [*workers, child]), timeout=5)
+    finally:
+        owner.kill()
+        owner.wait(5)
+    (task,) = Task.get_tasks(task_name="sleeper")
+    assert task.get_status() == "queued"  # re-queued by its worker on the way out, not lost
+
+
+def test_killed_worker_is_replaced_and_its_task_failed_worker_lost_at_once(tmp_path):
+    with Pool({"default": 1}) as pool:  # default 10 s lease: the pool notices the death itself
+        pid_file = tmp_path / "pid"
+        task = Task.create_function_task(sleeper, pid_file=str(pid_file))
+        Task.enqueue(task)
+        child = started_child(pid_file)
+        worker = pool.pids[0]
+        os.kill(worker, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(StepFailed, match="worker lost"):
+            task.wait_for_status(timeout=WAIT)
+        assert time.monotonic() - start < 3
+        wait_until(lambda: not alive(child), timeout=3)
+        replacement = wait_until(lambda: pool.pids and pool.pids[0] != worker and pool.pids[0])
+        after = Task.create_function_task(add, a=1)
+        Task.enqueue(after)
+        after.wait_for_status(timeout=WAIT)
+        assert after.data.runtime["worker"].endswith(f":{replacement}")
+
+
+def test_killed_worker_task_with_retries_left_is_requeued_and_run_again(tmp_path):
+    with Pool({"default": 1}) as pool:
+        pid_file = tmp_path / "pid"
+        task = Task.create_function_task(resumable, pid_file=str(pid_file), marker=str(tmp_path / "m"), retry_on_failure=1)
+        Task.enqueue(task)
+        started_child(pid_file)
+        os.kill(pool.pids[0], signal.SIGKILL)
+        task.wait_for_status(timeout=WAIT)
+        assert task.artifacts["return_object"].get() == "second run"
+        assert task.data.attempt == 2
+
+
+def test_pool_leaves_a_queue_served_by_a_daemon_alone(store):
+    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--queue", "shared", "--workers", "1"],
+                              stderr=subprocess.DEVNULL)
+    try:
+        db = get_database()
+        wait_until(lambda: [w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"])
+        with Pool({"shared": 1, "default": 1}) as pool:
+            assert pool.skipped == ["shared"]
+            assert pool.queues == {"default": 1}
+            task = Task.create_function_task(add, a=1)
+            Task.enqueue(task, queue_name="shared")
+            task.wait_for_status(timeout=WAIT)
+            assert task.data.runtime["worker"].startswith("daemon:")
+    finally:
+        daemon.terminate()
+        assert daemon.wait(10) == 0
+
+
+def test_ensure_pool_starts_one_pool_and_adds_queues_to_it():
+    try:
+        first = ensure_pool({"default": 1})
+        again = ensure_pool(["default"])
+        assert again is first and first.queues == {"default": 1}
+        first_pids = set(first.pids)
+        with_services = ensure_pool({"services": 1})
+        assert with_services is first and first.queues == {"default": 1, "services": 1}
+        assert first_pids < set(first.pids)
+        task = Task.create_function_task(add, a=4)
+        Task.enqueue(task, queue_name="services")
+        task.wait_for_status(timeout=WAIT)
+        assert task.artifacts["return_object"].get() == 5
+    finally:
+        if pool_module._shared is not None:
+            pids = pool_module._shared.pids
+            pool_module._shared.stop()
+            assert not [p for p in pids if alive(p)]
+
+
+def test_a_step_can_start_its_own_pool_and_it_is_stopped_when_the_step_ends():
+    with Pool({"services": 1}):
+        task = Task.create_function_task(controller_step)
+        Task.enqueue(task, queue_name="services")
+        task.wait_for_status(timeout=WAIT)
+        value, inner_workers, step_pid = task.artifacts["return_object"].get()
+        assert value == 42
+        wait_until(lambda: not any(alive(p) for p in [*inner_workers, step_pid]), timeout=5)
