@@ -1,0 +1,152 @@
+"""PipelineController: validation before running, task steps with references, function steps, policies."""
+
+from __future__ import annotations
+
+import pipeline_components as pc
+import pytest
+
+from labpipe import PipelineController, PipelineError, Task, TaskNotFound
+from labpipe.store import pipelines
+from labpipe.store.db import get_database
+
+
+@pytest.fixture(autouse=True)
+def stop_pool():
+    yield
+    from labpipe.agent import pool
+
+    if pool._shared is not None:
+        pool._shared.stop()
+        pool._shared = None
+
+
+def _templates():
+    return (Task.create_function_task(pc.produce, task_name="produce-template", project_name="t"),
+            Task.create_function_task(pc.consume, task_name="consume-template", project_name="t"))
+
+
+def _pipe(**kw):
+    return PipelineController(name="ctl", project="t", version="1.0", **kw)
+
+
+def test_duplicate_step_name_is_rejected_at_add_step():
+    prod, _ = _templates()
+    pipe = _pipe()
+    pipe.add_step("a", base_task_id=prod.id)
+    with pytest.raises(PipelineError, match="step 'a' is defined twice"):
+        pipe.add_step("a", base_task_id=prod.id)
+
+
+def test_missing_base_task_raises_task_not_found_naming_it():
+    with pytest.raises(TaskNotFound, match="step 'a'.*nope"):
+        _pipe().add_step("a", base_task_id="nope")
+    with pytest.raises(TaskNotFound, match="'ghost'"):
+        _pipe().add_step("a", base_task_project="t", base_task_name="ghost")
+
+
+def test_unknown_parent_cycle_and_bad_reference_fail_before_anything_runs():
+    prod, _ = _templates()
+    pipe = _pipe()
+    pipe.add_step("a", base_task_id=prod.id, parents=["zzz"])
+    with pytest.raises(PipelineError, match="'zzz'"):
+        pipe.start_locally()
+    pipe = _pipe()
+    pipe.add_step("a", base_task_id=prod.id, parents=["b"])
+    pipe.add_step("b", base_task_id=prod.id, parents=["a"])
+    with pytest.raises(PipelineError, match="cycle"):
+        pipe.start_locally()
+    pipe = _pipe()
+    pipe.add_step("a", base_task_id=prod.id, parameter_override={"kwargs/rows": "${nostep.id}"})
+    with pytest.raises(PipelineError, match=r"step 'a'.*\$\{nostep\.id\}"):
+        pipe.start_locally()
+    assert Task.get_tasks(task_filter={"type": ["controller"]}) == []
+    assert len(Task.get_tasks()) == 2  # only the templates: nothing was launched
+
+
+def test_task_steps_resolve_references_and_monitor_onto_the_pipeline():
+    prod, cons = _templates()
+    pipe = _pipe()
+    pipe.add_parameter("rows", 4, description="how many")
+    pipe.add_step("prep", base_task_id=prod.id, parameter_override={"kwargs/rows": "${pipeline.rows}"},
+                  monitor_metrics=[("prep", "rows")])
+    pipe.add_step("train", base_task_id=cons.id, monitor_artifacts=[("return_object", "score")],
+                  parameter_override={"kwargs/data_url": "${prep.artifacts.data.url}", "kwargs/lr": 0.5})
+    assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+    dag = pipe.get_pipeline_dag()
+    assert dag["train"].parents == ["prep"]  # the reference made prep a parent
+    train = Task.get_task(task_id=dag["train"].task_id)
+    assert train.parent == pipe.id and train.get_parameters()["kwargs/lr"] == 0.5
+    assert train.get_parameters()["kwargs/data_url"].startswith("labpipe://")
+    assert pipe.task.artifacts["score"].get() == 3.0
+    assert pipe.task.get_last_scalar_metrics()["prep"]["rows"]["last"] == 4
+    assert pipe.task.get_parameters() == {"Args/rows": 4}
+    assert prod.get_status() == "created"  # templates are cloned, never run
+
+
+def test_function_steps_pass_returns_by_reference_and_cache():
+    pipe = _pipe()
+    pipe.add_parameter("n", 5)
+    pipe.add_function_step("make", pc.numbers, function_kwargs={"n": "${pipeline.n}"}, function_return=["xs"], cache_executed_step=True)
+    pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${make.xs}", "bonus": 10}, function_return=["s"])
+    assert pipe.start_locally() is True
+    dag = pipe.get_pipeline_dag()
+    s = Task.get_task(task_id=dag["sum"].task_id)
+    assert s.artifacts["s"].get() == 20
+    assert s.get_parameters()["kwargs_artifacts/xs"] == {"task": dag["make"].task_id, "artifact": "xs"}
+    again = _pipe()
+    again.add_parameter("n", 5)
+    again.add_function_step("make", pc.numbers, function_kwargs={"n": "${pipeline.n}"}, function_return=["xs"], cache_executed_step=True)
+    assert again.start_locally() is True
+    assert again.get_pipeline_dag()["make"].status == "cached"
+    assert again.is_successful()  # a cached step counts as a success
+
+
+def test_reference_to_an_unknown_return_value_is_rejected():
+    pipe = _pipe()
+    pipe.add_function_step("make", pc.numbers, function_return=["xs"])
+    pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${make.ys}"})
+    with pytest.raises(PipelineError, match="ys"):
+        pipe.start_locally()
+
+
+def test_step_task_created_callback_false_skips_the_subtree_and_failures_fail_the_pipeline():
+    pipe = _pipe()
+    pipe.add_function_step("make", pc.numbers, function_return=["xs"])
+    pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${make.xs}"})
+    pipe.add_function_step("bad", pc.failing)
+    completed = []
+    ok = pipe.start_locally(step_task_created_callback=lambda p, node, params: node.name != "make",
+                            step_task_completed_callback=lambda p, node: completed.append(node.name))
+    dag = pipe.get_pipeline_dag()
+    assert ok is False and pipe.task.get_status() == "failed"
+    assert dag["make"].status == "skipped" and dag["sum"].status == "skipped" and dag["bad"].status == "failed"
+    assert "controller step failure" in pipe.task.get_status_message() and completed == []
+    assert not pipe.is_successful()
+
+
+def test_time_limit_stops_a_step_that_runs_too_long():
+    pipe = _pipe()
+    pipe.add_function_step("slow", pc.slow, function_kwargs={"seconds": 30}, time_limit=0.5)
+    assert pipe.start_locally() is False
+    node = pipe.get_pipeline_dag()["slow"]
+    assert node.status == "aborted" and node.duration < 10
+    assert Task.get_task(task_id=node.task_id).get_status() == "stopped"
+
+
+def test_get_returns_the_highest_version_and_clone_overrides_args():
+    for version in ("1.2", "1.10", "1.9"):
+        pipe = PipelineController(name="versions", project="t", version=version)
+        pipe.add_parameter("x", 1)
+        pipe.create_draft()
+    best = PipelineController.get(pipeline_project="t", pipeline_name="versions")
+    assert best.data.runtime["pipeline_version"] == "1.10"
+    clone = PipelineController.clone(best, parameters={"x": 7})
+    assert clone.get_parameters() == {"Args/x": 7} and clone.get_status() == "created"
+
+
+def test_pipeline_nodes_are_recorded_in_the_store():
+    pipe = _pipe()
+    pipe.add_function_step("make", pc.numbers, function_return=["xs"])
+    pipe.start_locally()
+    nodes = pipelines.load_nodes(get_database(), pipe.id)
+    assert [(n["name"], n["status"]) for n in nodes] == [("make", "completed")]

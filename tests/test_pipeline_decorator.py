@@ -1,0 +1,238 @@
+"""PipelineDecorator: modes, proxies, DAG recording, naming, failures, callbacks, monitors."""
+
+from __future__ import annotations
+
+import pipeline_components as pc
+import pytest
+
+from labpipe import PipelineDecorator, PipelineError, StepFailed, Task
+from labpipe.store import pipelines
+from labpipe.store.db import get_database
+
+
+@pytest.fixture
+def local_mode():
+    """run_locally with a 2-worker pool; the pool is stopped after the test."""
+    PipelineDecorator.run_locally(workers=2)
+    yield
+    from labpipe.agent import pool
+
+    if pool._shared is not None:
+        pool._shared.stop()
+        pool._shared = None
+    PipelineDecorator._mode = "remote"
+    PipelineDecorator._workers = None
+    PipelineDecorator._refresh = False
+
+
+def _nodes(pipeline_id):
+    return {n["name"]: n for n in pipelines.load_nodes(get_database(), pipeline_id)}
+
+
+def _pipeline_task(name):
+    return Task.get_tasks(project_name="tests", task_filter={"type": ["controller"]})[0]
+
+
+def test_component_called_outside_a_pipeline_is_a_plain_call():
+    assert pc.add_up([1, 2], bonus=3) == 6
+    assert Task.get_tasks() == []
+
+
+def test_pipeline_without_version_is_a_clear_error():
+    with pytest.raises(PipelineError, match="needs a version"):
+        @PipelineDecorator.pipeline(name="x", project="p")
+        def nope():
+            pass
+
+
+def test_debug_mode_runs_plain_calls_and_stores_nothing():
+    PipelineDecorator.debug_pipeline()
+    try:
+        assert pc.chain_pipeline(n=3, bonus=10) == 13
+    finally:
+        PipelineDecorator._mode = "remote"
+    assert Task.get_tasks() == []
+
+
+def test_local_mode_runs_steps_as_tasks_and_passes_results_by_reference(local_mode):
+    assert pc.chain_pipeline(n=4, bonus=1) == 7
+    pipe = _pipeline_task("chain")
+    assert pipe.get_status() == "completed" and pipe.task_type == "controller"
+    assert pipe.get_parameters() == {"Args/n": 4, "Args/bonus": 1}
+    nodes = _nodes(pipe.id)
+    assert list(nodes) == ["make_numbers", "add_up"]
+    assert nodes["add_up"]["parents"] == ["make_numbers"] and all(n["status"] == "completed" for n in nodes.values())
+    make, add = (Task.get_task(task_id=nodes[n]["task"]) for n in ("make_numbers", "add_up"))
+    assert make.parent == pipe.id and make.get_parameters()["kwargs/n"] == 4
+    # the proxy travelled as a reference to the first step's artifact, not as data
+    assert add.get_parameters()["kwargs_artifacts/numbers"] == {"task": make.id, "artifact": "numbers"}
+    assert add.artifacts["total"].get() == 7
+
+
+def test_repeated_calls_are_named_with_suffixes_and_each_is_a_step(local_mode):
+    assert pc.sweep_pipeline(values=(2, 3, 4)) == [4, 9, 16]
+    nodes = _nodes(_pipeline_task("sweep").id)
+    assert list(nodes) == ["square", "square_1", "square_2"]
+    assert len({n["task"] for n in nodes.values()}) == 3
+
+
+def test_multiple_return_values_unpack_into_proxies(local_mode):
+    @PipelineDecorator.pipeline(name="pairs", project="tests", version="1")
+    def pairs():
+        a, b = pc.split_pair(pc.make_numbers(3))
+        return list(a) + [len(b)]
+
+    assert pairs() == [0, 2]
+
+
+def test_proxy_behaves_as_the_value_in_pipeline_logic(local_mode):
+    @PipelineDecorator.pipeline(name="proxy", project="tests", version="1")
+    def logic():
+        total = pc.add_up(pc.make_numbers(5))
+        numbers = pc.make_numbers(3, salt="x")
+        out = [total + 1, 2 * total, total > 5, f"{total:03d}", numbers[1], list(numbers), len(numbers), 2 in numbers]
+        if total:
+            out.append("truthy")
+        return out
+
+    assert logic() == [11, 20, True, "010", 1, [0, 1, 2], 3, True, "truthy"]
+
+
+def test_failed_step_fails_the_pipeline_naming_step_task_and_error(local_mode):
+    @PipelineDecorator.pipeline(name="fails", project="tests", version="1")
+    def fails():
+        value = pc.explode("kaput 17")
+        return value + 1
+
+    with pytest.raises(StepFailed, match=r"step 'explode' \(task [0-9a-f]{32}\) failed: .*ValueError: kaput 17"):
+        fails()
+    assert _pipeline_task("fails").get_status() == "failed"
+
+
+def test_continue_on_fail_lets_the_pipeline_complete_and_skips_dependents(local_mode):
+    @PipelineDecorator.pipeline(name="tolerant", project="tests", version="1")
+    def tolerant():
+        bad = pc.explode_allowed()
+        pc.add_up(bad)  # depends on the failed step: skipped
+        return int(pc.add_up(pc.make_numbers(3)))
+
+    assert tolerant() == 3
+    pipe = _pipeline_task("tolerant")
+    nodes = _nodes(pipe.id)
+    assert pipe.get_status() == "completed"
+    assert nodes["explode_allowed"]["status"] == "failed" and nodes["add_up"]["status"] == "skipped"
+    assert nodes["add_up_1"]["status"] == "completed"
+
+
+def test_return_values_count_mismatch_fails_saying_expected_and_got(local_mode):
+    @PipelineDecorator.pipeline(name="mismatch", project="tests", version="1")
+    def mismatch():
+        a, b = pc.wrong_count()
+        return a + b
+
+    with pytest.raises(StepFailed, match="expected 2 return values.*got 3"):
+        mismatch()
+
+
+def test_missing_import_in_a_component_says_it_runs_as_a_standalone_script(local_mode):
+    @PipelineDecorator.pipeline(name="noimport", project="tests", version="1")
+    def noimport():
+        return pc.uses_missing_import() + 0
+
+    with pytest.raises(StepFailed, match="np"):
+        noimport()
+    node = _nodes(_pipeline_task("noimport").id)["uses_missing_import"]
+    assert "import" in Task.get_task(task_id=node["task"]).get_status_message()
+
+
+def test_non_picklable_argument_is_an_error_before_anything_runs(local_mode):
+    import threading
+
+    @PipelineDecorator.pipeline(name="unpicklable", project="tests", version="1")
+    def unpicklable():
+        return pc.add_up(threading.Lock())
+
+    with pytest.raises(PipelineError, match=r"step 'add_up': argument 'numbers' of type _thread\.lock cannot be pickled"):
+        unpicklable()
+    assert [t.name for t in Task.get_tasks(task_filter={"type": ["training"]})] == []
+
+
+def test_retry_on_failure_reruns_a_failed_step(local_mode, tmp_path):
+    @PipelineDecorator.pipeline(name="retry", project="tests", version="1")
+    def retry(marker):
+        return int(pc.flaky(marker))
+
+    assert retry(str(tmp_path / "count")) == 2
+    assert (tmp_path / "count").read_text() == "3"
+
+
+def test_monitored_metrics_and_artifacts_are_copied_to_the_pipeline(local_mode):
+    @PipelineDecorator.pipeline(name="monitor", project="tests", version="1")
+    def monitor():
+        return int(pc.reports_metrics())
+
+    monitor()
+    pipe = _pipeline_task("monitor")
+    assert pipe.get_reported_scalars()["loss"]["train"] == {"x": [0, 1], "y": [0.5, 0.25]}
+    assert pipe.artifacts["copied"].get() == {"k": 1}
+
+
+def test_pre_execute_callback_returning_false_skips_the_step_and_its_subtree(local_mode):
+    seen = []
+
+    def gate(pipeline, node, params):
+        seen.append(node.name)
+        return node.name != "make_numbers"
+
+    guarded = PipelineDecorator.component(return_values=["numbers"], pre_execute_callback=gate, name="make_numbers")(
+        pc.make_numbers.func
+    )
+
+    @PipelineDecorator.pipeline(name="gated", project="tests", version="1")
+    def gated():
+        pc.add_up(guarded(3))
+        return int(pc.add_up(pc.make_numbers(2)))
+
+    assert gated() == 1
+    nodes = _nodes(_pipeline_task("gated").id)
+    assert nodes["make_numbers"]["status"] == "skipped" and nodes["add_up"]["status"] == "skipped"
+    assert "make_numbers" in seen
+
+
+def test_add_pipeline_tags_and_target_project_apply_to_steps(local_mode):
+    @PipelineDecorator.pipeline(name="tagged", project="tests", version="1", add_pipeline_tags=True, target_project="tests/steps")
+    def tagged():
+        return int(pc.make_numbers(2)[1])
+
+    assert tagged() == 1
+    pipe = _pipeline_task("tagged")
+    step = Task.get_tasks(project_name="tests/steps")[0]
+    assert step.get_tags() == [f"pipe: {pipe.id}"] and step.parent == pipe.id
+
+
+def test_nested_pipeline_is_one_node_whose_task_is_a_pipeline(local_mode):
+    @PipelineDecorator.pipeline(name="outer", project="tests", version="1")
+    def outer():
+        inner_total = pc.chain_pipeline(n=3, bonus=0)
+        return int(pc.add_up([inner_total, 1]))
+
+    assert outer() == 4
+    outer_task = [t for t in Task.get_tasks(project_name="tests") if t.data.runtime.get("pipeline_name") == "outer"][0]
+    node = _nodes(outer_task.id)["chain"]
+    assert node["kind"] == "pipeline" and node["status"] == "completed"
+    inner = Task.get_task(task_id=node["task"])
+    assert inner.task_type == "controller" and inner.parent == outer_task.id
+    assert set(_nodes(inner.id)) == {"make_numbers", "add_up"}
+
+
+def test_get_current_pipeline_and_pipeline_logger(local_mode):
+    @PipelineDecorator.pipeline(name="current", project="tests", version="1")
+    def current():
+        pipe = PipelineDecorator.get_current_pipeline()
+        PipelineDecorator.get_logger().report_scalar("p", "s", 1.5, 0)
+        PipelineDecorator.upload_artifact("note", "hello")
+        return pipe.id
+
+    pid = current()
+    task = Task.get_task(task_id=pid)
+    assert task.get_last_scalar_metrics()["p"]["s"]["last"] == 1.5 and task.artifacts["note"].get() == "hello"
