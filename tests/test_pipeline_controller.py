@@ -150,3 +150,15 @@ def test_pipeline_nodes_are_recorded_in_the_store():
     pipe.start_locally()
     nodes = pipelines.load_nodes(get_database(), pipe.id)
     assert [(n["name"], n["status"]) for n in nodes] == [("make", "completed")]
+
+
+def test_execution_queue_may_be_a_reference_for_function_and_task_steps():
+    template = Task.create_function_task(pc.numbers, task_name="numbers", project_name="t")
+    pipe = _pipe()
+    pipe.add_parameter("queue", "fast")
+    pipe.add_function_step("a", pc.numbers, execution_queue="${pipeline.queue}")
+    pipe.add_step("b", base_task_id=template.id, execution_queue="${pipeline.queue}")
+    assert pipe.start_locally() is True
+    for name in ("a", "b"):
+        node = pipe.get_pipeline_dag()[name]
+        assert node.queue == "fast" and Task.get_task(task_id=node.task_id).data.queue == "fast"

@@ -303,6 +303,8 @@ class PipelineRun:
 
     def _enqueue(self, task: Task, spec: StepSpec, node: Node) -> None:
         queue = spec.queue or self.default_queue
+        if "${" in queue:  # execution_queue may be a reference, e.g. "${pipeline.queue}"
+            queue = str(references.resolve(queue, self._resolver()))
         if spec.draft:
             self._set(node.name, "skipped", task_id=task.id, error="draft step: created, not run", completed=time.time())
             return
