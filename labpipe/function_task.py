@@ -197,7 +197,7 @@ def _reference(value: Any) -> ArtifactRef | None:
 def _packages(packages: Sequence[str] | str | None, sources: tuple[str, ...]) -> list[str]:
     """Declared requirements normalised, or those detected from the sources' imports (cached)."""
     # The checker lives with the worker that enforces it; imported lazily so `import labpipe` stays light.
-    from .agent import requirements
+    from . import requirements
 
     if packages is not None:
         return requirements.parse_requirements(packages)
@@ -275,7 +275,7 @@ def create_function_task(
         if value:
             script[key] = value
     if repo:
-        from .agent.repo import resolve_repo
+        from .repo import resolve_repo
 
         pinned = resolve_repo(repo, repo_branch, repo_commit)
         script.update(repo=pinned["repo"], repo_branch=pinned["branch"], repo_commit=pinned["commit"])

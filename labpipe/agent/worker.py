@@ -178,7 +178,7 @@ class Worker:
             return (f"task {row.id} ({row.name!r}) has nothing for a worker to run: create it with "
                     "Task.create(script=...) or Task.create_function_task(func)"), None
         try:
-            from . import requirements
+            from .. import requirements
         except ImportError:  # pragma: no cover - shipped together
             requirements = None
         if requirements is not None:
@@ -194,7 +194,7 @@ class Worker:
         if not script.get("repo"):
             return None, None
         try:
-            from .repo import prepare_repo
+            from ..repo import prepare_repo
 
             tree = prepare_repo(self.store_root, script["repo"], script.get("repo_branch"), script.get("repo_commit"))
         except LabpipeError as exc:

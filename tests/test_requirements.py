@@ -6,8 +6,9 @@ from importlib import metadata
 
 import pytest
 
-from labpipe.agent import requirements
-from labpipe.agent.requirements import (
+from labpipe import requirements
+from labpipe.errors import LabpipeError
+from labpipe.requirements import (
     RequirementsError,
     check_requirements,
     container_notice,
@@ -15,7 +16,6 @@ from labpipe.agent.requirements import (
     detect_packages,
     parse_requirements,
 )
-from labpipe.errors import LabpipeError
 
 SKLEARN = metadata.version("scikit-learn")
 PACKAGING = metadata.version("packaging")
