@@ -296,22 +296,24 @@ def describe_missing(task_name: str, problems: list[str]) -> str:
 
 
 def container_notice(script: Mapping) -> str | None:
-    """A one-line notice when the task asks for a container that cannot be started here, else None.
+    """A one-line notice when the task asks for a container, else None.
 
     script: the task's recorded definition; its `docker`, `docker_args` and `docker_bash_setup_script`
-    entries are read. The worker logs the notice once per image and runs the task in its own environment.
+    entries are read. labpipe's workers never start containers: the worker logs the notice once per
+    image and runs the task in its own environment; the notice says whether a runtime was even there.
     """
     image = script.get("docker")
     args = script.get("docker_args")
     setup = script.get("docker_bash_setup_script")
-    if not (image or args or setup) or _container_runtime_usable():
+    if not (image or args or setup):
         return None
     if image:
         what = f"docker image {image}"
     else:
         named = [k for k, v in (("docker_args", args), ("docker_bash_setup_script", setup)) if v]
         what = f"docker settings ({', '.join(named)})"
-    return f"task requests {what}; no container runtime here, running it in the local environment"
+    why = "labpipe does not start containers" if _container_runtime_usable() else "no container runtime here"
+    return f"task requests {what}; {why}, running it in the local environment"
 
 
 def _container_runtime_usable() -> bool:

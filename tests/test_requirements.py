@@ -153,12 +153,14 @@ def test_container_notice_when_no_runtime_is_usable(monkeypatch):
     )
 
 
-def test_container_notice_is_none_without_docker_settings_or_with_a_runtime(monkeypatch, tmp_path):
+def test_container_notice_is_none_without_docker_settings_and_says_containers_are_not_started(monkeypatch, tmp_path):
     assert container_notice({"kind": "function"}) is None
     sock = tmp_path / "docker.sock"
     sock.touch()
     monkeypatch.setattr(requirements.shutil, "which", lambda name: "/usr/bin/docker")
     monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
-    assert container_notice({"docker": "python:3.11"}) is None
+    assert container_notice({"docker": "python:3.11"}) == (
+        "task requests docker image python:3.11; labpipe does not start containers, running it in the local environment"
+    )
     sock.unlink()
     assert "python:3.11" in container_notice({"docker": "python:3.11"})
