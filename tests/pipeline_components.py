@@ -122,3 +122,18 @@ def slow(seconds: float = 5.0):
 
 def failing():
     raise RuntimeError("controller step failure")
+
+
+@PipelineDecorator.component(return_values=["value"], monitor_models=["weights_*"])
+def saves_models(folder: str):
+    import os
+
+    from labpipe import OutputModel, Task
+
+    task = Task.current_task()
+    for name in ("weights_a", "weights_b", "other"):
+        path = os.path.join(folder, name + ".bin")
+        with open(path, "wb") as fh:
+            fh.write(name.encode())
+        OutputModel(task=task, name=name).update_weights(weights_filename=path)
+    return 1

@@ -236,3 +236,82 @@ def test_get_current_pipeline_and_pipeline_logger(local_mode):
     pid = current()
     task = Task.get_task(task_id=pid)
     assert task.get_last_scalar_metrics()["p"]["s"]["last"] == 1.5 and task.artifacts["note"].get() == "hello"
+
+
+def test_abort_on_failure_stops_running_steps_at_once(local_mode):
+    import time
+
+    @PipelineDecorator.pipeline(name="abort", project="tests", version="1", abort_on_failure=True)
+    def abort():
+        slow = pc.sleepy(30)
+        pc.explode("fast failure")
+        return slow + 0
+
+    t0 = time.time()
+    with pytest.raises(StepFailed):
+        abort()
+    assert time.time() - t0 < 15
+    nodes = _nodes(_pipeline_task("abort").id)
+    assert nodes["sleepy"]["status"] == "aborted" and nodes["explode"]["status"] == "failed"
+    assert Task.get_task(task_id=nodes["sleepy"]["task"]).get_status() == "stopped"
+
+
+def test_retry_on_failure_callable_decides_and_status_change_callback_sees_changes(local_mode, tmp_path):
+    decisions, changes = [], []
+
+    def retry(pipeline, node, retries):
+        decisions.append((node.name, retries))
+        return retries < 5
+
+    def watch(pipeline, node, status):
+        changes.append((node.name, status))
+
+    step = PipelineDecorator.component(return_values=["value"], retry_on_failure=retry, status_change_callback=watch,
+                                       name="flaky")(pc.flaky.func)
+
+    @PipelineDecorator.pipeline(name="retry-callable", project="tests", version="1")
+    def logic(marker):
+        return int(step(marker))
+
+    assert logic(str(tmp_path / "count")) == 2
+    assert decisions == [("flaky", 0), ("flaky", 1)]
+    assert ("flaky", "queued") in changes and changes[-1] == ("flaky", "completed")
+
+
+def test_args_map_puts_arguments_in_their_sections(local_mode):
+    @PipelineDecorator.pipeline(name="argsmap", project="tests", version="1", args_map={"Data": ["n"]})
+    def mapped(n=3, bonus=0):
+        return int(pc.add_up(pc.make_numbers(n), bonus=bonus))
+
+    assert mapped(n=3, bonus=1) == 4
+    assert _pipeline_task("argsmap").get_parameters() == {"Data/n": 3, "Args/bonus": 1}
+
+
+def test_parallel_instances_run_concurrently_and_wait_for_multi_pipelines_collects_them(local_mode):
+    @PipelineDecorator.pipeline(name="multi", project="tests", version="1", multi_instance_support="parallel")
+    def multi(seconds):
+        return float(pc.sleepy(seconds))
+
+    assert multi(0.2) is None and multi(0.3) is None  # they return at once
+    assert PipelineDecorator.wait_for_multi_pipelines() == [0.2, 0.3]
+    assert len([t for t in Task.get_tasks(project_name="tests") if t.task_type == "controller"]) == 2
+
+
+def test_monitor_models_wildcard_picks_the_latest_lexicographic_match(local_mode, tmp_path):
+    @PipelineDecorator.pipeline(name="models", project="tests", version="1")
+    def models(folder):
+        return int(pc.saves_models(folder))
+
+    models(str(tmp_path))
+    assert [m.name for m in _pipeline_task("models").models["output"]] == ["weights_b"]
+
+
+def test_remote_mode_without_waiting_only_enqueues_the_controller():
+    PipelineDecorator.run_remotely(wait=False)
+    try:
+        assert pc.chain_pipeline(n=2) is None
+    finally:
+        PipelineDecorator.run_remotely(wait=True)
+    pipe = _pipeline_task("chain")
+    assert pipe.get_status() == "queued" and pipe.data.queue == "services"
+    assert pipe.data.script["pipeline_function"] == "chain_pipeline" and pipe.get_parameters() == {"Args/n": 2, "Args/bonus": 1}
