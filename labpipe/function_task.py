@@ -245,6 +245,42 @@ def create_function_task(
     retry_on_failure: how many times a failed run is re-queued.
     **kwargs: the function's arguments (see the module docstring for how each kind is stored).
     """
+    return build_function_task(
+        func, kwargs, func_name=func_name, task_name=task_name, project_name=project_name, task_type=task_type,
+        return_values=return_values, helper_functions=helper_functions, packages=packages, docker=docker,
+        docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script, repo=repo, repo_branch=repo_branch,
+        repo_commit=repo_commit, tags=tags, parent=parent, retry_on_failure=retry_on_failure,
+    )
+
+
+def build_function_task(
+    func: Callable,
+    kwargs: dict[str, Any],
+    *,
+    func_name: str | None = None,
+    task_name: str | None = None,
+    project_name: str | None = None,
+    task_type: Any = None,
+    return_values: Sequence[str] | str | None = DEFAULT_RETURN,
+    helper_functions: Sequence[Callable] = (),
+    packages: Sequence[str] | str | None = None,
+    docker: str | None = None,
+    docker_args: str | None = None,
+    docker_bash_setup_script: str | None = None,
+    repo: str | None = None,
+    repo_branch: str | None = None,
+    repo_commit: str | None = None,
+    tags: Sequence[str] | None = None,
+    parent: str | None = None,
+    retry_on_failure: int = 0,
+    cache_key: str | None = None,
+    queue: str | None = None,
+) -> Task:
+    """`create_function_task` with the function's arguments as a dict, plus what pipelines need:
+
+    cache_key: recorded for later cache lookups. queue: enqueue the task there as it is created (one
+    transaction instead of create + enqueue), unless arguments must be uploaded first.
+    """
     from .task import Task, _type_name
 
     main = function_source(func)
@@ -301,6 +337,9 @@ def create_function_task(
         tags=list(tags or ()),
         retries_left=max(0, int(retry_on_failure or 0)),
         params=params,
+        cache_key=cache_key,
+        # queued at creation only when nothing remains to upload: a worker could claim it at once
+        queue=queue if queue is not None and not objects else None,
     )
     task = Task(row, db)
     if objects:
@@ -310,6 +349,13 @@ def create_function_task(
             task.upload_artifact(name, value)
             refs.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ArtifactRef(task.id, name).as_param()))
         tasks.set_params(db, task.id, refs)
+    if queue is not None:
+        if objects:
+            Task.enqueue(task, queue_name=queue)
+        else:
+            from .store.wakeup import poke
+
+            poke(db.root, queue)
     return task
 
 

@@ -297,7 +297,7 @@ class Task:
         """Put a task on a queue for a worker to run (default queue: 'default')."""
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
         tasks.enqueue(task._db, task.id, queue_name or "default", priority)
-        from .agent.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
+        from .store.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
 
         poke(task._db.root, queue_name or "default")
         task.reload()

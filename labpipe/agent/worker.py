@@ -39,11 +39,11 @@ from .. import params as _params
 from ..config import LEASE_SECONDS
 from ..errors import LabpipeError
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
-from ..store import blobs, outputs, tasks
+from ..store import blobs, outputs, tasks, wakeup
 from ..store.db import get_database
 from ..store.records import TaskRow
 from . import child as _child
-from . import lifeline, wakeup
+from . import lifeline
 
 log = logging.getLogger(__name__)
 

@@ -267,10 +267,13 @@ class PipelineRun:
                 self._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
                 self._after_success(node.name)
                 return
-        from ..function_task import ArtifactRef, create_function_task
+        from ..function_task import ArtifactRef, build_function_task
 
-        task = create_function_task(
+        queue = self._queue_for(spec)
+        arguments = dict(literal, **{k: ArtifactRef(r["task"], r["artifact"]) for k, r in refs.items()})
+        task = build_function_task(
             spec.function,
+            arguments,
             task_name=spec.task_name or spec.name,
             project_name=self.target_project or self.task.project,
             task_type=spec.task_type,
@@ -285,13 +288,11 @@ class PipelineRun:
             repo_commit=spec.repo_commit,
             tags=self._step_tags(spec),
             parent=self.task.id,
-            **literal,
-            **{k: ArtifactRef(r["task"], r["artifact"]) for k, r in refs.items()},
+            cache_key=key,
+            queue=None if spec.draft else queue,
         )
-        if key is not None:
-            tasks.update_task(self.db, task.id, cache_key=key)
         node.task_id = task.id
-        self._enqueue(task, spec, node)
+        self._queued(task, spec, node, queue)
 
     def _launch_pipeline(self, spec: StepSpec, node: Node) -> None:
         if not self._pre_execute(spec, node, dict(spec.kwargs)):
@@ -301,14 +302,24 @@ class PipelineRun:
         self._set(node.name, "running", task_id=task_id, started=time.time())
         self._active[node.name] = task_id
 
-    def _enqueue(self, task: Task, spec: StepSpec, node: Node) -> None:
+    def _queue_for(self, spec: StepSpec) -> str:
         queue = spec.queue or self.default_queue
         if "${" in queue:  # execution_queue may be a reference, e.g. "${pipeline.queue}"
             queue = str(references.resolve(queue, self._resolver()))
+        return queue
+
+    def _enqueue(self, task: Task, spec: StepSpec, node: Node) -> None:
+        """Enqueue an already created step task (task steps), then track it."""
+        queue = self._queue_for(spec)
+        if not spec.draft:
+            Task.enqueue(task, queue_name=queue)
+        self._queued(task, spec, node, queue)
+
+    def _queued(self, task: Task, spec: StepSpec, node: Node, queue: str) -> None:
+        """Track a step task that was just enqueued on `queue` (a draft step is created, not run)."""
         if spec.draft:
             self._set(node.name, "skipped", task_id=task.id, error="draft step: created, not run", completed=time.time())
             return
-        Task.enqueue(task, queue_name=queue)
         if self.pool is not None and queue not in self._served:
             self.pool(queue)
             self._served.add(queue)

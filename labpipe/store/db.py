@@ -107,12 +107,13 @@ class Database:
     def connection(self) -> sqlite3.Connection:
         """This process's connection, opened (and the schema checked) on first use."""
         if self._conn is None or self._pid != os.getpid():
-            # A connection inherited through fork is dropped, never closed or used: closing it
-            # would release locks the parent still holds.
-            self._conn = None
-            self._lock = threading.RLock()
-            self._conn = self._open()
-            self._pid = os.getpid()
+            with self._lock:  # opening calls into SQLite too: never while another thread forks
+                if self._conn is None or self._pid != os.getpid():
+                    # A connection inherited through fork is dropped, never closed or used: closing
+                    # it would release locks the parent still holds.
+                    self._conn = None
+                    self._conn = self._open()
+                    self._pid = os.getpid()
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -228,6 +229,32 @@ def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
 
 _databases: dict[str, Database] = {}
 _registry_lock = threading.Lock()
+
+
+# Forking while another thread is inside SQLite copies SQLite's mutexes in their locked state, and the
+# child then hangs in its first sqlite3 call (seen: pool workers forked while pipeline threads wrote).
+# Every SQLite call of ours runs under its Database's lock, so holding all of them across fork() means
+# no thread of ours is inside SQLite at that moment. The child gets fresh locks (and reconnects).
+def _before_fork() -> None:
+    _registry_lock.acquire()
+    for key in sorted(_databases):
+        _databases[key]._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for key in sorted(_databases, reverse=True):
+        _databases[key]._lock.release()
+    _registry_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for db in _databases.values():
+        db._lock = threading.RLock()
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def get_database(root: str | os.PathLike | None = None) -> Database:

@@ -47,13 +47,18 @@ def create_task(
     status: str = "created",
     owner: str | None = None,
     lease_until: float | None = None,
+    queue: str | None = None,
 ) -> TaskRow:
     """Insert a task (and its parameters) in one transaction and return its row.
 
     params: (section, name, value_json, type, description) tuples.
     status: 'created', or 'in_progress' for a task that starts running now (`Task.init`), in which
     case `owner` and `lease_until` say who runs it and until when it must renew.
+    queue: create it already queued there (one transaction instead of create + enqueue: pipelines
+    launch many steps).
     """
+    if queue is not None:
+        status = QUEUED
     now = time.time()
     tid = new_id()
     row = {
@@ -67,6 +72,10 @@ def create_task(
     params = list(params)
 
     def insert(c: sqlite3.Connection) -> None:
+        if queue is not None:
+            if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
+                c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
+            row.update(queue=queue, enqueue_seq=_next_seq(c, "enqueue"))
         c.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         if params:
             c.executemany(
@@ -80,6 +89,7 @@ def create_task(
         script=dict(script or {}), runtime=dict(runtime or {}), tags=list(tags), system_tags=list(system_tags),
         archived=ARCHIVED_TAG in system_tags, cache_key=cache_key, retries_left=retries_left, created=now,
         last_update=now, started=row["started"], worker=owner, attempt=row["attempt"], lease_until=lease_until,
+        queue=queue,
     )
 
 
