@@ -441,6 +441,8 @@ class Worker:
                                       artifacts=arts, runtime=runtime, retry=True)
             if status == QUEUED:
                 wakeup.poke(self.store_root, row.queue or "default")
+            elif row.parent:  # a pipeline step: wake its controller, which otherwise polls slowly
+                wakeup.poke(self.store_root, wakeup.pipeline_channel(row.parent))
             return status
         if outcome.status == "requeue":
             if tasks.requeue(self.db, row.id, self.id, row.attempt, outcome.message):

@@ -10,6 +10,8 @@ and the failure policy, and wakes whoever waits for a result.
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -80,6 +82,14 @@ class PipelineRun:
         self._closing = False
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._wake_w: int | None = None
+        # Readiness is tracked, not rescanned: each node's unfinished parents, and the pending nodes
+        # whose parents have all finished (in declaration order).
+        self._waiting_on: dict[str, set[str]] = {}
+        self._children: dict[str, list[str]] = {}
+        self._candidates: dict[str, None] = {}
+        self._hashes: dict[str, dict[str, str]] = {}  # node -> {artifact: content hash}, once known
+        self._last_persist = 0.0
         self._thread_error: BaseException | None = None
         self._last_reap = 0.0
         self.started = time.time()
@@ -109,8 +119,14 @@ class PipelineRun:
             node = Node(name=spec.name, parents=parents, kind=spec.kind, queue=spec.queue or self.default_queue, stage=spec.stage)
             (self.dag.add_deferred if deferred else self.dag.add)(node)
             self.specs[spec.name] = spec
+            waiting = {p for p in parents if p in self.dag and not self.dag[p].done}
+            for p in parents:
+                self._children.setdefault(p, []).append(spec.name)
+            self._waiting_on[spec.name] = waiting
+            if not waiting:
+                self._candidates[spec.name] = None
             self._dirty.add(spec.name)
-            self._cond.notify_all()
+            self._nudge()
             return node
 
     def results(self, name: str, return_values: tuple[str, ...]) -> StepResult | tuple[StepResult, ...] | None:
@@ -124,9 +140,27 @@ class PipelineRun:
 
     def start(self) -> None:
         """Start the scheduler thread (idempotent)."""
-        if self._thread is None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            from ..store import wakeup
+
+            # Workers poke this channel when one of our steps ends; add()/close()/stop() write to the
+            # self-pipe. Between the two the scheduler sleeps instead of polling the store.
+            self._listener = wakeup.Listener(self.db.root, [wakeup.pipeline_channel(self.task.id)])
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
             self._thread = threading.Thread(target=self._loop, name=f"labpipe-pipeline-{self.task.id[:8]}", daemon=True)
             self._thread.start()
+
+    def _nudge(self) -> None:
+        """Wake the scheduler now (a step was declared, or the run is closing)."""
+        if self._wake_w is not None:
+            try:
+                os.write(self._wake_w, b"\0")
+            except (BlockingIOError, OSError):
+                pass
 
     def _loop(self) -> None:
         try:
@@ -137,8 +171,12 @@ class PipelineRun:
                         self._cond.notify_all()
                     if self._closing and all(n.done for n in self.dag):
                         return
-                    if not changed:
-                        self._cond.wait(0.002 if self._active else max(self.pool_frequency, 0.05))
+                    timeout = 0.0 if changed else self._idle_timeout()
+                if timeout:
+                    fds = [*self._listener.fds, self._wake_r]
+                    if select.select(fds, [], [], timeout)[0]:
+                        self._listener.drain()
+                        _drain(self._wake_r)
         except BaseException as exc:  # never die silently: waiters get this error
             log.exception("pipeline %s: scheduler crashed", self.task.id)
             with self._cond:
@@ -146,6 +184,19 @@ class PipelineRun:
                 self._cond.notify_all()
         finally:
             self._persist()
+            self._listener.close()
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_w = None
+
+    def _idle_timeout(self) -> float:
+        """How long to sleep when nothing changed: a wake-up normally comes first; this is the fallback
+        (running steps' start times, time limits, tasks ended by other means, dead workers)."""
+        if not self._active:
+            return max(self.pool_frequency, 0.25)
+        if any(self.specs[n].time_limit for n in self._active):
+            return 0.05
+        return 0.1
 
     def _advance(self) -> bool:
         """One pass over the DAG: launch what is ready, collect what finished. True if anything changed."""
@@ -180,7 +231,9 @@ class PipelineRun:
             if now - self._last_reap > _REAP_EVERY:
                 self._last_reap = now
                 tasks.reap_expired(self.db)
-        if self._dirty and (changed or not self._active):
+        # Node states are for people (progress, `labpipe pipelines`, plots): written in batches, and
+        # at once when nothing runs.
+        if self._dirty and time.monotonic() - self._last_persist > 0.1:
             self._persist()
         return changed
 
@@ -189,8 +242,10 @@ class PipelineRun:
         (skipped, or failed with its children to be skipped) is skipped here: it may have been
         declared after that parent ended."""
         out = []
-        for node in self.dag:
-            if node.status != "pending":
+        for name in list(self._candidates):
+            node = self.dag[name]
+            if node.status != "pending":  # skipped along a subtree
+                del self._candidates[name]
                 continue
             blocked = [p for p in node.parents if self.dag[p].done and not self._parent_ok(p)]
             if blocked:
@@ -262,7 +317,7 @@ class PipelineRun:
             return
         key = self._cache_key(spec, fingerprinted) if spec.cache else None
         if key is not None and not self._refreshing(spec.name):
-            hit = self._cached(key, spec.return_values)
+            hit = self._cached(spec.name, key, spec.return_values)
             if hit is not None:
                 self._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
                 self._after_success(node.name)
@@ -354,14 +409,12 @@ class PipelineRun:
                 log.warning("step %r is not cached: %s", spec.name, exc)
             return None
 
-    def _cached(self, key: str, return_values: tuple[str, ...]):
-        hit = pipelines.find_cached(self.db, key)
-        if hit is None:
+    def _cached(self, name: str, key: str, return_values: tuple[str, ...]):
+        found = pipelines.find_cached_outputs(self.db, key, list(return_values))
+        if found is None:
             return None
-        # A cached task whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
-        hashes = pipelines.artifact_hashes(self.db, hit.id, list(return_values)) if return_values else {}
-        if len(hashes) != len(return_values) or not pipelines.blobs_present(self.db, list(hashes.values())):
-            return None
+        hit, hashes = found
+        self._hashes[name] = hashes
         return hit
 
     # -- outcomes -------------------------------------------------------------------------
@@ -458,8 +511,17 @@ class PipelineRun:
     # -- node bookkeeping -----------------------------------------------------------------
 
     def _set(self, name: str, status: str, **fields: Any) -> None:
+        was_done = self.dag[name].done
         self.dag.set_status(name, status, **fields)
         self._dirty.add(name)
+        if status != "pending":
+            self._candidates.pop(name, None)
+        if not was_done and self.dag[name].done:
+            for child in self._children.get(name, ()):
+                waiting = self._waiting_on[child]
+                waiting.discard(name)
+                if not waiting and self.dag[child].status == "pending":
+                    self._candidates[child] = None
 
     def _status_changed(self, name: str) -> None:
         cb = self.specs[name].status_change_callback
@@ -474,6 +536,7 @@ class PipelineRun:
             if not self._dirty:
                 return
             names, self._dirty = self._dirty, set()
+            self._last_persist = time.monotonic()
             order = {n: i for i, n in enumerate(self.dag.names())}
             nodes = []
             for name in names:
@@ -509,10 +572,13 @@ class PipelineRun:
             raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}") from None
 
     def result_hash(self, name: str, artifact: str) -> str:
-        node = self.dag[name]
-        hashes = pipelines.artifact_hashes(self.db, node.task_id, [artifact])
+        """The content hash of a finished step's artifact (read once per step, then remembered)."""
+        hashes = self._hashes.get(name)
+        if hashes is None or artifact not in hashes:
+            node = self.dag[name]
+            hashes = self._hashes[name] = {a["name"]: a["hash"] for a in outputs.get_artifacts(self.db, node.task_id)}
         if artifact not in hashes:
-            raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}")
+            raise ArtifactError(f"step {name!r} (task {self.dag[name].task_id}) has no return value {artifact!r}")
         return hashes[artifact]
 
     def close(self, timeout: float | None = None) -> bool:
@@ -521,6 +587,7 @@ class PipelineRun:
             self._closing = True
             self._cond.notify_all()
         self.start()
+        self._nudge()
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError(f"pipeline {self.task.id} did not finish within {timeout} s")
@@ -534,6 +601,7 @@ class PipelineRun:
             self._abort_all(reason)
             self._closing = True
             self._cond.notify_all()
+            self._nudge()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
         self._persist()
@@ -597,3 +665,10 @@ def _pick_models(models: list, pattern: str) -> list:
         return matches[-1:]
     return [m for m in models if m["name"] == pattern][-1:]
 
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, OSError):
+        pass

@@ -56,6 +56,36 @@ def find_cached(db: Database, cache_key: str) -> TaskRow | None:
     return TaskRow.from_row(row) if row is not None else None
 
 
+def find_cached_outputs(db: Database, cache_key: str, names: list[str]) -> tuple[TaskRow, dict[str, str]] | None:
+    """A cache hit and its artifacts' hashes in one query: the newest completed (or published),
+    non-archived task with this key that has every artifact in `names` with its bytes still present.
+
+    A hit whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
+    """
+    row = db.query_one(
+        "SELECT t.*, (SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
+        "(SELECT count(*) FROM artifacts a JOIN inline_blobs b ON b.hash = a.hash WHERE a.task = t.id) AS inline_count "
+        "FROM tasks t WHERE t.cache_key = ? AND t.status IN ('completed', 'published') AND t.archived = 0 "
+        "ORDER BY t.completed DESC LIMIT 1",
+        (cache_key,),
+    )
+    if row is None:
+        return None
+    hashes = json.loads(row["outputs"] or "{}")
+    wanted = {n: hashes.get(n) for n in names}
+    if any(h is None for h in wanted.values()):
+        return None
+    if row["inline_count"] < len(hashes):  # some outputs are files: check those exist
+        from . import blobs
+
+        inline = {r[0] for r in db.query(
+            f"SELECT hash FROM inline_blobs WHERE hash IN ({', '.join('?' * len(wanted))})", tuple(wanted.values())
+        )}
+        if not all(h in inline or blobs.blob_path(db, h).exists() for h in wanted.values()):
+            return None
+    return TaskRow.from_row(row), hashes
+
+
 def artifact_hashes(db: Database, task_id: str, names: list[str]) -> dict[str, str]:
     """{artifact name: content hash} for those of `names` the task has."""
     rows = db.query(

@@ -1,4 +1,5 @@
-"""Waking idle workers the moment a task is enqueued, so they need not poll hard.
+"""Waking idle workers the moment a task is enqueued (and controllers the moment a step ends), so
+they need not poll hard.
 
 One FIFO per queue under `<store>/wake/`. An idle worker waits on the FIFOs of its queues (with a
 timeout, so it still polls slowly); `Task.enqueue` writes one byte into the queue's FIFO. A FIFO, not
@@ -22,6 +23,11 @@ def fifo_path(store_root: str | os.PathLike, queue: str) -> str:
     """The FIFO that wakes the workers of `queue` (odd queue names are hashed into a file name)."""
     name = queue if _PLAIN.fullmatch(queue) else "q-" + hashlib.sha1(queue.encode()).hexdigest()[:24]
     return os.path.join(os.fspath(store_root), WAKE_DIR, name + ".fifo")
+
+
+def pipeline_channel(pipeline_id: str) -> str:
+    """The wake-up channel of a pipeline's controller: workers poke it when one of its steps ends."""
+    return f"pipeline-{pipeline_id}"
 
 
 def poke(store_root: str | os.PathLike, queue: str) -> None:
