@@ -10,7 +10,6 @@ per image that it runs such tasks in the local environment.
 from __future__ import annotations
 
 import ast
-import functools
 import logging
 import os
 import re
@@ -21,11 +20,12 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING
 
 from labpipe.errors import LabpipeError
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,11 @@ def _imported_modules(source: str) -> list[str]:
     return modules
 
 
-@functools.cache
 def _module_distributions() -> Mapping[str, list[str]]:
-    """Top-level module -> distributions providing it; cached because it reads every installed RECORD (~0.1 s)."""
-    return metadata.packages_distributions()
+    """Top-level module -> distributions providing it (see labpipe.environment for the caching)."""
+    from .environment import installed
+
+    return installed()[0]
 
 
 def _distributions_for(dotted: str) -> list[str]:
@@ -112,10 +113,15 @@ def _ships(dist_name: str, rel: str) -> bool:
 
 def _pinned(dist_name: str) -> str:
     """`name==version` for an installed distribution, the bare name if its version cannot be read."""
-    try:
-        return f"{dist_name}=={metadata.version(dist_name)}"
-    except metadata.PackageNotFoundError:
-        return dist_name
+    from .environment import installed
+
+    version = installed()[1].get(dist_name)
+    if version is None:
+        try:
+            version = metadata.version(dist_name)
+        except metadata.PackageNotFoundError:
+            return dist_name
+    return f"{dist_name}=={version}"
 
 
 # -- declared requirements ---------------------------------------------------------------------------
@@ -202,6 +208,8 @@ def _parse_line(line: str, where: str) -> str | None:
     if line.startswith((".", "/", "~")):
         log.info("requirements %s: skipping local path %r (it names no distribution to check)", where, line)
         return None
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return str(Requirement(line))
     except InvalidRequirement as exc:
@@ -248,6 +256,9 @@ def check_requirements(packages: Iterable[str]) -> list[str]:
 
 
 def _check_one(spec: str) -> str | None:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
     try:
         req = Requirement(spec)
     except InvalidRequirement as exc:

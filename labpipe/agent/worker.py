@@ -250,6 +250,8 @@ class Worker:
                 _child.compile_step(row)  # once per source in the worker, shared by every child
             except (SyntaxError, ValueError):
                 pass  # the child compiles it again and reports the error on the task
+        refs = _child.resolve_references(self.db, {n: v for s, n, v in params if s == "kwargs_artifacts"}) \
+            if row.script.get("kind") == "function" else {}
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         res_r, res_w = os.pipe()
@@ -263,7 +265,6 @@ class Worker:
                 _child.prepare_process(row, out_w, err_w, keep_closed)
                 if row.script.get("kind") == "function":
                     kwargs = {n: v for s, n, v in params if s == "kwargs"}
-                    refs = {n: v for s, n, v in params if s == "kwargs_artifacts"}
                     code = _child.run_function(self.db, row, kwargs, refs, res_w)
                 else:
                     os.close(res_w)

@@ -131,28 +131,42 @@ def insert_inline(c: sqlite3.Connection, ref: BlobRef) -> None:
         c.execute("INSERT OR IGNORE INTO inline_blobs (hash, data, created) VALUES (?, ?, ?)", (ref.hash, ref.inline, time.time()))
 
 
-def read(db: Database, digest: str, *, what: str = "blob") -> bytearray:
-    """The verified bytes of a blob. `what` names the owner (task/artifact) in error messages."""
-    row = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (digest,))
-    if row is not None:
-        data = bytearray(row[0])
+def read(db: Database, digest: str, *, what: str = "blob", inline: bytes | None = None):
+    """The verified bytes of a blob (a bytes-like buffer). `what` names the owner (task/artifact) in errors.
+
+    inline: the bytes of an inline blob when the caller already has them (a worker passes them to the
+    task's process, which then needs no database connection of its own).
+
+    A file blob is mapped copy-on-write rather than read into fresh memory: hashing it touches only
+    the page cache, and a numpy array decoded from it shares those pages until someone writes to it.
+    """
+    if inline is not None:
+        data = inline
     else:
-        path = blob_path(db, digest)
-        try:
-            with open(path, "rb", buffering=0) as fh:
-                data = bytearray(os.fstat(fh.fileno()).st_size)
-                view = memoryview(data)
-                got = 0
-                while got < len(data):
-                    n = fh.readinto(view[got:])
-                    if not n:
-                        break
-                    got += n
-        except FileNotFoundError:
-            raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}; the artifact cannot be loaded") from None
+        data = _map_file(blob_path(db, digest))
+        if data is None:
+            row = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (digest,))
+            if row is None:
+                raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}; the artifact cannot be loaded")
+            data = row[0]
     if xxhash.xxh3_128(data).hexdigest() != digest:
         raise BlobCorrupted(f"{what}: its bytes (blob {digest}) no longer match their hash; the stored copy is corrupted")
     return data
+
+
+def _map_file(path: Path):
+    """The file's bytes as a private (copy-on-write) memory map, or None if there is no such file."""
+    import mmap
+
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return b""
+        return mmap.mmap(fh.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
 
 
 def exists(db: Database, digest: str) -> bool:
