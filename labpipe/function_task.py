@@ -275,11 +275,16 @@ def build_function_task(
     retry_on_failure: int = 0,
     cache_key: str | None = None,
     queue: str | None = None,
+    working_dir: str | None = None,
+    local_imports: bool = True,
 ) -> Task:
     """`create_function_task` with the function's arguments as a dict, plus what pipelines need:
 
     cache_key: recorded for later cache lookups. queue: enqueue the task there as it is created (one
     transaction instead of create + enqueue), unless arguments must be uploaded first.
+    working_dir: the folder the task runs in (default: the function's file's folder).
+    local_imports: put the function's folder on the task's sys.path, so modules beside the script
+    import (ClearML's enable_local_imports).
     """
     from .task import Task, _type_name
 
@@ -304,8 +309,9 @@ def build_function_task(
         "packages": _packages(packages, sources),
         "imports": list(dict.fromkeys(m for f in (main, *helpers) for m in f.imports)),
         "caller_imports": main.caller_imports,
-        "working_dir": main.folder,
-        "sys_path": [main.folder],
+        "working_dir": os.path.abspath(working_dir) if working_dir else (main.folder if local_imports else os.getcwd()),
+        "sys_path": [main.folder] if local_imports else [],
+        "hidden_paths": [] if local_imports else [main.folder],
     }
     for key, value in (("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script)):
         if value:

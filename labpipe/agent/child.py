@@ -215,6 +215,10 @@ def script_arguments(params: list[tuple[str, Any]]) -> list[str]:
 
 
 def _enter_working_dir(script: dict) -> None:
+    # enable_local_imports=False: the script's folder must not be importable, even though a worker
+    # forked from the script's own process inherited it on sys.path (and the empty entry, the cwd).
+    for folder in script.get("hidden_paths", []):
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != os.path.abspath(folder)]
     for folder in reversed(script.get("sys_path", [])):
         if folder not in sys.path:
             sys.path.insert(0, folder)

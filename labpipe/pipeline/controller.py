@@ -45,6 +45,7 @@ class PipelineController:
     retry_on_failure: default retries for every step (int or callable(pipeline, node, retries) -> bool).
     docker, packages, repo: recorded on the controller task.
     always_create_task: create the pipeline task now rather than at start().
+    enable_local_imports: steps can import modules that sit beside the pipeline script.
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class PipelineController:
         repo_branch: str | None = None,
         repo_commit: str | None = None,
         always_create_task: bool = False,
+        enable_local_imports: bool = True,
         **_ignored: Any,
     ):
         if not name:
@@ -79,6 +81,7 @@ class PipelineController:
         self._abort_on_failure = abort_on_failure
         self._add_run_number = add_run_number
         self._retry_on_failure = retry_on_failure
+        self._local_imports = enable_local_imports
         self._settings = {k: v for k, v in dict(docker=docker, docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script,
                                                  packages=packages, repo=repo, repo_branch=repo_branch, repo_commit=repo_commit).items() if v}
         self._params: dict[str, Any] = {}
@@ -320,6 +323,7 @@ class PipelineController:
             step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
         )
         run.params = dict(self._params)
+        run.local_imports = self._local_imports
         self._run = run
         self._started = time.time()
         resolver = _function_kwargs_resolver(run)

@@ -202,6 +202,7 @@ class PipelineFunction:
             pool=_pool_starter() if local_pool else None,
             refresh=PipelineDecorator._refresh_for(),
         )
+        run.local_imports = bool(s.get("enable_local_imports", True))
         token = _current.set(run)
         try:
             result = self.func(**kwargs)

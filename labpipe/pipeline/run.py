@@ -94,6 +94,7 @@ class PipelineRun:
         self._last_reap = 0.0
         self.started = time.time()
         self.params: dict[str, Any] = {}  # pipeline parameters, for ${pipeline.x} references
+        self.local_imports = True  # steps get the pipeline script's folder on sys.path
 
     # -- declaring steps (caller's thread) -----------------------------------------------
 
@@ -345,6 +346,8 @@ class PipelineRun:
             parent=self.task.id,
             cache_key=key,
             queue=None if spec.draft else queue,
+            working_dir=spec.working_dir,
+            local_imports=self.local_imports,
         )
         node.task_id = task.id
         self._queued(task, spec, node, queue)
