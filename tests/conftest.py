@@ -18,3 +18,26 @@ def store(tmp_path, monkeypatch):
     Task._current = None
     yield labpipe.store_path()
     Task._current = None
+
+
+@pytest.fixture
+def stop_shared_pool():
+    """Stop the process-wide pool a pipeline started on demand, after the test."""
+    yield
+    from labpipe.agent import pool
+
+    if pool._shared is not None:
+        pool._shared.stop()
+        pool._shared = None
+
+
+@pytest.fixture
+def local_mode(stop_shared_pool):
+    """PipelineDecorator.run_locally with a 2-worker pool; modes and refresh settings restored after."""
+    from labpipe import PipelineDecorator
+
+    PipelineDecorator.run_locally(workers=2)
+    yield
+    PipelineDecorator._mode = "remote"
+    PipelineDecorator._workers = None
+    PipelineDecorator._refresh = False

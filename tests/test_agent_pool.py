@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import pytest
+from processes import alive, wait_until
 
 from labpipe import StepFailed, Task
 from labpipe.agent import Pool, ensure_pool
@@ -60,29 +61,6 @@ def controller_step():
     step = Task.enqueue(Task.create_function_task(double, x=21))
     step.wait_for_status(timeout=20)
     return step.artifacts["return_object"].get(), pool.pids, os.getpid()
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie waiting for its parent to reap it."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float = WAIT, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def started_child(pid_file) -> int:

@@ -15,6 +15,7 @@ import threading
 import time
 
 import pytest
+from processes import alive, wait_until
 
 from labpipe import QueueError, StepFailed, Task
 from labpipe.agent import Pool
@@ -146,29 +147,6 @@ def declares_colorsys():
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie waiting for its parent to reap it."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float = WAIT, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def run(func, pool_queue: str = "default", **kwargs) -> Task:

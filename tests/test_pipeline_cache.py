@@ -9,19 +9,7 @@ from labpipe import PipelineDecorator, Task
 from labpipe.store import pipelines
 from labpipe.store.db import get_database
 
-
-@pytest.fixture(autouse=True)
-def local_mode():
-    PipelineDecorator.run_locally(workers=2)
-    yield
-    from labpipe.agent import pool
-
-    if pool._shared is not None:
-        pool._shared.stop()
-        pool._shared = None
-    PipelineDecorator._mode = "remote"
-    PipelineDecorator._workers = None
-    PipelineDecorator._refresh = False
+pytestmark = pytest.mark.usefixtures("local_mode")
 
 
 def _last_nodes():

@@ -9,15 +9,7 @@ from labpipe import PipelineController, PipelineError, Task, TaskNotFound
 from labpipe.store import pipelines
 from labpipe.store.db import get_database
 
-
-@pytest.fixture(autouse=True)
-def stop_pool():
-    yield
-    from labpipe.agent import pool
-
-    if pool._shared is not None:
-        pool._shared.stop()
-        pool._shared = None
+pytestmark = pytest.mark.usefixtures("stop_shared_pool")
 
 
 def _templates():

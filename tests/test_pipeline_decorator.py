@@ -10,21 +10,6 @@ from labpipe.store import pipelines
 from labpipe.store.db import get_database
 
 
-@pytest.fixture
-def local_mode():
-    """run_locally with a 2-worker pool; the pool is stopped after the test."""
-    PipelineDecorator.run_locally(workers=2)
-    yield
-    from labpipe.agent import pool
-
-    if pool._shared is not None:
-        pool._shared.stop()
-        pool._shared = None
-    PipelineDecorator._mode = "remote"
-    PipelineDecorator._workers = None
-    PipelineDecorator._refresh = False
-
-
 def _nodes(pipeline_id):
     return {n["name"]: n for n in pipelines.load_nodes(get_database(), pipeline_id)}
 

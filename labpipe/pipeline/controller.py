@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from .. import params as _params
@@ -28,6 +26,7 @@ from ..store import tasks
 from ..task import ENV_TASK_ID, Task
 from . import references
 from .dag import DAG, Node
+from .pipeline_task import create_pipeline_task, param_rows
 from .proxy import StepResult
 from .run import PipelineRun
 from .step import StepSpec
@@ -286,14 +285,14 @@ class PipelineController:
         if not wait:
             return True
         from ..agent.pool import ensure_pool
-        from .decorator import _ensure_progress_handler, _follow, _stop_pipeline_task
+        from .pipeline_task import ensure_progress_handler, follow, stop_pipeline_task
 
         ensure_pool({queue: 1})
-        _ensure_progress_handler()
+        ensure_progress_handler()
         try:
-            final = _follow(task)
+            final = follow(task)
         except KeyboardInterrupt:
-            _stop_pipeline_task(task, "interrupted (Ctrl-C)")
+            stop_pipeline_task(task, "interrupted (Ctrl-C)")
             raise
         return final.status in _status.SUCCEEDED
 
@@ -313,13 +312,13 @@ class PipelineController:
         if task.get_status() != _status.IN_PROGRESS:
             tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
         self._apply_overrides(task)
-        from .decorator import _finish, _pool_starter
+        from .pipeline_task import finish, pool_starter
 
         run = PipelineRun(
             task, default_queue=self._default_queue, abort_on_failure=self._abort_on_failure,
             add_pipeline_tags=self._add_pipeline_tags, target_project=self._target_project,
             retry_on_failure=self._retry_on_failure, pool_frequency=float(self._pool_frequency or 0) * 60,
-            pool=_pool_starter() if pool else None, refresh=self._refresh_for(),
+            pool=pool_starter() if pool else None, refresh=self._refresh_for(),
             step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
         )
         run.params = dict(self._params)
@@ -337,15 +336,15 @@ class PipelineController:
             ok = run.close(timeout=self._time_limit)
         except TimeoutError:
             run.stop(f"pipeline execution time limit of {self._time_limit} s exceeded")
-            _finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")
+            finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")
             return False
         except KeyboardInterrupt:
             run.stop("interrupted (Ctrl-C)")
-            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
             raise
         if task.get_status() == _status.STOPPED:
             return False
-        _finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
+        finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
         return ok
 
     def _ensure_task(self, status: str) -> Task:
@@ -354,38 +353,12 @@ class PipelineController:
                 tasks.set_status(self._task._db, self._task.id, _status.IN_PROGRESS, force=True)
                 self._task.reload()
             return self._task
-        from ..store.db import get_database
-
-        db = get_database()
-        name = self._name
-        if self._add_run_number:
-            runs = db.query_one(
-                "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
-                (self._project, self._name),
-            )[0]
-            if runs:
-                name = f"{name} #{runs + 1}"
-        main = sys.modules.get("__main__")
-        path = getattr(main, "__file__", None)
-        script: dict[str, Any] = {"kind": "script", "pipeline_controller": self._name, **self._settings}
-        if path:
-            path = os.path.abspath(path)
-            script.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)], argv=sys.argv[1:])
-            try:
-                script["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                pass
-        params = []
-        for key, value in self._params.items():
-            value_json, type_name = _params.encode(value)
-            params.append(("Args", key, value_json, type_name, self._param_desc.get(key, "")))
-        owner = f"local:{os.uname().nodename}:{os.getpid()}"
-        row = tasks.create_task(
-            db, name=name, project=self._project, type="controller", script=script,
-            runtime={"pipeline_name": self._name, "pipeline_version": self._version, "dag": self._dag_json()},
-            system_tags=["pipeline"], status=status, owner=owner if status == _status.IN_PROGRESS else None, params=params,
+        self._task = create_pipeline_task(
+            name=self._name, project=self._project, version=self._version,
+            run_with={"pipeline_controller": self._name, **self._settings},
+            params=param_rows(self._params, descriptions=self._param_desc), status=status,
+            add_run_number=self._add_run_number, runtime={"dag": self._dag_json()},
         )
-        self._task = Task(row, db)
         return self._task
 
     def _dag_json(self) -> list[dict]:

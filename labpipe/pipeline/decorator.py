@@ -22,17 +22,23 @@ import functools
 import inspect
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
-from ..store import pipelines, tasks
 from ..task import ENV_TASK_ID, Task
+from .pipeline_task import (
+    create_pipeline_task,
+    ensure_progress_handler,
+    finish,
+    follow,
+    param_rows,
+    pool_starter,
+    stop_pipeline_task,
+)
 from .proxy import is_result
 from .run import PipelineRun
 from .step import StepSpec
@@ -45,16 +51,6 @@ _current: contextvars.ContextVar[PipelineRun | None] = contextvars.ContextVar("l
 def current_run() -> PipelineRun | None:
     """The pipeline run whose logic is executing in this thread, if any."""
     return _current.get()
-
-
-def _ensure_progress_handler() -> None:
-    """Show pipeline progress on stderr unless the application configured logging itself."""
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("labpipe: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 class Component:
@@ -199,7 +195,7 @@ class PipelineFunction:
             target_project=s.get("target_project"),
             retry_on_failure=s.get("retry_on_failure"),
             pool_frequency=float(s.get("pool_frequency") or 0.0) * 60 if s.get("pool_frequency") else 0.0,
-            pool=_pool_starter() if local_pool else None,
+            pool=pool_starter(PipelineDecorator._workers) if local_pool else None,
             refresh=PipelineDecorator._refresh_for(),
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
@@ -210,7 +206,7 @@ class PipelineFunction:
                 result = result._resolve() if is_result(result) else tuple(r._resolve() if is_result(r) else r for r in result)
         except KeyboardInterrupt:
             run.stop("interrupted (Ctrl-C)")
-            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
             raise
         except BaseException as exc:
             # The logic failed (often by using a failed step's value): let declared steps finish
@@ -219,7 +215,7 @@ class PipelineFunction:
                 run.stop(f"pipeline logic raised {type(exc).__name__}")
             else:
                 run.close()
-            _finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
+            finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             _current.reset(token)
@@ -227,61 +223,27 @@ class PipelineFunction:
             ok = run.close()
         except KeyboardInterrupt:
             run.stop("interrupted (Ctrl-C)")
-            _finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
             raise
         if not ok:
             message = "; ".join(run.errors)
-            _finish(task, _status.FAILED, message)
+            finish(task, _status.FAILED, message)
             raise StepFailed(f"pipeline {s['name']!r} (task {task.id}) failed: {message}")
         name = s.get("return_value") or ("return_object" if parent_run is not None else None)
         if name and result is not None:
             task.upload_artifact(name, result)
-        _finish(task, _status.COMPLETED, "")
+        finish(task, _status.COMPLETED, "")
         return result
 
     def _create_task(self, kwargs: dict, *, status: str, parent: str | None = None) -> Task:
         s = self.settings
-        from ..store.db import get_database
-
-        db = get_database()
-        name = s["name"]
-        if s.get("add_run_number", True):
-            runs = db.query_one(
-                "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
-                (s.get("project") or "", name),
-            )[0]
-            if runs:
-                name = f"{name} #{runs + 1}"
-        owner = f"local:{os.uname().nodename}:{os.getpid()}"
-        row = tasks.create_task(
-            db, name=name, project=s.get("project") or "", type="controller", parent=parent,
-            script=self._definition(), runtime={"pipeline_name": s["name"], "pipeline_version": s.get("version")},
-            system_tags=["pipeline"], tags=list(s.get("tags") or ()), status=status,
-            owner=owner if status == _status.IN_PROGRESS else None, params=self._args_params(kwargs),
+        sections = {arg: sec for sec, args in (s.get("args_map") or {}).items() for arg in args}
+        return create_pipeline_task(
+            name=s["name"], project=s.get("project") or "", version=s.get("version"),
+            run_with={"pipeline_function": self.func.__qualname__}, params=param_rows(kwargs, sections), status=status,
+            parent=parent, tags=list(s.get("tags") or ()), add_run_number=s.get("add_run_number", True),
+            fallback_entry=inspect.getsourcefile(self.func),
         )
-        return Task(row, db)
-
-    def _definition(self) -> dict:
-        """How to run this pipeline again: a snapshot of the entry script and the function to call."""
-        main = sys.modules.get("__main__")
-        path = getattr(main, "__file__", None) or inspect.getsourcefile(self.func)
-        definition: dict[str, Any] = {"kind": "script", "pipeline_function": self.func.__qualname__}
-        if path:
-            path = os.path.abspath(path)
-            definition.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)], argv=sys.argv[1:])
-            try:
-                definition["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
-            except OSError:
-                pass
-        return definition
-
-    def _args_params(self, kwargs: dict) -> list[tuple]:
-        sections = {arg: sec for sec, args in (self.settings.get("args_map") or {}).items() for arg in args}
-        out = []
-        for key, value in kwargs.items():
-            value_json, type_name = _params.encode(value)
-            out.append((sections.get(key, "Args"), key, value_json, type_name, ""))
-        return out
 
     def _overridden(self, task: Task, kwargs: dict) -> dict:
         """The call's arguments with the task's stored (possibly edited) Args applied: a clone with
@@ -318,12 +280,12 @@ class PipelineFunction:
         if PipelineDecorator._enqueue_only:
             log.info("pipeline %r enqueued on %r as task %s; `labpipe agent --queue %s` runs it", self.settings["name"], queue, task.id, queue)
             return None
-        _pool_starter(services=True)(queue)
-        _ensure_progress_handler()
+        pool_starter(services=True)(queue)
+        ensure_progress_handler()
         try:
-            final = _follow(task)
+            final = follow(task)
         except KeyboardInterrupt:
-            _stop_pipeline_task(task, "interrupted (Ctrl-C)")
+            stop_pipeline_task(task, "interrupted (Ctrl-C)")
             raise
         if final.status not in _status.SUCCEEDED:
             raise StepFailed(f"pipeline {self.settings['name']!r} (task {task.id}) {final.status}: {final.data.status_message}")
@@ -369,48 +331,6 @@ class PipelineFunction:
         self._instances.append((thread, box))
         PipelineDecorator._instances.append((thread, box))
         return None
-
-
-def _finish(task: Task, status: str, message: str) -> None:
-    tasks.set_status(task._db, task.id, status, message, force=True)
-    task.reload()
-
-
-def _stop_pipeline_task(task: Task, reason: str) -> None:
-    """Stop a pipeline task and every step it launched that is still queued or running."""
-    for step in tasks.find_tasks(task._db, parent=task.id, status=[_status.QUEUED, _status.IN_PROGRESS], include_archived=True):
-        tasks.set_status(task._db, step.id, _status.STOPPED, reason, force=True)
-    tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
-
-
-def _follow(task: Task, poll: float = 0.1) -> Task:
-    """Wait for a pipeline task, logging progress (steps done/total) as it changes."""
-    from ..waiting import wait_for_tasks
-
-    last = None
-    while True:
-        try:
-            wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=1.0)
-            return task.reload()
-        except TimeoutError:
-            pass
-        counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
-        done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
-        line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
-        if line != last:
-            log.info(line)
-            last = line
-
-
-def _pool_starter(services: bool = False) -> Callable[[str], None]:
-    """A callable that makes sure a queue is served (by a daemon, or by this process's built-in pool)."""
-    def ensure(queue: str) -> None:
-        from ..agent.pool import ensure_pool
-
-        workers = 1 if (services or queue == "services") else (PipelineDecorator._workers or os.cpu_count() or 1)
-        ensure_pool({queue: workers})
-
-    return ensure
 
 
 class PipelineDecorator:

@@ -27,7 +27,7 @@ INNER = textwrap.dedent("""
 """)
 
 
-def test_a_pipeline_run_is_the_base_task_of_another_pipelines_step(tmp_path, store):
+def test_a_pipeline_run_is_the_base_task_of_another_pipelines_step(tmp_path, store, stop_shared_pool):
     script = tmp_path / "inner.py"
     script.write_text(INNER)
     subprocess.run([sys.executable, str(script)], env=dict(os.environ), check=True, capture_output=True, timeout=120)
@@ -36,14 +36,7 @@ def test_a_pipeline_run_is_the_base_task_of_another_pipelines_step(tmp_path, sto
 
     outer = PipelineController(name="outer", project="e2e", version="1")
     outer.add_step("nested", base_task_id=inner.id, parameter_override={"Args/x": 21}, monitor_artifacts=["result"])
-    try:
-        assert outer.start_locally() is True
-    finally:
-        from labpipe.agent import pool
-
-        if pool._shared is not None:
-            pool._shared.stop()
-            pool._shared = None
+    assert outer.start_locally() is True
     node = outer.get_pipeline_dag()["nested"]
     nested = Task.get_task(task_id=node.task_id)
     assert nested.task_type == "controller" and nested.parent == outer.id and nested.id != inner.id
@@ -51,19 +44,12 @@ def test_a_pipeline_run_is_the_base_task_of_another_pipelines_step(tmp_path, sto
     assert [n["name"] for n in pipelines.load_nodes(get_database(), nested.id)] == ["double"]
 
 
-def test_pipeline_execution_time_limit_stops_the_run(store):
+def test_pipeline_execution_time_limit_stops_the_run(store, stop_shared_pool):
     from pipeline_components import slow
 
     pipe = PipelineController(name="limited", project="e2e", version="1")
     pipe.add_function_step("slow", slow, function_kwargs={"seconds": 30})
     pipe.set_pipeline_execution_time_limit(1 / 60)  # one second
-    try:
-        assert pipe.start_locally() is False
-    finally:
-        from labpipe.agent import pool
-
-        if pool._shared is not None:
-            pool._shared.stop()
-            pool._shared = None
+    assert pipe.start_locally() is False
     assert pipe.task.get_status() == "failed" and "time limit" in pipe.task.get_status_message()
     assert pipe.get_pipeline_dag()["slow"].status == "aborted"

@@ -1,0 +1,126 @@
+"""The pipeline's own task: creating it (with what it takes to run it again), following it from the
+calling process, ending it; and the pool that serves its steps. Shared by the decorator and controller."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import params as _params
+from .. import status as _status
+from ..store import pipelines, tasks
+from ..store.db import get_database
+from ..task import Task
+
+log = logging.getLogger("labpipe")
+
+
+def create_pipeline_task(
+    *, name: str, project: str, version: str | None, run_with: dict, params: list[tuple], status: str,
+    parent: str | None = None, tags: list[str] | None = None, add_run_number: bool = True, runtime: dict | None = None,
+    fallback_entry: str | None = None,
+) -> Task:
+    """A pipeline run's task (type controller, system tag 'pipeline').
+
+    run_with: what finds the pipeline again when its script re-runs under a worker
+    ({'pipeline_function': qualname} or {'pipeline_controller': name}, plus recorded settings).
+    params: (section, name, value_json, type, description) rows (the pipeline's arguments).
+    add_run_number: name the second run of a pipeline 'name #2', as ClearML does.
+    """
+    db = get_database()
+    shown = name
+    if add_run_number:
+        runs = db.query_one(
+            "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
+            (project, name),
+        )[0]
+        if runs:
+            shown = f"{name} #{runs + 1}"
+    owner = f"local:{os.uname().nodename}:{os.getpid()}"
+    row = tasks.create_task(
+        db, name=shown, project=project, type="controller", parent=parent, script=entry_script(run_with, fallback_entry),
+        runtime={"pipeline_name": name, "pipeline_version": version, **(runtime or {})},
+        system_tags=["pipeline"], tags=list(tags or ()), status=status,
+        owner=owner if status == _status.IN_PROGRESS else None, params=params,
+    )
+    return Task(row, db)
+
+
+def entry_script(run_with: dict, fallback_entry: str | None = None) -> dict:
+    """How to run this pipeline again: a snapshot of the entry script, its folder, its command line."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) or fallback_entry
+    definition: dict[str, Any] = {"kind": "script", **run_with}
+    if path:
+        path = os.path.abspath(path)
+        definition.update(entry_point=path, working_dir=os.getcwd(), sys_path=[os.path.dirname(path)], argv=sys.argv[1:])
+        try:
+            definition["source"] = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+    return definition
+
+
+def param_rows(values: dict, sections: dict[str, str] | None = None, descriptions: dict[str, str] | None = None) -> list[tuple]:
+    """Parameter rows for a pipeline's arguments: section 'Args' unless `sections` maps the name elsewhere."""
+    out = []
+    for key, value in values.items():
+        value_json, type_name = _params.encode(value)
+        out.append(((sections or {}).get(key, "Args"), key, value_json, type_name, (descriptions or {}).get(key, "")))
+    return out
+
+
+def ensure_progress_handler() -> None:
+    """Show pipeline progress on stderr unless the application configured logging itself."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("labpipe: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def finish(task: Task, status: str, message: str) -> None:
+    tasks.set_status(task._db, task.id, status, message, force=True)
+    task.reload()
+
+
+def stop_pipeline_task(task: Task, reason: str) -> None:
+    """Stop a pipeline task and every step it launched that is still queued or running."""
+    for step in tasks.find_tasks(task._db, parent=task.id, status=[_status.QUEUED, _status.IN_PROGRESS], include_archived=True):
+        tasks.set_status(task._db, step.id, _status.STOPPED, reason, force=True)
+    tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
+
+
+def follow(task: Task, poll: float = 0.1) -> Task:
+    """Wait for a pipeline task, logging progress (steps done/total) as it changes."""
+    from ..waiting import wait_for_tasks
+
+    last = None
+    while True:
+        try:
+            wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=1.0)
+            return task.reload()
+        except TimeoutError:
+            pass
+        counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
+        done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
+        line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
+        if line != last:
+            log.info(line)
+            last = line
+
+
+def pool_starter(workers: int | None = None, services: bool = False) -> Callable[[str], None]:
+    """A callable that makes sure a queue is served (by a daemon, or by this process's built-in pool)."""
+    def ensure(queue: str) -> None:
+        from ..agent.pool import ensure_pool
+
+        count = 1 if (services or queue == "services") else (workers or os.cpu_count() or 1)
+        ensure_pool({queue: count})
+
+    return ensure
