@@ -73,6 +73,9 @@ class FunctionSource:
     folder: str
     imports: tuple[str, ...]
     caller_imports: dict[str, str]
+    parameters: frozenset[str] = frozenset()
+    takes_any_keyword: bool = False
+    signature: str = "()"
 
 
 # inspect.getsource re-reads and re-tokenises the file on every call (~1 ms); a pipeline or a
@@ -128,6 +131,7 @@ def _extract(func: Callable) -> FunctionSource:
     if not source.endswith("\n"):
         source += "\n"
     filename = inspect.getsourcefile(func) or func.__code__.co_filename
+    signature = inspect.signature(func)
     folder = os.path.dirname(os.path.abspath(filename)) if filename and not filename.startswith("<") else os.getcwd()
     return FunctionSource(
         name=func.__name__,
@@ -136,6 +140,9 @@ def _extract(func: Callable) -> FunctionSource:
         folder=folder,
         imports=tuple(dict.fromkeys(_imported_modules(tree))),
         caller_imports=_caller_imports(func),
+        parameters=frozenset(signature.parameters),
+        takes_any_keyword=any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()),
+        signature=str(signature),
     )
 
 
@@ -293,9 +300,9 @@ def build_function_task(
     names = [return_values] if isinstance(return_values, str) else list(return_values or ())
     if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
         raise ValueError(f"return_values must be distinct non-empty names, got {return_values!r}")
-    unknown = set(kwargs) - set(inspect.signature(inspect.unwrap(func)).parameters)
-    if unknown and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(inspect.unwrap(func)).parameters.values()):
-        raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {inspect.signature(func)}")
+    unknown = set(kwargs) - main.parameters
+    if unknown and not main.takes_any_keyword:
+        raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {main.signature}")
 
     sources = (main.source, *(h.source for h in helpers))
     script: dict[str, Any] = {

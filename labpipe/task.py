@@ -296,11 +296,10 @@ class Task:
     def enqueue(cls, task: Task | str, queue_name: str | None = None, priority: int = 0, **_ignored: Any) -> Task:
         """Put a task on a queue for a worker to run (default queue: 'default')."""
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
-        tasks.enqueue(task._db, task.id, queue_name or "default", priority)
+        task._row = tasks.enqueue(task._db, task.id, queue_name or "default", priority)
         from .store.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
 
         poke(task._db.root, queue_name or "default")
-        task.reload()
         return task
 
     @classmethod

@@ -229,31 +229,40 @@ def set_status(db: Database, task_id: str, to: str, message: str | None = None, 
 
 
 def _next_seq(c: sqlite3.Connection, name: str) -> int:
-    c.execute("INSERT INTO seq(name, value) VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1", (name,))
-    return c.execute("SELECT value FROM seq WHERE name = ?", (name,)).fetchone()[0]
+    row = c.execute("UPDATE seq SET value = value + 1 WHERE name = ? RETURNING value", (name,)).fetchone()
+    if row is not None:
+        return row[0]
+    c.execute("INSERT INTO seq(name, value) VALUES (?, 1)", (name,))
+    return 1
 
 
-def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create_queue: bool = True) -> None:
-    """Put a task on a queue (status -> queued). Unknown queues are created unless told not to."""
+_ENQUEUE_FROM = tuple(sorted(ALLOWED_FROM[QUEUED] - {IN_PROGRESS}))
+
+
+def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create_queue: bool = True) -> TaskRow:
+    """Put a task on a queue (status -> queued) and return its new row. Unknown queues are created
+    unless told not to."""
     now = time.time()
 
-    def put(c: sqlite3.Connection) -> None:
-        old = _current_status(c, db, task_id)
-        if old not in ALLOWED_FROM[QUEUED] or old == IN_PROGRESS:
+    def put(c: sqlite3.Connection) -> TaskRow:
+        if create_queue:
+            c.execute("INSERT OR IGNORE INTO queues(name, created) VALUES (?, ?)", (queue, now))
+        elif c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
+            raise QueueError(f"there is no queue named {queue!r}; known queues: {', '.join(_queue_names(c))}")
+        row = c.execute(
+            "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
+            "lease_until = NULL, status_message = '', completed = NULL, last_update = ? "
+            f"WHERE id = ? AND status IN ({', '.join('?' * len(_ENQUEUE_FROM))}) RETURNING *",
+            (queue, priority, _next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
+        ).fetchone()
+        if row is None:
+            old = _current_status(c, db, task_id)
             raise IllegalTransition(
                 f"task {task_id} cannot be enqueued from status {old!r}; reset it first (task.reset()) or clone it"
             )
-        if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
-            if not create_queue:
-                raise QueueError(f"there is no queue named {queue!r}; known queues: {', '.join(_queue_names(c))}")
-            c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
-        c.execute(
-            "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
-            "lease_until = NULL, status_message = '', completed = NULL, last_update = ? WHERE id = ?",
-            (queue, priority, _next_seq(c, "enqueue"), now, task_id),
-        )
+        return TaskRow.from_row(row)
 
-    db.write(put)
+    return db.write(put)
 
 
 def dequeue(db: Database, task_id: str) -> bool:
