@@ -248,8 +248,8 @@ def test_retry_on_failure_callable_decides_and_status_change_callback_sees_chang
         decisions.append((node.name, retries))
         return retries < 5
 
-    def watch(pipeline, node, status):
-        changes.append((node.name, status))
+    def watch(pipeline, node, previous_status):
+        changes.append((node.name, previous_status, node.status))
 
     step = PipelineDecorator.component(return_values=["value"], retry_on_failure=retry, status_change_callback=watch,
                                        name="flaky")(pc.flaky.func)
@@ -260,7 +260,7 @@ def test_retry_on_failure_callable_decides_and_status_change_callback_sees_chang
 
     assert logic(str(tmp_path / "count")) == 2
     assert decisions == [("flaky", 0), ("flaky", 1)]
-    assert ("flaky", "queued") in changes and changes[-1] == ("flaky", "completed")
+    assert changes[0] == ("flaky", "pending", "queued") and changes[-1][2] == "completed"
 
 
 def test_args_map_puts_arguments_in_their_sections(local_mode):
@@ -300,3 +300,8 @@ def test_remote_mode_without_waiting_only_enqueues_the_controller():
     pipe = _pipeline_task("chain")
     assert pipe.get_status() == "queued" and pipe.data.queue == "services"
     assert pipe.data.script["pipeline_function"] == "chain_pipeline" and pipe.get_parameters() == {"Args/n": 2, "Args/bonus": 1}
+
+
+def test_a_finished_run_leaves_no_wake_up_channel_behind(local_mode, store):
+    assert pc.chain_pipeline(n=2) == 2
+    assert not [p for p in (store / "wake").iterdir() if p.name.startswith("pipeline-")]

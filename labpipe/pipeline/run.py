@@ -90,6 +90,7 @@ class PipelineRun:
         self._candidates: dict[str, None] = {}
         self._hashes: dict[str, dict[str, str]] = {}  # node -> {artifact: content hash}, once known
         self._last_persist = 0.0
+        self._reported: dict[str, str] = {}  # node -> status last told to its status_change_callback
         self._thread_error: BaseException | None = None
         self._last_reap = 0.0
         self.started = time.time()
@@ -186,6 +187,12 @@ class PipelineRun:
         finally:
             self._persist()
             self._listener.close()
+            from ..store import wakeup
+
+            try:  # one channel per run: remove it, or the store's wake/ folder grows with every run
+                os.unlink(wakeup.fifo_path(self.db.root, wakeup.pipeline_channel(self.task.id)))
+            except OSError:
+                pass
             for fd in (self._wake_r, self._wake_w):
                 os.close(fd)
             self._wake_w = None
@@ -214,6 +221,7 @@ class PipelineRun:
                 status = row["status"] if row is not None else _status.FAILED
                 if status == _status.IN_PROGRESS and node.status == "queued":
                     self._set(name, "running", started=row["started"])
+                    self._status_changed(name)
                     changed = True
                 elif status in _status.SUCCEEDED:
                     del self._active[name]
@@ -456,6 +464,7 @@ class PipelineRun:
         Task.enqueue(node.task_id, queue_name=node.queue)
         self._set(node.name, "queued")
         self._active[node.name] = node.task_id
+        self._status_changed(node.name)
         return True
 
     def _apply_policy(self, name: str, node_status: str, message: str) -> None:
@@ -527,10 +536,13 @@ class PipelineRun:
                     self._candidates[child] = None
 
     def _status_changed(self, name: str) -> None:
+        """Call the step's status_change_callback(pipeline, node, previous_status), as ClearML does."""
         cb = self.specs[name].status_change_callback
-        if cb is not None:
+        previous = self._reported.get(name, "pending")
+        self._reported[name] = self.dag[name].status
+        if cb is not None and previous != self.dag[name].status:
             try:
-                cb(self.owner, self.dag[name], self.dag[name].status)
+                cb(self.owner, self.dag[name], previous)
             except Exception:
                 log.exception("pipeline %s: status_change_callback of step %r raised", self.task.id, name)
 
