@@ -154,3 +154,14 @@ def test_execution_queue_may_be_a_reference_for_function_and_task_steps():
     for name in ("a", "b"):
         node = pipe.get_pipeline_dag()[name]
         assert node.queue == "fast" and Task.get_task(task_id=node.task_id).data.queue == "fast"
+
+
+def test_run_pipeline_steps_locally_keeps_steps_off_shared_queues():
+    local = _pipe()
+    local.add_function_step("make", pc.numbers, function_return=["xs"], execution_queue="gpu")
+    assert local.start_locally(run_pipeline_steps_locally=True) is True
+    assert local.get_pipeline_dag()["make"].queue.startswith("local-")
+    shared = _pipe()
+    shared.add_function_step("make", pc.numbers, function_return=["xs"], execution_queue="gpu")
+    assert shared.start_locally(run_pipeline_steps_locally=False) is True
+    assert shared.get_pipeline_dag()["make"].queue == "gpu"

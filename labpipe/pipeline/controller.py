@@ -298,16 +298,22 @@ class PipelineController:
 
     def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
                       step_task_completed_callback: Callable | None = None) -> bool:
-        """Run the controller in this process; steps run as tasks on the built-in pool (or on daemons
-        serving their queues). Blocks until the pipeline ends; returns True if it succeeded."""
+        """Run the controller in this process. Blocks until the pipeline ends; returns True if it succeeded.
+
+        run_pipeline_steps_locally: True runs every step in this process's own worker pool (a private
+        queue no agent serves); False sends steps to their execution queues, served by the built-in
+        pool or by `labpipe agent` daemons serving them.
+        """
         attached = self._attached_task()
         task = attached if attached is not None else None
         if task is None:
             self._validate()
             task = self._ensure_task(_status.IN_PROGRESS)
-        return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True)
+        return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
+                             local_steps=run_pipeline_steps_locally)
 
-    def _control(self, task: Task, created_cb: Callable | None, completed_cb: Callable | None, *, pool: bool) -> bool:
+    def _control(self, task: Task, created_cb: Callable | None, completed_cb: Callable | None, *, pool: bool,
+                 local_steps: bool = False) -> bool:
         self._validate()
         if task.get_status() != _status.IN_PROGRESS:
             tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
@@ -323,6 +329,9 @@ class PipelineController:
         )
         run.params = dict(self._params)
         run.local_imports = self._local_imports
+        if local_steps:
+            # a queue no daemon serves: the steps run in this process's own pool, never on an agent
+            run.local_queue = f"local-{os.uname().nodename}-{os.getpid()}"
         self._run = run
         self._started = time.time()
         resolver = _function_kwargs_resolver(run)

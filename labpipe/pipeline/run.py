@@ -96,6 +96,7 @@ class PipelineRun:
         self.started = time.time()
         self.params: dict[str, Any] = {}  # pipeline parameters, for ${pipeline.x} references
         self.local_imports = True  # steps get the pipeline script's folder on sys.path
+        self.local_queue: str | None = None  # set: every step goes to this process-private queue
 
     # -- declaring steps (caller's thread) -----------------------------------------------
 
@@ -369,6 +370,8 @@ class PipelineRun:
         self._active[node.name] = task_id
 
     def _queue_for(self, spec: StepSpec) -> str:
+        if self.local_queue:  # run_pipeline_steps_locally: only this process's pool may run the steps
+            return self.local_queue
         queue = spec.queue or self.default_queue
         if "${" in queue:  # execution_queue may be a reference, e.g. "${pipeline.queue}"
             queue = str(references.resolve(queue, self._resolver()))
