@@ -176,7 +176,7 @@ def _caller_imports(func: types.FunctionType) -> dict[str, str]:
     return found
 
 
-def _is_basic(value: Any, depth: int = 0) -> bool:
+def is_basic(value: Any, depth: int = 0) -> bool:
     """Whether a value round-trips through a JSON parameter unchanged (and is small enough to be one)."""
     if depth > 20:
         return False
@@ -185,9 +185,9 @@ def _is_basic(value: Any, depth: int = 0) -> bool:
     if isinstance(value, (int, float)):
         return type(value) in (int, float)  # not numpy scalars or IntEnum members
     if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
-        return all(_is_basic(v, depth + 1) for v in value)
+        return all(is_basic(v, depth + 1) for v in value)
     if isinstance(value, dict) and type(value) is dict:
-        return all(isinstance(k, str) and _is_basic(v, depth + 1) for k, v in value.items())
+        return all(isinstance(k, str) and is_basic(v, depth + 1) for k, v in value.items())
     return False
 
 
@@ -334,7 +334,7 @@ def build_function_task(
         ref = _reference(value)
         if ref is not None:
             params.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ref.as_param()))
-        elif _is_basic(value) and len(json.dumps(value)) <= _MAX_PARAM_JSON:
+        elif is_basic(value) and len(json.dumps(value)) <= _MAX_PARAM_JSON:
             params.append(_param(KWARGS_SECTION, arg, value))
         else:
             objects[arg] = value

@@ -137,3 +137,7 @@ def saves_models(folder: str):
             fh.write(name.encode())
         OutputModel(task=task, name=name).update_weights(weights_filename=path)
     return 1
+
+
+def frame_total(df):
+    return int(df["v"].sum())

@@ -165,3 +165,24 @@ def test_run_pipeline_steps_locally_keeps_steps_off_shared_queues():
     shared.add_function_step("make", pc.numbers, function_return=["xs"], execution_queue="gpu")
     assert shared.start_locally(run_pipeline_steps_locally=False) is True
     assert shared.get_pipeline_dag()["make"].queue == "gpu"
+
+
+def test_non_basic_literal_kwargs_are_pipeline_artifacts_passed_by_reference_and_cached_by_value():
+    import pandas as pd
+
+    frame = pd.DataFrame({"v": [1, 2, 3]})
+
+    def run():
+        pipe = _pipe()
+        pipe.add_function_step("sum", pc.total, function_kwargs={"xs": frame["v"].tolist(), "bonus": 1}, function_return=["s"])
+        pipe.add_function_step("frame_sum", pc.frame_total, function_kwargs={"df": frame}, function_return=["s"],
+                               cache_executed_step=True)
+        assert pipe.start_locally() is True
+        return pipe
+
+    first = run()
+    assert first.task.artifacts["frame_sum.df"].get().equals(frame)
+    step = Task.get_task(task_id=first.get_pipeline_dag()["frame_sum"].task_id)
+    assert step.get_parameters()["kwargs_artifacts/df"] == {"task": first.id, "artifact": "frame_sum.df"}
+    assert step.artifacts["s"].get() == 6
+    assert run().get_pipeline_dag()["frame_sum"].status == "cached"

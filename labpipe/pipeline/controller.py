@@ -335,6 +335,7 @@ class PipelineController:
         self._run = run
         self._started = time.time()
         resolver = _function_kwargs_resolver(run)
+        self._store_object_kwargs(task)
         for spec in _topological(self._specs):
             spec.parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
             if spec.kind == "function":
@@ -355,6 +356,22 @@ class PipelineController:
             return False
         finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
         return ok
+
+    def _store_object_kwargs(self, task: Task) -> None:
+        """Non-basic literal function_kwargs (frames, arrays, objects) become artifacts of the pipeline
+        task, as in ClearML, and reach the step by reference; they count in its cache key by value."""
+        from ..function_task import ArtifactRef, is_basic
+
+        for spec in self._specs.values():
+            if spec.kind != "function":
+                continue
+            for key, value in list(spec.kwargs.items()):
+                if isinstance(value, (str, ArtifactRef)) or is_basic(value):
+                    continue
+                name = f"{spec.name}.{key}"
+                task.upload_artifact(name, value)
+                spec.arg_fingerprints[key] = value
+                spec.kwargs[key] = ArtifactRef(task.id, name)
 
     def _ensure_task(self, status: str) -> Task:
         if self._task is not None:

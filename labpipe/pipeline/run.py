@@ -322,7 +322,7 @@ class PipelineRun:
                 if spec.references:
                     value = references.resolve(value, self._resolver())
                 literal[key] = value
-            fingerprinted[key] = value
+            fingerprinted[key] = spec.arg_fingerprints.get(key, value)
         if not self._pre_execute(spec, node, dict(literal, **{k: f"${{{r['task']}.{r['artifact']}}}" for k, r in refs.items()})):
             return
         key = self._cache_key(spec, fingerprinted) if spec.cache else None

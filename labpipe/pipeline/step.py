@@ -59,6 +59,8 @@ class StepSpec:
     code_key: str | None = None
     #: resolve ClearML `${...}` references in literal arguments at launch (controller function steps)
     references: bool = False
+    #: arguments stored elsewhere (as artifacts of the pipeline) that count in the cache key by value
+    arg_fingerprints: dict = field(default_factory=dict)
     #: a nested pipeline: the callable that runs its logic and returns its task id.
     runner: Callable | None = None
 
