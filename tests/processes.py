@@ -1,4 +1,4 @@
-"""Process helpers shared by the agent tests."""
+"""Process helpers shared by the agent tests, and a task function they all run (workers run its source)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,14 @@ def wait_until(predicate, timeout: float = WAIT, step: float = 0.01):
             return value
         time.sleep(step)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def sleeper(pid_file, seconds=30.0):
+    """Write this process's pid, then sleep: a task to stop, kill or outlast a grace period."""
+    import os
+    import time
+
+    with open(pid_file, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(seconds)
+    return "slept"

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 from click.testing import CliRunner
-from processes import alive, wait_until
+from processes import alive, sleeper, wait_until
 
 from labpipe import Task
 from labpipe.agent.commands import stop_command, workers_command
@@ -20,15 +20,6 @@ from labpipe.waiting import wait_for_tasks
 
 WAIT = 20
 
-
-def sleeper(pid_file, seconds=30.0):
-    import os
-    import time
-
-    with open(pid_file, "w") as fh:
-        fh.write(str(os.getpid()))
-    time.sleep(seconds)
-    return "slept"
 
 
 def logs_once(log_file, tag):

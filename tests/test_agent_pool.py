@@ -10,7 +10,7 @@ import textwrap
 import time
 
 import pytest
-from processes import alive, wait_until
+from processes import alive, sleeper, wait_until
 
 from labpipe import StepFailed, Task
 from labpipe.agent import Pool, ensure_pool
@@ -20,15 +20,6 @@ from labpipe.store.db import get_database
 
 WAIT = 20
 
-
-def sleeper(pid_file, seconds=30.0):
-    import os
-    import time
-
-    with open(pid_file, "w") as fh:
-        fh.write(str(os.getpid()))
-    time.sleep(seconds)
-    return "slept"
 
 
 def resumable(pid_file, marker):

@@ -91,17 +91,7 @@ class Component:
         run = current_run()
         if run is None:  # outside a pipeline, or debug mode: a plain call, as ClearML does
             return self.func(*args, **kwargs)
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise PipelineError(f"component {self.name!r} called with bad arguments: {exc}") from None
-        bound.apply_defaults()
-        call_kwargs = dict(bound.arguments)
-        for pname, param in self._signature.parameters.items():
-            if param.kind is param.VAR_KEYWORD and pname in call_kwargs:
-                call_kwargs.update(call_kwargs.pop(pname))
-            elif param.kind is param.VAR_POSITIONAL and pname in call_kwargs:
-                raise PipelineError(f"component {self.name!r}: *{pname} arguments cannot be passed to a step; name them")
+        call_kwargs = _call_arguments(self._signature, args, kwargs, f"component {self.name!r}")
         name = run.unique_name(self.name)
         _check_picklable(name, call_kwargs)
         s = self.settings
@@ -123,6 +113,27 @@ class Component:
         run.add(spec)
         run.start()
         return run.results(name, self.return_values)
+
+
+def _call_arguments(signature: inspect.Signature, args: tuple, kwargs: dict, what: str) -> dict[str, Any]:
+    """A call's arguments by name, defaults filled in (they are recorded as parameters, as in ClearML).
+
+    **kwargs are flattened into the dict; *args cannot be named, so they are refused with a message.
+    """
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise PipelineError(f"{what} called with bad arguments: {exc}") from None
+    bound.apply_defaults()
+    out = dict(bound.arguments)
+    for pname, param in signature.parameters.items():
+        if param.kind is param.VAR_KEYWORD and pname in out:
+            out.update(out.pop(pname))
+        elif param.kind is param.VAR_POSITIONAL and pname in out:
+            if out[pname]:
+                raise PipelineError(f"{what}: *{pname} arguments cannot be recorded as parameters; pass them by name")
+            del out[pname]
+    return out
 
 
 def _check_picklable(step: str, kwargs: dict) -> None:
@@ -157,12 +168,7 @@ class PipelineFunction:
     # -- entry ----------------------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise PipelineError(f"pipeline {self.settings['name']!r} called with bad arguments: {exc}") from None
-        bound.apply_defaults()
-        call_kwargs = dict(bound.arguments)
+        call_kwargs = _call_arguments(self._signature, args, kwargs, f"pipeline {self.settings['name']!r}")
         outer = current_run()
         if outer is not None:
             return self._as_step(outer, call_kwargs)

@@ -173,19 +173,3 @@ def exists(db: Database, digest: str) -> bool:
     if blob_path(db, digest).exists():
         return True
     return db.query_one("SELECT 1 FROM inline_blobs WHERE hash = ?", (digest,)) is not None
-
-
-def verified_path(db: Database, digest: str, *, what: str = "blob") -> Path | None:
-    """The verified file of a non-inline blob (None for an inline one)."""
-    path = blob_path(db, digest)
-    if not path.exists():
-        if db.query_one("SELECT 1 FROM inline_blobs WHERE hash = ?", (digest,)) is not None:
-            return None
-        raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}")
-    hasher = xxhash.xxh3_128()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            hasher.update(chunk)
-    if hasher.hexdigest() != digest:
-        raise BlobCorrupted(f"{what}: its bytes (blob {digest}) no longer match their hash; the stored copy is corrupted")
-    return path

@@ -86,19 +86,6 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str]) -> tuple
     return TaskRow.from_row(row), hashes
 
 
-def artifact_hashes(db: Database, task_id: str, names: list[str]) -> dict[str, str]:
-    """{artifact name: content hash} for those of `names` the task has."""
-    rows = db.query(
-        f"SELECT name, hash FROM artifacts WHERE task = ? AND name IN ({', '.join('?' * len(names))})", (task_id, *names)
-    )
-    return {r["name"]: r["hash"] for r in rows}
-
-
-def blobs_present(db: Database, hashes: list[str]) -> bool:
-    """Whether every blob exists (inline row or file); a cached step whose bytes were collected is a miss."""
-    from . import blobs
-
-    return all(blobs.exists(db, h) for h in hashes)
 
 
 def task_statuses(db: Database, task_ids: list[str]) -> dict[str, sqlite3.Row]:

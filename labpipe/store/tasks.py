@@ -176,13 +176,6 @@ def update_task(db: Database, task_id: str, **fields) -> None:
         raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
 
 
-def merge_runtime(db: Database, task_id: str, values: dict) -> None:
-    """Merge keys into the task's runtime JSON (e.g. the packages a worker recorded)."""
-    db.execute(
-        "UPDATE tasks SET runtime = json_patch(runtime, ?), last_update = ? WHERE id = ?",
-        (json.dumps(values), time.time(), task_id),
-    )
-
 
 def _current_status(c: sqlite3.Connection, db: Database, task_id: str) -> str:
     row = c.execute("SELECT status FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -544,9 +537,6 @@ def create_queue(db: Database, name: str) -> None:
     db.execute("INSERT OR IGNORE INTO queues(name, created) VALUES (?, ?)", (name, time.time()))
 
 
-def queue_exists(db: Database, name: str) -> bool:
-    return db.query_one("SELECT 1 FROM queues WHERE name = ?", (name,)) is not None
-
 
 def queue_stats(db: Database) -> list[dict]:
     """Per queue: name, queued (depth), running (in_progress tasks that came from it)."""
@@ -558,12 +548,6 @@ def queue_stats(db: Database) -> list[dict]:
     )
     return [dict(r) for r in rows]
 
-
-def queued_tasks(db: Database, queue: str) -> list[str]:
-    """Ids on a queue in the order they will be served."""
-    return [r[0] for r in db.query(
-        "SELECT id FROM tasks WHERE status = 'queued' AND queue = ? ORDER BY priority DESC, enqueue_seq", (queue,)
-    )]
 
 
 # -- workers ---------------------------------------------------------------------------------
@@ -589,7 +573,3 @@ def live_workers(db: Database, max_age: float) -> list[dict]:
     """Workers that heart-beat within `max_age` seconds (queues decoded)."""
     rows = db.query("SELECT * FROM workers WHERE last_seen >= ? ORDER BY id", (time.time() - max_age,))
     return [dict(r, queues=json.loads(r["queues"])) for r in rows]
-
-
-def prune_workers(db: Database, max_age: float) -> int:
-    return db.execute("DELETE FROM workers WHERE last_seen < ?", (time.time() - max_age,))
