@@ -7,7 +7,6 @@ task. Status changes are checked (`IllegalTransition` names both states).
 
 from __future__ import annotations
 
-import atexit
 import enum
 import json
 import os
@@ -15,7 +14,6 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,8 @@ from . import artifacts as _artifacts
 from . import params as _params
 from . import status as _status
 from .config import LEASE_SECONDS
-from .errors import ArtifactError, IllegalTransition, LabpipeError, TaskNotFound
+from .errors import ArtifactError, TaskNotFound
+from .session import LocalSession
 from .store import outputs, tasks
 from .store.db import Database, get_database
 from .store.records import TaskRow
@@ -68,7 +67,7 @@ class Task:
     def __init__(self, row: TaskRow, db: Database | None = None):
         self._row = row
         self._db = db or get_database()
-        self._session: _LocalSession | None = None
+        self._session: LocalSession | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.project}/{self.name} {self._row.status}>"
@@ -196,7 +195,7 @@ class Task:
                     lease_until=time.time() + LEASE_SECONDS,
                 )
                 task = cls(row)
-                task._session = _LocalSession(task, owner, capture_output)
+                task._session = LocalSession(task, owner, capture_output)
             cls._current = task
             return task
 
@@ -653,65 +652,3 @@ def _script_definition() -> dict:
     except OSError:
         source = ""
     return {"kind": "script", "entry_point": path, "working_dir": os.getcwd(), "source": source, "argv": sys.argv[1:]}
-
-
-class _LocalSession:
-    """The life of a `Task.init` task in its own process: lease renewal, console capture, exit hooks."""
-
-    def __init__(self, task: Task, owner: str, capture_output: bool):
-        self.task = task
-        self.owner = owner
-        self._stop = threading.Event()
-        self._tees = []
-        if capture_output:
-            from .console import ConsoleTee
-
-            self._tees = [ConsoleTee(sys.stdout, task._db, task.id, "stdout"), ConsoleTee(sys.stderr, task._db, task.id, "stderr")]
-            sys.stdout, sys.stderr = self._tees
-        self._prev_hook = sys.excepthook
-        sys.excepthook = self._excepthook
-        atexit.register(self._atexit)
-        self._thread = threading.Thread(target=self._beat, name=f"labpipe-task-{task.id[:8]}", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(min(1.0, LEASE_SECONDS / 3)):
-            try:
-                for tee in self._tees:
-                    tee.flush_to_store()
-                tasks.renew_lease(self.task._db, self.task.id, self.owner, 1, LEASE_SECONDS)
-            except LabpipeError:
-                pass
-
-    def stop(self) -> None:
-        """Stop renewing, flush and restore the console."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        for tee in self._tees:
-            tee.flush_to_store()
-        if self._tees and sys.stdout is self._tees[0]:
-            sys.stdout = self._tees[0].original
-        if self._tees and sys.stderr is self._tees[1]:
-            sys.stderr = self._tees[1].original
-        if sys.excepthook == self._excepthook:
-            sys.excepthook = self._prev_hook
-        atexit.unregister(self._atexit)
-
-    def finish(self, status: str, message: str) -> None:
-        self.stop()
-        tasks.finish(self.task._db, self.task.id, self.owner, 1, status, message)
-
-    def _excepthook(self, etype, value, tb) -> None:
-        text = "".join(traceback.format_exception(etype, value, tb))
-        for tee in self._tees:
-            tee.flush_to_store()
-        outputs.add_console(self.task._db, self.task.id, "stderr", text)
-        self.finish(_status.FAILED, text.strip().splitlines()[-1] if text.strip() else etype.__name__)
-        self._prev_hook(etype, value, tb)
-
-    def _atexit(self) -> None:
-        try:
-            self.finish(_status.COMPLETED, "")
-        except (LabpipeError, IllegalTransition):
-            pass

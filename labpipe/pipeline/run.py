@@ -23,8 +23,9 @@ from ..store import outputs, pipelines, tasks
 from ..task import Task
 from . import references
 from .dag import DAG, Node
+from .monitor import copy_monitored
 from .proxy import StepResult, is_result
-from .step import StepSpec, metric_pairs, monitor_pairs
+from .step import StepSpec
 
 log = logging.getLogger("labpipe")
 
@@ -498,30 +499,8 @@ class PipelineRun:
                 self._set(node.name, "skipped", error=reason)
 
     def _monitor(self, spec: StepSpec, node: Node) -> None:
-        """Copy monitored metrics, artifacts and models from the step's task to the pipeline task."""
-        if not (spec.monitor_metrics or spec.monitor_artifacts or spec.monitor_models) or node.task_id is None:
-            return
-        step = Task.get_task(task_id=node.task_id)
-        if spec.monitor_metrics:
-            reported = step.get_reported_scalars()
-            rows = []
-            for (title, series), (t_title, t_series) in metric_pairs(spec.monitor_metrics, spec.name):
-                points = reported.get(title, {}).get(series)
-                if points:
-                    rows += [(t_title, t_series, x, y) for x, y in zip(points["x"], points["y"], strict=True)]
-            if rows:
-                outputs.add_scalars(self.db, self.task.id, rows)
-        for source, target in monitor_pairs(spec.monitor_artifacts, "monitor_artifacts", spec.name):
-            outputs.copy_artifact(self.db, node.task_id, source, self.task.id, target)
-        if spec.monitor_models:
-            models = list(outputs.get_models(self.db, node.task_id))
-            for source, target in monitor_pairs(spec.monitor_models, "monitor_models", spec.name):
-                for row in _pick_models(models, source):
-                    ref_target = row["name"] if target == source else target
-                    from ..store.blobs import BlobRef
-
-                    ref = BlobRef(row["hash"], row["size"]) if row["hash"] else None
-                    outputs.put_model(self.db, self.task.id, ref_target, ref, framework=row["framework"], filename=row["filename"])
+        if node.task_id is not None:
+            copy_monitored(self.db, spec, node.task_id, self.task.id)
 
     # -- node bookkeeping -----------------------------------------------------------------
 
@@ -672,16 +651,6 @@ def _resolve_nested(value: Any) -> Any:
     if isinstance(value, dict) and any(is_result(v) for v in value.values()):
         return {k: (v._resolve() if is_result(v) else v) for k, v in value.items()}
     return value
-
-
-def _pick_models(models: list, pattern: str) -> list:
-    """ClearML's monitor_models selection: a name, 'prefix_*' (latest lexicographic match) or '*' (last created)."""
-    if pattern == "*":
-        return models[-1:]
-    if pattern.endswith("*"):
-        matches = sorted((m for m in models if m["name"].startswith(pattern[:-1])), key=lambda m: m["name"])
-        return matches[-1:]
-    return [m for m in models if m["name"] == pattern][-1:]
 
 
 def _drain(fd: int) -> None:
