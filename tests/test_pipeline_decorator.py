@@ -305,3 +305,24 @@ def test_remote_mode_without_waiting_only_enqueues_the_controller():
 def test_a_finished_run_leaves_no_wake_up_channel_behind(local_mode, store):
     assert pc.chain_pipeline(n=2) == 2
     assert not [p for p in (store / "wake").iterdir() if p.name.startswith("pipeline-")]
+
+
+def test_remote_mode_without_a_script_file_says_to_run_locally(store):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent('''
+        from labpipe import PipelineDecorator
+        exec(compile("""
+        @PipelineDecorator.pipeline(name='typed-in', project='p', version='1')
+        def main():
+            return 1
+        """, "<typed in>", "exec"))
+        main()
+    ''')
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "does not come from a script file" in proc.stderr and "run_locally()" in proc.stderr
+    assert Task.get_tasks() == []  # nothing enqueued that no worker could run

@@ -33,6 +33,7 @@ from ..task import ENV_TASK_ID, Task
 from .pipeline_task import (
     create_pipeline_task,
     ensure_progress_handler,
+    entry_script,
     finish,
     follow,
     param_rows,
@@ -281,6 +282,13 @@ class PipelineFunction:
 
     def _run_remotely(self, kwargs: dict) -> Any:
         queue = self.settings.get("pipeline_execution_queue") or "services"
+        entry = entry_script({}, inspect.getsourcefile(self.func)).get("entry_point")
+        if not entry or not os.path.isfile(entry):
+            raise PipelineError(
+                f"pipeline {self.settings['name']!r}: remote mode re-runs the pipeline's script on a services worker, "
+                "but this code does not come from a script file (an interactive session or notebook?); call "
+                "PipelineDecorator.run_locally() first, or put the pipeline in a .py file"
+            )
         task = self._create_task(kwargs, status=_status.CREATED)
         Task.enqueue(task, queue_name=queue)
         if PipelineDecorator._enqueue_only:
