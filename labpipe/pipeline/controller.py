@@ -26,7 +26,16 @@ from ..store import tasks
 from ..task import ENV_TASK_ID, Task
 from . import references
 from .dag import DAG, Node
-from .pipeline_task import create_pipeline_task, param_rows
+from .pipeline_task import (
+    create_pipeline_task,
+    ensure_progress_handler,
+    entry_script,
+    finish,
+    follow,
+    param_rows,
+    pool_starter,
+    stop_pipeline_task,
+)
 from .proxy import StepResult
 from .run import PipelineRun
 from .step import StepSpec
@@ -280,12 +289,17 @@ class PipelineController:
         if attached is not None:
             return self._control(attached, step_task_created_callback, step_task_completed_callback, pool=True)
         self._validate()
+        entry = entry_script({}).get("entry_point")
+        if not entry or not os.path.isfile(entry):
+            raise PipelineError(
+                f"pipeline {self._name!r}: start() re-runs this script on a services worker, but the code does not come "
+                "from a script file (an interactive session or notebook?); use start_locally(), or put it in a .py file"
+            )
         task = self._ensure_task(_status.CREATED)
         Task.enqueue(task, queue_name=queue)
         if not wait:
             return True
         from ..agent.pool import ensure_pool
-        from .pipeline_task import ensure_progress_handler, follow, stop_pipeline_task
 
         ensure_pool({queue: 1})
         ensure_progress_handler()
@@ -318,7 +332,6 @@ class PipelineController:
         if task.get_status() != _status.IN_PROGRESS:
             tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
         self._apply_overrides(task)
-        from .pipeline_task import finish, pool_starter
 
         run = PipelineRun(
             task, default_queue=self._default_queue, abort_on_failure=self._abort_on_failure,
