@@ -186,3 +186,18 @@ def test_non_basic_literal_kwargs_are_pipeline_artifacts_passed_by_reference_and
     assert step.get_parameters()["kwargs_artifacts/df"] == {"task": first.id, "artifact": "frame_sum.df"}
     assert step.artifacts["s"].get() == 6
     assert run().get_pipeline_dag()["frame_sum"].status == "cached"
+
+
+def test_model_and_task_field_references_resolve(tmp_path):
+    saver = Task.create_function_task(pc.saves_weights, task_name="saver", project_name="t")
+    reader = Task.create_function_task(pc.reads_file, task_name="reader", project_name="t")
+    pipe = _pipe()
+    pipe.add_step("train", base_task_id=saver.id, parameter_override={"kwargs/folder": str(tmp_path)})
+    pipe.add_step("use", base_task_id=reader.id, parameter_override={
+        "kwargs/url": "${train.models.output.-1.url}", "General/source": "${train.id}", "General/name": "${train.name}"})
+    assert pipe.start_locally() is True
+    dag = pipe.get_pipeline_dag()
+    use = Task.get_task(task_id=dag["use"].task_id)
+    assert use.artifacts["return_object"].get() == "trained weights"
+    params = use.get_parameters()
+    assert params["General/source"] == dag["train"].task_id and params["General/name"] == "train"
