@@ -177,20 +177,17 @@ class Worker:
         if script.get("kind") not in ("function", "script"):
             return (f"task {row.id} ({row.name!r}) has nothing for a worker to run: create it with "
                     "Task.create(script=...) or Task.create_function_task(func)"), None
-        try:
-            from .. import requirements
-        except ImportError:  # pragma: no cover - shipped together
-            requirements = None
-        if requirements is not None:
-            missing = requirements.check_requirements(script.get("packages") or [])
-            if missing:
-                return requirements.describe_missing(row.name, missing), None
-            notice = requirements.container_notice(script)
-            if notice:
-                outputs.add_console(self.db, row.id, "stderr", f"labpipe: {notice}\n")
-                if notice not in self._noticed:
-                    self._noticed.add(notice)
-                    log.warning("%s", notice)
+        from .. import requirements
+
+        missing = requirements.check_requirements(script.get("packages") or [])
+        if missing:
+            return requirements.describe_missing(row.name, missing), None
+        notice = requirements.container_notice(script)
+        if notice:
+            outputs.add_console(self.db, row.id, "stderr", f"labpipe: {notice}\n")
+            if notice not in self._noticed:
+                self._noticed.add(notice)
+                log.warning("%s", notice)
         if not script.get("repo"):
             return None, None
         try:
