@@ -43,7 +43,22 @@ class Logger:
         text = str(msg)
         if print_console:
             print(text)
+            if self._console_captured():  # the printed line reaches the console log already
+                return
         outputs.add_console(self._task._db, self._task.id, "text", text if text.endswith("\n") else text + "\n")
+
+    def _console_captured(self) -> bool:
+        """Whether this process's stdout already goes to this task's console (a worker running the task,
+        or a `Task.init` script), so a printed line must not be recorded twice."""
+        import os
+        import sys
+
+        from .console import ConsoleTee
+        from .task import ENV_TASK_ID
+
+        if os.environ.get(ENV_TASK_ID) == self._task.id:
+            return True
+        return isinstance(sys.stdout, ConsoleTee) and sys.stdout._task_id == self._task.id
 
     def report_matplotlib_figure(self, title: str, series: str, figure: Any, iteration: int = 0, report_image: bool = False, **_ignored: Any) -> None:
         """Store a matplotlib figure as a PNG plot."""

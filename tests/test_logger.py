@@ -56,3 +56,12 @@ def test_current_logger_needs_a_task():
         assert t.get_last_scalar_metrics()["x"]["y"]["last"] == 1
     finally:
         t.close()
+
+
+def test_report_text_is_recorded_once_when_stdout_is_already_captured():
+    t = Task.init(task_name="captured")  # stdout is teed into this task's console
+    try:
+        t.get_logger().report_text("only once please")
+    finally:
+        t.close()
+    assert t.get_console().count("only once please") == 1
