@@ -28,13 +28,12 @@ from . import references
 from .dag import DAG, Node
 from .pipeline_task import (
     create_pipeline_task,
-    ensure_progress_handler,
-    entry_script,
     finish,
-    follow,
+    interrupt,
     param_rows,
     pool_starter,
-    stop_pipeline_task,
+    require_script_file,
+    wait_on_services,
 )
 from .proxy import StepResult
 from .run import PipelineRun
@@ -289,26 +288,12 @@ class PipelineController:
         if attached is not None:
             return self._control(attached, step_task_created_callback, step_task_completed_callback, pool=True)
         self._validate()
-        entry = entry_script({}).get("entry_point")
-        if not entry or not os.path.isfile(entry):
-            raise PipelineError(
-                f"pipeline {self._name!r}: start() re-runs this script on a services worker, but the code does not come "
-                "from a script file (an interactive session or notebook?); use start_locally(), or put it in a .py file"
-            )
+        require_script_file(f"pipeline {self._name!r}: start()", "use start_locally(), or put it in a .py file")
         task = self._ensure_task(_status.CREATED)
         Task.enqueue(task, queue_name=queue)
         if not wait:
             return True
-        from ..agent.pool import ensure_pool
-
-        ensure_pool({queue: 1})
-        ensure_progress_handler()
-        try:
-            final = follow(task)
-        except KeyboardInterrupt:
-            stop_pipeline_task(task, "interrupted (Ctrl-C)")
-            raise
-        return final.status in _status.SUCCEEDED
+        return wait_on_services(task, queue).status in _status.SUCCEEDED
 
     def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
                       step_task_completed_callback: Callable | None = None) -> bool:
@@ -362,8 +347,7 @@ class PipelineController:
             finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")
             return False
         except KeyboardInterrupt:
-            run.stop("interrupted (Ctrl-C)")
-            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            interrupt(run, task)
             raise
         if task.get_status() == _status.STOPPED:
             return False

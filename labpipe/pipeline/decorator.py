@@ -32,13 +32,12 @@ from ..errors import PipelineError, StepFailed
 from ..task import ENV_TASK_ID, Task
 from .pipeline_task import (
     create_pipeline_task,
-    ensure_progress_handler,
-    entry_script,
     finish,
-    follow,
+    interrupt,
     param_rows,
     pool_starter,
-    stop_pipeline_task,
+    require_script_file,
+    wait_on_services,
 )
 from .proxy import is_result
 from .run import PipelineRun
@@ -212,8 +211,7 @@ class PipelineFunction:
             if is_result(result) or (isinstance(result, tuple) and any(is_result(r) for r in result)):
                 result = result._resolve() if is_result(result) else tuple(r._resolve() if is_result(r) else r for r in result)
         except KeyboardInterrupt:
-            run.stop("interrupted (Ctrl-C)")
-            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            interrupt(run, task)
             raise
         except BaseException as exc:
             # The logic failed (often by using a failed step's value): let declared steps finish
@@ -229,8 +227,7 @@ class PipelineFunction:
         try:
             ok = run.close()
         except KeyboardInterrupt:
-            run.stop("interrupted (Ctrl-C)")
-            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            interrupt(run, task)
             raise
         if not ok:
             message = "; ".join(run.errors)
@@ -282,25 +279,15 @@ class PipelineFunction:
 
     def _run_remotely(self, kwargs: dict) -> Any:
         queue = self.settings.get("pipeline_execution_queue") or "services"
-        entry = entry_script({}, inspect.getsourcefile(self.func)).get("entry_point")
-        if not entry or not os.path.isfile(entry):
-            raise PipelineError(
-                f"pipeline {self.settings['name']!r}: remote mode re-runs the pipeline's script on a services worker, "
-                "but this code does not come from a script file (an interactive session or notebook?); call "
-                "PipelineDecorator.run_locally() first, or put the pipeline in a .py file"
-            )
+        require_script_file(f"pipeline {self.settings['name']!r}: remote mode",
+                            "call PipelineDecorator.run_locally() first, or put the pipeline in a .py file",
+                            inspect.getsourcefile(self.func))
         task = self._create_task(kwargs, status=_status.CREATED)
         Task.enqueue(task, queue_name=queue)
         if PipelineDecorator._enqueue_only:
             log.info("pipeline %r enqueued on %r as task %s; `labpipe agent --queue %s` runs it", self.settings["name"], queue, task.id, queue)
             return None
-        pool_starter(services=True)(queue)
-        ensure_progress_handler()
-        try:
-            final = follow(task)
-        except KeyboardInterrupt:
-            stop_pipeline_task(task, "interrupted (Ctrl-C)")
-            raise
+        final = wait_on_services(task, queue)
         if final.status not in _status.SUCCEEDED:
             raise StepFailed(f"pipeline {self.settings['name']!r} (task {task.id}) {final.status}: {final.data.status_message}")
         name = self.settings.get("return_value")

@@ -124,3 +124,36 @@ def pool_starter(workers: int | None = None, services: bool = False) -> Callable
         ensure_pool({queue: count})
 
     return ensure
+
+
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+
+def require_script_file(what: str, advice: str, fallback_entry: str | None = None) -> None:
+    """Refuse remote execution of code that no worker could re-run (typed into a REPL or notebook)."""
+    from ..errors import PipelineError
+
+    entry = entry_script({}, fallback_entry).get("entry_point")
+    if not entry or not os.path.isfile(entry):
+        raise PipelineError(
+            f"{what} re-runs the pipeline's script on a services worker, but this code does not come from a "
+            f"script file (an interactive session or notebook?); {advice}"
+        )
+
+
+def wait_on_services(task: Task, queue: str) -> Task:
+    """Make sure `queue` is served, follow the enqueued pipeline task to its end (showing progress),
+    and stop it and its steps on Ctrl-C. Returns the task as it ended."""
+    pool_starter(services=True)(queue)
+    ensure_progress_handler()
+    try:
+        return follow(task)
+    except KeyboardInterrupt:
+        stop_pipeline_task(task, INTERRUPTED)
+        raise
+
+
+def interrupt(run, task: Task) -> None:
+    """Ctrl-C in the controller: stop the running steps, skip the rest, mark the pipeline stopped."""
+    run.stop(INTERRUPTED)
+    finish(task, _status.STOPPED, INTERRUPTED)
