@@ -201,3 +201,20 @@ def test_model_and_task_field_references_resolve(tmp_path):
     assert use.artifacts["return_object"].get() == "trained weights"
     params = use.get_parameters()
     assert params["General/source"] == dag["train"].task_id and params["General/name"] == "train"
+
+
+def test_cached_task_step_whose_outputs_are_gone_runs_again():
+    prod, _ = _templates()
+
+    def run():
+        pipe = _pipe()
+        pipe.add_step("prep", base_task_id=prod.id, cache_executed_step=True)
+        assert pipe.start_locally() is True
+        return pipe.get_pipeline_dag()["prep"]
+
+    first = run()
+    assert run().status == "cached"
+    # its outputs' bytes are gone (as after a gc): the hit no longer loads, so it is a miss
+    get_database().execute("DELETE FROM inline_blobs WHERE hash IN (SELECT hash FROM artifacts WHERE task = ?)", (first.task_id,))
+    again = run()
+    assert again.status == "completed" and again.task_id != first.task_id

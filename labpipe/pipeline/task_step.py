@@ -86,8 +86,9 @@ def launch_task_step(run: PipelineRun, spec: StepSpec, node: Node) -> None:
     if spec.cache:
         key = _cache_key(base, overrides, spec)
         if key is not None and not run._refreshing(spec.name):
-            hit = pipelines.find_cached(run.db, key)
-            if hit is not None:
+            found = pipelines.find_cached_outputs(run.db, key)  # a hit whose outputs are gone is a miss
+            if found is not None:
+                hit, run._hashes[node.name] = found
                 run._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
                 run._after_success(node.name)
                 return

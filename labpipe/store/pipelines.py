@@ -46,19 +46,10 @@ def node_counts(db: Database, pipeline_ids: list[str]) -> dict[str, dict[str, in
     return out
 
 
-def find_cached(db: Database, cache_key: str) -> TaskRow | None:
-    """The newest completed (or published), non-archived task with this cache key, or None."""
-    row = db.query_one(
-        "SELECT * FROM tasks WHERE cache_key = ? AND status IN ('completed', 'published') AND archived = 0 "
-        "ORDER BY completed DESC LIMIT 1",
-        (cache_key,),
-    )
-    return TaskRow.from_row(row) if row is not None else None
-
-
-def find_cached_outputs(db: Database, cache_key: str, names: list[str]) -> tuple[TaskRow, dict[str, str]] | None:
+def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = None) -> tuple[TaskRow, dict[str, str]] | None:
     """A cache hit and its artifacts' hashes in one query: the newest completed (or published),
-    non-archived task with this key that has every artifact in `names` with its bytes still present.
+    non-archived task with this key that has every artifact in `names` (default: all it has) with its
+    bytes still present.
 
     A hit whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
     """
@@ -72,13 +63,13 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str]) -> tuple
     if row is None:
         return None
     hashes = json.loads(row["outputs"] or "{}")
-    wanted = {n: hashes.get(n) for n in names}
+    wanted = {n: hashes.get(n) for n in (hashes if names is None else names)}
     if any(h is None for h in wanted.values()):
         return None
     if row["inline_count"] < len(hashes):  # some outputs are files: check those exist
         from . import blobs
 
-        inline = {r[0] for r in db.query(
+        inline = set() if not wanted else {r[0] for r in db.query(
             f"SELECT hash FROM inline_blobs WHERE hash IN ({', '.join('?' * len(wanted))})", tuple(wanted.values())
         )}
         if not all(h in inline or blobs.blob_path(db, h).exists() for h in wanted.values()):
