@@ -127,3 +127,20 @@ def test_output_models_are_stored_and_listed(tmp_path):
     assert open(models[-1].get_local_copy(), "rb").read() == b"weights!"
     with pytest.raises(ArtifactError, match="does not exist"):
         m.update_weights(weights_filename=str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("slow", [0.0, float("inf")], ids=["large-writes", "page-writes"])
+def test_large_blob_bytes_are_exact_whichever_way_they_are_written(store, monkeypatch, slow):
+    # SLOW=0: every large write counts as fast; SLOW=inf: after the probe the blob goes page by page
+    monkeypatch.setattr(blobs._ChunkWriter, "SLOW", slow)
+    rng = np.random.default_rng(1)
+    parts = [b"header-of-odd-length", rng.bytes(3 * (1 << 20) + 4097), rng.bytes(blobs._CHUNK + 13), b"t"]
+    db = get_database()
+    ref = blobs.prepare(db, parts)
+    path = blobs.blob_path(db, ref.hash)
+    assert path.read_bytes() == b"".join(parts)
+    assert ref.size == path.stat().st_size
+    src = store.parent / "src.bin"
+    src.write_bytes(b"".join(reversed(parts)))
+    ref2 = blobs.prepare_file(db, src)
+    assert blobs.blob_path(db, ref2.hash).read_bytes() == src.read_bytes()
