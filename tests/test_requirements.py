@@ -164,3 +164,18 @@ def test_container_notice_is_none_without_docker_settings_and_says_containers_ar
     )
     sock.unlink()
     assert "python:3.11" in container_notice({"docker": "python:3.11"})
+
+
+def test_installed_distribution_scan_agrees_with_importlib_metadata():
+    from labpipe.environment import _scan
+
+    modules, versions = _scan()
+    expected_versions = {}
+    for dist in metadata.distributions():
+        expected_versions.setdefault(dist.metadata["Name"], dist.version)
+    assert versions == expected_versions
+    for module, dists in metadata.packages_distributions().items():
+        if "." in module or module == "__pycache__":  # not importable names (newer Pythons list them)
+            continue
+        assert modules.get(module) == list(dists), module
+    assert modules["sklearn"] == ["scikit-learn"] and modules["numpy"] == ["numpy"]
