@@ -146,6 +146,13 @@ def declares_colorsys():
     return warm, colorsys.__name__
 
 
+async def async_add(a, b=1):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return a + b
+
+
 # -- helpers ---------------------------------------------------------------------------------
 
 
@@ -222,6 +229,12 @@ def test_global_state_a_task_changes_does_not_reach_the_next_task(pool):
     assert first.status == "completed"
     second = run(sees_leaked_state)
     assert second.artifacts["return_object"].get() == (False, False)
+
+
+def test_an_async_function_runs_to_completion_and_its_result_is_stored(pool):
+    task = run(async_add, a=2, b=3)
+    assert task.status == "completed"
+    assert task.artifacts["return_object"].get() == 5
 
 
 def test_return_values_are_unpacked_into_named_artifacts(pool):
