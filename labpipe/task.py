@@ -48,6 +48,28 @@ class TaskTypes(enum.StrEnum):
 
 
 
+def _script_packages(packages: Any, requirements_file: Any, source: str | None) -> list[str] | None:
+    """Task.create's requirements: declared, read from a requirements file, or detected from the script."""
+    from . import requirements  # lazily: `import labpipe` stays light
+
+    found: list[str] = []
+    if packages is True:
+        if source is None:
+            raise ValueError("Task.create(packages=True) detects the packages a script imports, but no script= was given; "
+                             "pass script=..., or list the packages")
+        found += requirements.detect_packages(source)
+    elif isinstance(packages, str):
+        found += requirements.parse_requirements([packages])
+    elif packages not in (None, False):
+        if not isinstance(packages, Sequence):
+            raise TypeError(f"Task.create(packages=...) takes a list of requirement strings or True, not "
+                            f"{type(packages).__name__} {packages!r}")
+        found += requirements.parse_requirements(list(packages))
+    if requirements_file is not None:
+        found += requirements.parse_requirements(requirements_file)
+    return list(dict.fromkeys(found)) or None
+
+
 def _type_name(task_type: Any) -> str:
     if task_type is None:
         return TaskTypes.training.value
@@ -89,7 +111,8 @@ class Task:
         script: str | os.PathLike | None = None,
         argparse_args: Sequence[tuple[str, Any]] | Mapping[str, Any] | None = None,
         working_directory: str | None = None,
-        packages: Sequence[str] | str | None = None,
+        packages: Sequence[str] | str | bool | None = None,
+        requirements_file: str | os.PathLike | None = None,
         docker: str | None = None,
         docker_args: str | None = None,
         docker_bash_setup_script: str | None = None,
@@ -104,8 +127,11 @@ class Task:
         project_name, task_name, task_type: as in ClearML.
         script: a Python script this task runs when enqueued; `argparse_args` ([(name, value)] or a dict)
         become its `Args/` parameters and are passed as `--name value` on its command line.
-        packages, docker, docker_args, docker_bash_setup_script, repo, branch, commit: recorded
-        requirements for the worker that runs it.
+        packages: requirement strings (`["pandas>=2", "scikit-learn"]`), or True to detect them from the
+        script's imports, pinned to the versions installed here (as ClearML does for a local script).
+        requirements_file: a requirements.txt whose requirements are added to `packages`.
+        docker, docker_args, docker_bash_setup_script, repo, branch, commit: recorded requirements for
+        the worker that runs it.
         """
         definition: dict[str, Any] = {}
         if script is not None:
@@ -119,7 +145,7 @@ class Task:
                 "source": path.read_text(encoding="utf-8", errors="replace"),
             }
         for key, value in (
-            ("packages", [packages] if isinstance(packages, str) else list(packages) if packages else None),
+            ("packages", _script_packages(packages, requirements_file, definition.get("source"))),
             ("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script),
             ("repo", repo), ("repo_branch", branch), ("repo_commit", commit),
         ):

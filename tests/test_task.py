@@ -181,3 +181,25 @@ def test_task_init_in_process_returns_current_task_and_close_completes_it():
     assert t.get_status() == "in_progress"
     t.close()
     assert t.get_status() == "completed" and Task.current_task() is None
+
+
+def test_create_with_packages_true_records_the_scripts_imports_pinned(tmp_path):
+    from importlib import metadata
+
+    from labpipe.errors import LabpipeError
+
+    script = tmp_path / "train.py"
+    (tmp_path / "localhelper.py").write_text("X = 1\n")
+    script.write_text("import os\nimport numpy as np\nimport localhelper\n\ndef main():\n    import yaml\n")
+    req = tmp_path / "requirements.txt"
+    req.write_text("# pinned by hand\npandas >= 1.0\n")
+    task = Task.create(task_name="t", script=str(script), packages=True, requirements_file=req)
+    assert task.data.script["packages"] == [f"numpy=={metadata.version('numpy')}", f"PyYAML=={metadata.version('PyYAML')}", "pandas>=1.0"]
+    # a list is normalised; a single string is one requirement
+    assert Task.create(script=str(script), packages=["numpy >= 1.0"]).data.script["packages"] == ["numpy>=1.0"]
+    assert Task.create(script=str(script), packages="scikit-learn").data.script["packages"] == ["scikit-learn"]
+    assert "packages" not in Task.create(script=str(script)).data.script
+    with pytest.raises(ValueError, match=r"packages=True\) .* no script= was given"):
+        Task.create(task_name="t", packages=True)
+    with pytest.raises(LabpipeError, match="not a valid|packages\\[0\\]"):
+        Task.create(script=str(script), packages=["numpy >>= 1"])
