@@ -33,6 +33,15 @@ def logs_once(log_file, tag):
     return tag
 
 
+def imports_colorsys_at_run_time():
+    import importlib
+    import sys
+
+    already = "colorsys" in sys.modules  # its source names no import: only a pre-warmed worker has it
+    importlib.import_module("colorsys")
+    return already
+
+
 @pytest.fixture
 def start_daemon():
     """Start `labpipe agent` daemons; each is waited for (registered) and killed at the end if still alive."""
@@ -123,3 +132,19 @@ def test_stop_command_refuses_a_finished_task_naming_it():
     result = CliRunner().invoke(stop_command, [task.id])
     assert result.exit_code == 1
     assert task.id in result.output and "completed" in result.output
+
+
+def test_a_starting_daemon_imports_what_its_queues_recent_tasks_imported(start_daemon):
+    first_daemon = start_daemon("--queue", "warmq", "--workers", "1")
+    first = Task.create_function_task(imports_colorsys_at_run_time)
+    Task.enqueue(first, queue_name="warmq")
+    wait_for_tasks([first], timeout=WAIT)
+    assert first.reload().status == "completed"
+    assert first.artifacts["return_object"].get() is False  # a fresh daemon had not imported it
+    first_daemon.send_signal(signal.SIGTERM)
+    assert first_daemon.wait(WAIT) == 0
+    start_daemon("--queue", "warmq", "--workers", "1")
+    second = Task.create_function_task(imports_colorsys_at_run_time)
+    Task.enqueue(second, queue_name="warmq")
+    wait_for_tasks([second], timeout=WAIT)
+    assert second.artifacts["return_object"].get() is True  # the new daemon imported it at start

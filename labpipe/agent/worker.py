@@ -122,6 +122,12 @@ class Worker:
             signal.signal(sig, self._on_signal)
         lifeline.preload()
         _child.warm_up()
+        if self.config.kind == "daemon":
+            # a long-lived agent imports, once at start, the libraries its queues' recent tasks used, so
+            # its first task does not pay for them (a pool, started on demand, learns them as it goes)
+            self._warm(tasks.recent_imports(self.db, self.config.queues))
+            if self._warmed:
+                log.info("worker %s imported ahead: %s", self.id, ", ".join(sorted(self._warmed)))
         gc.freeze()  # objects inherited by every child: keep the collector from touching (copying) their pages
         tasks.register_worker(self.db, self.id, kind=self.config.kind, queues=self.config.queues,
                               host=socket.gethostname(), pid=os.getpid())

@@ -411,6 +411,22 @@ def has_queued(db: Database, queues: Sequence[str]) -> bool:
     ) is not None
 
 
+def recent_imports(db: Database, queues: Sequence[str], limit: int = 50) -> list[str]:
+    """Modules the last `limit` completed tasks of these queues imported (declared in their source or
+    recorded by the worker that ran them), newest first: what a starting daemon imports ahead."""
+    rows = db.query(
+        f"SELECT json_extract(script, '$.imports'), json_extract(runtime, '$.imports') FROM tasks "
+        f"WHERE status = 'completed' AND queue IN ({', '.join('?' * len(queues))}) ORDER BY completed DESC LIMIT ?",
+        (*queues, limit),
+    )
+    names: dict[str, None] = {}
+    for declared, recorded in rows:
+        for text in (declared, recorded):
+            if text:
+                names.update(dict.fromkeys(name for name in json.loads(text) if isinstance(name, str)))
+    return list(names)
+
+
 def has_expired_leases(db: Database, now: float | None = None) -> bool:
     """Whether reap_expired has anything to do (a read, so idle workers do not take the write lock for nothing)."""
     t = time.time() if now is None else now
