@@ -20,7 +20,7 @@ def test_store_is_created_private_with_wal_and_pragmas(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # we wait for locks ourselves
     assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(tmp_path / "s" / "labpipe.db").st_mode) == 0o600
     assert {r[0] for r in db.query("SELECT name FROM queues")} >= {"default", "services"}
@@ -113,3 +113,41 @@ def test_four_processes_writing_500_tasks_each_all_land(tmp_path):
     assert conn.execute("SELECT count(*) FROM tasks WHERE project = 'conc'").fetchone()[0] == 2000
     assert conn.execute("SELECT count(*) FROM params").fetchone()[0] == 2000
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _hold_write_lock(path, seconds):
+    """Another connection takes the write lock and keeps it `seconds` (in a thread)."""
+    import threading
+
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    timer = threading.Timer(seconds, lambda: (other.execute("COMMIT"), other.close()))
+    timer.start()
+    return timer
+
+
+def test_a_write_waits_for_a_lock_held_elsewhere_and_then_lands(tmp_path):
+    import time
+
+    db = Database(tmp_path / "s")
+    db.connection()
+    timer = _hold_write_lock(db.path, 0.3)
+    t0 = time.monotonic()
+    db.execute("INSERT INTO queues (name, created) VALUES ('waited', 0)")
+    waited = time.monotonic() - t0
+    timer.join()
+    assert 0.25 <= waited < 2.0
+    assert db.query_one("SELECT name FROM queues WHERE name = 'waited'") is not None
+
+
+def test_a_lock_held_past_the_timeout_fails_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_MS", 200)
+    db = Database(tmp_path / "s")
+    db.connection()
+    timer = _hold_write_lock(db.path, 1.0)
+    try:
+        with pytest.raises(StoreError, match="stayed locked by another process for too long"):
+            db.execute("INSERT INTO queues (name, created) VALUES ('never', 0)")
+    finally:
+        timer.join()
+    assert db.query_one("SELECT name FROM queues WHERE name = 'never'") is None
