@@ -6,7 +6,7 @@ docstrings are set aside (``normalize_source``), which of the project's own file
 (``local_module_sources``), and whether it belongs to a library (stdlib, site-packages, C extensions),
 whose version is a setting rather than the project's code (``is_library_code``).
 
-The lowest of the three hashing modules (``source`` <- ``fingerprint`` <- ``hashing``): stdlib only.
+The lowest of the three hashing layers (``source`` <- ``fingerprint`` <- ``hashing``): stdlib only.
 Nothing here imports the code it looks at; files are read and parsed with ``ast``.
 """
 

@@ -312,14 +312,32 @@ def test_another_process_with_another_hash_seed_computes_the_same_fingerprints()
 
 
 # Lowest first: each may import only the ones before it, so there is no import cycle among them.
-HASHING_MODULES = ["labpipe.source", "labpipe.fingerprint", "labpipe.hashing"]
+HASHING_MODULES = [
+    "labpipe.source",
+    "labpipe.fingerprint.encoding",
+    "labpipe.fingerprint.callables",
+    "labpipe.fingerprint.arrays",
+    "labpipe.fingerprint.core",
+    "labpipe.fingerprint",
+    "labpipe.hashing",
+]
+
+
+def _module_file(module: str) -> Path:
+    path = REPO / module.replace(".", "/")
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def test_every_fingerprint_module_is_in_the_hashing_layer_order():
+    package = REPO / "labpipe" / "fingerprint"
+    assert {_module_file(m) for m in HASHING_MODULES} >= set(package.glob("*.py"))
 
 
 @pytest.mark.parametrize("position", range(len(HASHING_MODULES)), ids=HASHING_MODULES)
 def test_hashing_modules_import_only_stdlib_xxhash_errors_and_lower_hashing_modules(position):
     module = HASHING_MODULES[position]
     lower = set(HASHING_MODULES[:position])
-    tree = ast.parse((REPO / f"{module.replace('.', '/')}.py").read_text())
+    tree = ast.parse(_module_file(module).read_text())
     for node in tree.body:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
