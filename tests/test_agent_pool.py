@@ -58,7 +58,14 @@ def started_child(pid_file) -> int:
     return int(wait_until(lambda: pid_file.exists() and pid_file.read_text()))
 
 
-def test_pool_stop_ends_workers_and_running_tasks_and_requeues_them(tmp_path):
+@pytest.fixture(params=["fork", "fresh"])
+def start_method(request, monkeypatch):
+    """Run the test with pool workers forked from this process, then started as fresh interpreters."""
+    monkeypatch.setenv("LABPIPE_WORKER_START", request.param)
+    return request.param
+
+
+def test_pool_stop_ends_workers_and_running_tasks_and_requeues_them(tmp_path, start_method):
     pool = Pool({"default": 2}, grace=0.2).start()
     workers = pool.pids
     assert len(workers) == 2
@@ -73,7 +80,7 @@ def test_pool_stop_ends_workers_and_running_tasks_and_requeues_them(tmp_path):
     assert store_tasks.live_workers(get_database(), 10) == []
 
 
-def test_owner_killed_with_sigkill_leaves_no_orphan_processes(tmp_path, store):
+def test_owner_killed_with_sigkill_leaves_no_orphan_processes(tmp_path, store, start_method):
     (tmp_path / "steps.py").write_text(textwrap.dedent('''
         def sleeper(pid_file):
             import os, time
@@ -184,3 +191,31 @@ def test_a_step_can_start_its_own_pool_and_it_is_stopped_when_the_step_ends():
         value, inner_workers, step_pid = task.artifacts["return_object"].get()
         assert value == 42
         wait_until(lambda: not any(alive(p) for p in [*inner_workers, step_pid]), timeout=5)
+
+
+def test_fresh_workers_are_new_interpreters_that_run_tasks(monkeypatch):
+    monkeypatch.setenv("LABPIPE_WORKER_START", "fresh")
+    with Pool({"default": 1}) as pool:
+        (pid,) = pool.pids
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            assert b"labpipe.agent.spawned" in fh.read()
+        task = Task.enqueue(Task.create_function_task(add, a=40, b=2))
+        task.wait_for_status(timeout=WAIT)
+        assert task.artifacts["return_object"].get() == 42
+    assert not alive(pid)
+
+
+def test_start_method_follows_the_owners_memory_unless_told(monkeypatch):
+    from labpipe.agent import spawned
+
+    monkeypatch.delenv("LABPIPE_WORKER_START", raising=False)
+    assert spawned.private_memory_mb() > 1  # this interpreter has written some memory
+    monkeypatch.setattr(spawned, "FRESH_ABOVE_MB", 1)
+    assert spawned.start_method() == "fresh"
+    monkeypatch.setattr(spawned, "FRESH_ABOVE_MB", 1 << 20)
+    assert spawned.start_method() == "fork"
+    monkeypatch.setenv("LABPIPE_WORKER_START", "fresh")
+    assert spawned.start_method() == "fresh"
+    monkeypatch.setenv("LABPIPE_WORKER_START", "thread")
+    with pytest.raises(ValueError, match="LABPIPE_WORKER_START='thread': expected 'fork' or 'fresh'"):
+        Pool({"default": 1}).start()

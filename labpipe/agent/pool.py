@@ -34,6 +34,7 @@ from ..errors import LabpipeError
 from ..store import tasks
 from ..store.db import get_database
 from ..waiting import WORKER_MAX_AGE
+from .spawned import FreshWorker, start_method
 from .worker import WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Pool:
         self._launched = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner = os.getpid()
+        self._start_method = "fork"  # decided at start(): see agent/spawned.py
 
     @classmethod
     def for_daemon(cls, queues: Iterable[str], workers: int, store: str | os.PathLike | None = None, *,
@@ -124,6 +126,7 @@ class Pool:
             # atexit runs hooks last-in first-out, so import it first: our stop() must run before that join.
             import multiprocess.util  # noqa: F401
 
+            self._start_method = "fork" if self.kind == "daemon" else start_method()
             self._thread = threading.Thread(target=self._monitor, name="labpipe-pool", daemon=True)
             self._thread.start()
             atexit.register(self.stop)
@@ -215,12 +218,15 @@ class Pool:
             self._shutdown()
 
     def _launch(self, slot: _Slot) -> None:
-        import multiprocess
-
         config = WorkerConfig(str(self.store), slot.queues, self.kind, self.lease_seconds, self.grace)
-        proc = multiprocess.get_context("fork").Process(
-            target=worker_main, args=(config, os.getpid()), name=f"labpipe-{self.kind}-{'+'.join(slot.queues)}", daemon=False
-        )
+        if self._start_method == "fresh":  # a heavy owner: see agent/spawned.py
+            proc = FreshWorker(config, os.getpid())
+        else:
+            import multiprocess
+
+            proc = multiprocess.get_context("fork").Process(
+                target=worker_main, args=(config, os.getpid()), name=f"labpipe-{self.kind}-{'+'.join(slot.queues)}", daemon=False
+            )
         proc.start()
         slot.process = proc
 
