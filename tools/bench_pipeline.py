@@ -21,6 +21,8 @@ on this machine memory that sat idle is slow to touch the first time):
            and repeated in that process (pool up and warm).
   sleep    8 independent `time.sleep(0.5)` steps, `run_locally(workers=8)`: wall. Target <= 0.8 s.
            Fresh process (pool start counts) and repeated (pool up).
+  heavy    (info) the chain, pool up, from an owner holding 1 GB of Python objects (a notebook with
+           data loaded): workers started as fresh interpreters vs forked from that owner, and a lean owner.
   example  examples/pipeline_from_decorator.py in local mode, whole process wall (interpreter start
            and exit included): first run on a fresh store <= 3 s, second run (all cached) <= 1.5 s.
            Baselines: the same script with --debug (plain calls), and a bare interpreter.
@@ -229,6 +231,14 @@ def main():
     if case == "chain":
         PipelineDecorator.run_locally()
         out["seconds"], out["value"] = timed(chain, n)
+    elif case == "chain_heavy":
+        # an owner holding `ballast_mb` of Python objects, as a notebook with data loaded does; its
+        # pool starts as it would (forked or fresh by LABPIPE_WORKER_START, else by memory); pool up
+        ballast = [float(i) for i in range(args["ballast_mb"] * (1 << 20) // 32)]  # ~32 B per float + slot
+        PipelineDecorator.run_locally()
+        chain(10)  # pool up, workers warm
+        out["seconds"], out["value"] = timed(chain, n)
+        out["ballast"] = len(ballast)
     elif case == "chain_cached":
         PipelineDecorator.run_locally()
         out["seconds"], out["value"] = timed(chain_cached, n)
@@ -310,12 +320,17 @@ class Bench:
         self._count += 1
         return self.root / f"store-{self._count}"
 
-    def case(self, case: str, store: Path | None = None, **args) -> dict:
-        """Run one case in a fresh process; its JSON plus the whole process wall ('wall', warm-up excluded)."""
+    def case(self, case: str, store: Path | None = None, env: dict | None = None, **args) -> dict:
+        """Run one case in a fresh process; its JSON plus the whole process wall ('wall', warm-up excluded).
+
+        env: variables to set for that process (on top of this one's).
+        """
         own = store is None
         store = store or self.fresh_store()
+        extra = env or {}
         env = dict(os.environ, LABPIPE_STORE=str(store))
         env.pop("LABPIPE_REFRESH", None)
+        env.update(extra)
         cmd = [sys.executable, str(self.module), case, json.dumps(dict(args, n=args.get("n", self.steps), warm_mb=WARM_MB))]
         if self.profile and case == self.profile:
             out = self.root / f"{case}-{self._count}.prof"
@@ -473,9 +488,22 @@ def assert_value(runs: list[dict], expected: int) -> None:
             print(f"  WARNING: case {r['case']} returned {r.get('value')!r}, expected {expected}")
 
 
+def bench_heavy(b: Bench, ballast_mb: int = 1000) -> None:
+    n = b.steps
+    lean, runs = b.median("chain_heavy", ballast_mb=0)
+    assert_value(runs, n)
+    heavy, runs = b.median("chain_heavy", ballast_mb=ballast_mb)
+    assert_value(runs, n)
+    forked, runs = b.median("chain_heavy", ballast_mb=ballast_mb, env={"LABPIPE_WORKER_START": "fork"})
+    assert_value(runs, n)
+    line(f"chain of {n}, owner holding {ballast_mb} MB, pool up (ms/step)", f"{heavy / n * 1000:.2f} ms", "(info)", "",
+         f"lean owner {lean / n * 1000:.2f} ms/step; same owner with workers forked from it "
+         f"{forked / n * 1000:.2f} ms/step (every task's fork then copies the owner's page tables)")
+
+
 SECTIONS = {
     "chain": bench_chain, "cached": bench_cached, "debug": bench_debug,
-    "numpy": bench_numpy, "sleep": bench_sleep, "example": bench_example,
+    "numpy": bench_numpy, "sleep": bench_sleep, "example": bench_example, "heavy": bench_heavy,
 }
 
 
