@@ -12,6 +12,7 @@ Formats, chosen for speed and fidelity:
 from __future__ import annotations
 
 import io
+import logging
 import os
 import pickle
 import reprlib
@@ -32,6 +33,8 @@ _repr = reprlib.Repr()
 _repr.maxstring = 200
 _repr.maxother = 200
 _repr.maxlong = 60
+
+log = logging.getLogger(__name__)
 
 
 def preview_of(obj: Any) -> str:
@@ -55,12 +58,15 @@ def _is_ndarray(obj: Any) -> bool:
     return np is not None and isinstance(obj, np.ndarray) and not obj.dtype.hasobject
 
 
-def encode(db: Database, name: str, obj: Any, *, what: str) -> tuple[blobs.BlobRef, str, str]:
+def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) -> tuple[blobs.BlobRef, str, str]:
     """Make `obj` a durable blob; returns (ref, kind, filename). Nothing is written if it fails.
+
+    paths: whether a str or Path naming an existing file or folder means that file or folder (what
+    `upload_artifact` wants); a step's return value is always the value itself (paths=False).
 
     A str or Path naming an existing file or folder uploads that file or folder, as ClearML does.
     """
-    if isinstance(obj, (str, Path)) and len(str(obj)) < 4096 and "\n" not in str(obj):
+    if paths and isinstance(obj, (str, Path)) and len(str(obj)) < 4096 and "\n" not in str(obj):
         path = Path(obj).expanduser()
         try:
             is_file, is_dir = path.is_file(), path.is_dir()
@@ -129,6 +135,9 @@ def _zip_folder(folder: Path) -> bytes:
             rel_dir = Path(dirpath).relative_to(folder)
             for fname in sorted(files):
                 full = Path(dirpath) / fname
+                if not full.is_file():  # a FIFO, socket or device: opening one could block forever
+                    log.warning("%s: skipping %s: not a regular file", folder, full)
+                    continue
                 info = zipfile.ZipInfo(str(rel_dir / fname) if str(rel_dir) != "." else fname, date_time=_ZIP_EPOCH)
                 info.external_attr = (full.stat().st_mode & 0o777) << 16
                 info.compress_type = zipfile.ZIP_DEFLATED

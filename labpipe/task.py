@@ -7,6 +7,7 @@ task. Status changes are checked (`IllegalTransition` names both states).
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import json
 import os
@@ -29,6 +30,11 @@ from .store.db import Database, get_database
 from .store.records import TaskRow
 
 ENV_TASK_ID = "LABPIPE_TASK_ID"
+
+# The pipeline run whose logic this code is part of sets its controller task here (per thread and
+# context: parallel and nested pipelines each see their own), so Task.current_task() in the logic is
+# the controller in every mode, as in ClearML where the controller is the process's task.
+_context_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("labpipe_context_task", default=None)
 
 
 class TaskTypes(enum.StrEnum):
@@ -227,7 +233,11 @@ class Task:
 
     @classmethod
     def current_task(cls) -> Task | None:
-        """The task this code runs in: a component's step task on a worker, or the `Task.init` task."""
+        """The task this code runs in: a component's step task on a worker, a pipeline's controller
+        task in its logic, or the `Task.init` task."""
+        in_pipeline = _context_task.get()
+        if in_pipeline is not None:
+            return in_pipeline
         if cls._current is not None:
             return cls._current
         enqueued = os.environ.get(ENV_TASK_ID)

@@ -81,6 +81,11 @@ def chain_pipeline(n=4, bonus=1):
     return add_up(numbers, bonus=bonus)
 
 
+@PipelineDecorator.pipeline(name="named-result", project="tests", version="1.0", return_value="res")
+def named_result_pipeline(n=3):
+    return add_up(make_numbers(n), bonus=10)
+
+
 @PipelineDecorator.pipeline(name="sweep", project="tests", version="1.0")
 def sweep_pipeline(values=(1, 2, 3)):
     results = [square(v) for v in values]

@@ -146,6 +146,10 @@ def declares_colorsys():
     return warm, colorsys.__name__
 
 
+def returns_a_path(path):
+    return path
+
+
 async def async_add(a, b=1):
     import asyncio
 
@@ -235,6 +239,14 @@ def test_an_async_function_runs_to_completion_and_its_result_is_stored(pool):
     task = run(async_add, a=2, b=3)
     assert task.status == "completed"
     assert task.artifacts["return_object"].get() == 5
+
+
+def test_a_returned_string_naming_a_file_is_returned_as_the_string(pool, tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("a,b\n")
+    task = run(returns_a_path, path=str(target))
+    assert task.status == "completed"
+    assert task.artifacts["return_object"].get() == str(target)  # not a copy of the file
 
 
 def test_return_values_are_unpacked_into_named_artifacts(pool):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -144,3 +145,14 @@ def test_large_blob_bytes_are_exact_whichever_way_they_are_written(store, monkey
     src.write_bytes(b"".join(reversed(parts)))
     ref2 = blobs.prepare_file(db, src)
     assert blobs.blob_path(db, ref2.hash).read_bytes() == src.read_bytes()
+
+
+def test_a_folder_holding_a_fifo_uploads_its_regular_files_and_skips_the_fifo(tmp_path):
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("A")
+    os.mkfifo(folder / "wake.fifo")  # opening it to read would block forever
+    t = Task.create(task_name="fifo")
+    t.upload_artifact("folder", folder)
+    got = Path(t.artifacts["folder"].get_local_copy())
+    assert sorted(p.relative_to(got).as_posix() for p in got.rglob("*") if p.is_file()) == ["sub/a.txt"]

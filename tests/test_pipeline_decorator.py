@@ -30,13 +30,43 @@ def test_pipeline_without_version_is_a_clear_error():
             pass
 
 
-def test_debug_mode_runs_plain_calls_and_stores_nothing():
+def test_debug_mode_runs_plain_calls_and_records_only_the_pipeline_run():
     PipelineDecorator.debug_pipeline()
     try:
         assert pc.chain_pipeline(n=3, bonus=10) == 13
     finally:
         PipelineDecorator._mode = "remote"
-    assert Task.get_tasks() == []
+    (pipe,) = Task.get_tasks()  # the run itself; its steps were plain calls, not tasks
+    assert pipe.task_type == "controller" and pipe.get_status() == "completed"
+    assert pipe.get_parameters() == {"Args/n": 3, "Args/bonus": 10}
+
+
+def test_debug_mode_logic_reports_on_its_pipeline_task():
+    @PipelineDecorator.pipeline(name="debug-report", project="tests", version="1")
+    def report():
+        pipe = PipelineDecorator.get_current_pipeline()
+        assert Task.current_task().id == pipe.id
+        PipelineDecorator.get_logger().report_scalar("p", "s", 2.5, 0)
+        PipelineDecorator.upload_artifact("note", "hi")
+        return pipe.id
+
+    PipelineDecorator.debug_pipeline()
+    try:
+        pid = report()
+    finally:
+        PipelineDecorator._mode = "remote"
+    task = Task.get_task(task_id=pid)
+    assert task.get_last_scalar_metrics()["p"]["s"]["last"] == 2.5 and task.artifacts["note"].get() == "hi"
+
+
+def test_in_local_mode_the_logics_current_task_is_the_controller(local_mode):
+    @PipelineDecorator.pipeline(name="whoami", project="tests", version="1")
+    def whoami():
+        return Task.current_task().id, PipelineDecorator.get_current_pipeline().id
+
+    current, pipe = whoami()
+    assert current == pipe and Task.get_task(task_id=pipe).task_type == "controller"
+    assert Task.current_task() is None  # outside the logic again
 
 
 def test_local_mode_runs_steps_as_tasks_and_passes_results_by_reference(local_mode):
@@ -210,6 +240,31 @@ def test_nested_pipeline_is_one_node_whose_task_is_a_pipeline(local_mode):
     assert set(_nodes(inner.id)) == {"make_numbers", "add_up"}
 
 
+def test_nested_pipeline_with_a_named_return_value_gives_its_result_to_the_outer_one(local_mode):
+    @PipelineDecorator.pipeline(name="outer-named", project="tests", version="1")
+    def outer():
+        return int(pc.named_result_pipeline(n=3)) + 1
+
+    assert outer() == 3 + 10 + 1
+    inner = [t for t in Task.get_tasks(project_name="tests") if t.data.runtime.get("pipeline_name") == "named-result"][0]
+    assert inner.artifacts["res"].get() == 13
+
+
+def test_proxies_inside_a_list_argument_do_not_hold_up_the_call(local_mode):
+    import time
+
+    @PipelineDecorator.pipeline(name="fan-in", project="tests", version="1")
+    def fan_in():
+        parts = [pc.sleepy(0.8), pc.sleepy(0.8)]
+        t0 = time.monotonic()
+        total = pc.add_up(parts)  # returns at once: the proxies are resolved by the step, not here
+        returned_after = time.monotonic() - t0
+        return returned_after, float(total)
+
+    returned_after, total = fan_in()
+    assert returned_after < 0.4 and total == 1.6
+
+
 def test_get_current_pipeline_and_pipeline_logger(local_mode):
     @PipelineDecorator.pipeline(name="current", project="tests", version="1")
     def current():
@@ -277,9 +332,11 @@ def test_parallel_instances_run_concurrently_and_wait_for_multi_pipelines_collec
     def multi(seconds):
         return float(pc.sleepy(seconds))
 
-    assert multi(0.2) is None and multi(0.3) is None  # they return at once
-    assert PipelineDecorator.wait_for_multi_pipelines() == [0.2, 0.3]
-    assert len([t for t in Task.get_tasks(project_name="tests") if t.task_type == "controller"]) == 2
+    for seconds in (0.2, 0.3, 0.2, 0.3):
+        assert multi(seconds) is None  # they return at once
+    assert PipelineDecorator.wait_for_multi_pipelines() == [0.2, 0.3, 0.2, 0.3]
+    names = sorted(t.name for t in Task.get_tasks(project_name="tests") if t.task_type == "controller")
+    assert names == ["multi", "multi #2", "multi #3", "multi #4"]  # numbered, even when started together
 
 
 def test_monitor_models_wildcard_picks_the_latest_lexicographic_match(local_mode, tmp_path):
@@ -300,6 +357,29 @@ def test_remote_mode_without_waiting_only_enqueues_the_controller():
     pipe = _pipeline_task("chain")
     assert pipe.get_status() == "queued" and pipe.data.queue == "services"
     assert pipe.data.script["pipeline_function"] == "chain_pipeline" and pipe.get_parameters() == {"Args/n": 2, "Args/bonus": 1}
+
+
+def test_remote_mode_without_waiting_tells_which_task_it_enqueued_and_what_runs_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "enqueue_only.py"
+    script.write_text(textwrap.dedent('''
+        from labpipe import PipelineDecorator
+
+        @PipelineDecorator.pipeline(name="later", project="p", version="1")
+        def later():
+            return 1
+
+        PipelineDecorator.run_remotely(wait=False)
+        later()
+    '''))
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    (task,) = Task.get_tasks(task_name="later")
+    assert task.id in proc.stderr and "labpipe agent --queue services" in proc.stderr
 
 
 def test_a_finished_run_leaves_no_wake_up_channel_behind(local_mode, store):

@@ -283,7 +283,8 @@ def _encode_returns(db: Database, row: TaskRow, names: list[str], value: Any) ->
         pairs = list(zip(names, value, strict=True))
     out = []
     for name, obj in pairs:
-        ref, kind, filename = _artifacts.encode(db, name, obj, what=f"return value {name!r} of step {row.name!r}")
+        # paths=False: a step that returns "/data/out.csv" returns that string, as in ClearML
+        ref, kind, filename = _artifacts.encode(db, name, obj, what=f"return value {name!r} of step {row.name!r}", paths=False)
         out.append({
             "name": name, "hash": ref.hash, "size": ref.size, "kind": kind, "filename": filename,
             "preview": _artifacts.preview_of(obj),

@@ -29,9 +29,10 @@ from typing import Any
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
-from ..task import ENV_TASK_ID, Task
+from ..task import ENV_TASK_ID, Task, _context_task
 from .pipeline_task import (
     create_pipeline_task,
+    ensure_progress_handler,
     finish,
     interrupt,
     param_rows,
@@ -138,13 +139,21 @@ def _call_arguments(signature: inspect.Signature, args: tuple, kwargs: dict, wha
 
 def _check_picklable(step: str, kwargs: dict) -> None:
     """A non-picklable argument is an error naming it and the step, before anything is launched."""
+    import io
+
     import cloudpickle
+
+    class _Checker(cloudpickle.CloudPickler):
+        # A proxy inside a list or dict stands for a step's result: pickling it would wait for that
+        # step here, in the caller's thread, and hold up the rest of the logic. Leave proxies out.
+        def persistent_id(self, obj: Any) -> Any:
+            return 1 if is_result(obj) else None
 
     for key, value in kwargs.items():
         if is_result(value) or value is None or isinstance(value, (bool, int, float, str, bytes)):
             continue
         try:
-            cloudpickle.dumps(value)
+            _Checker(io.BytesIO(), protocol=5).dump(value)
         except Exception as exc:
             raise PipelineError(
                 f"step {step!r}: argument {key!r} of type {type(value).__module__}.{type(value).__qualname__} cannot be "
@@ -173,13 +182,36 @@ class PipelineFunction:
         if outer is not None:
             return self._as_step(outer, call_kwargs)
         if PipelineDecorator._mode == "debug":
-            return self.func(**call_kwargs)
+            return self._debug(call_kwargs)
         attached = self._attached_task()
         if attached is not None:
             return self._control(attached, self._overridden(attached, call_kwargs), local_pool=True)
         if self.settings.get("multi_instance_support") == "parallel":
             return self._start_parallel(call_kwargs)
         return self._run(call_kwargs)
+
+    def _debug(self, kwargs: dict) -> Any:
+        """Debug mode: the logic and its components are plain calls here, but the run is recorded (a
+        pipeline task, as ClearML's debug mode keeps its controller task), so that get_logger(),
+        upload_artifact() and Task.current_task() in the logic work as in the other modes."""
+        outer = _context_task.get()
+        task = self._create_task(kwargs, status=_status.IN_PROGRESS, parent=outer.id if outer is not None else None)
+        token = _context_task.set(task)
+        try:
+            result = self.func(**kwargs)
+        except KeyboardInterrupt:
+            finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
+            raise
+        except BaseException as exc:
+            finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            _context_task.reset(token)
+        name = self.settings.get("return_value")
+        if name and result is not None:
+            task.upload_artifact(name, result)
+        finish(task, _status.COMPLETED, "")
+        return result
 
     def _run(self, kwargs: dict) -> Any:
         remote = PipelineDecorator._mode == "remote" and self.settings.get("pipeline_execution_queue", "services") is not None
@@ -206,6 +238,7 @@ class PipelineFunction:
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
         token = _current.set(run)
+        task_token = _context_task.set(task)
         try:
             result = self.func(**kwargs)
             if is_result(result) or (isinstance(result, tuple) and any(is_result(r) for r in result)):
@@ -223,6 +256,7 @@ class PipelineFunction:
             finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            _context_task.reset(task_token)
             _current.reset(token)
         try:
             ok = run.close()
@@ -285,6 +319,7 @@ class PipelineFunction:
         task = self._create_task(kwargs, status=_status.CREATED)
         Task.enqueue(task, queue_name=queue)
         if PipelineDecorator._enqueue_only:
+            ensure_progress_handler()  # the task id and what runs it must reach the user
             log.info("pipeline %r enqueued on %r as task %s; `labpipe agent --queue %s` runs it", self.settings["name"], queue, task.id, queue)
             return None
         final = wait_on_services(task, queue)
@@ -313,10 +348,12 @@ class PipelineFunction:
             threading.Thread(target=contextvars.Context().run, args=(body,), daemon=True, name=f"labpipe-nested-{task.id[:8]}").start()
             return task.id
 
-        spec = StepSpec(name=name, kind="pipeline", kwargs=kwargs, runner=runner, return_values=("return_object",))
+        # the nested run stores its result under its return_value (else "return_object"): read that one
+        returns = (self.settings.get("return_value") or "return_object",)
+        spec = StepSpec(name=name, kind="pipeline", kwargs=kwargs, runner=runner, return_values=returns)
         outer.add(spec)
         outer.start()
-        return outer.results(name, ("return_object",))
+        return outer.results(name, returns)
 
     def _start_parallel(self, kwargs: dict) -> None:
         box: dict[str, Any] = {}
@@ -485,9 +522,14 @@ class PipelineDecorator:
         return cls._refresh
 
     @classmethod
-    def get_current_pipeline(cls) -> PipelineRun | None:
-        """The running pipeline (in its logic), or None."""
-        return current_run()
+    def get_current_pipeline(cls) -> PipelineRun | Task | None:
+        """The running pipeline (in its logic), or None. In debug mode, where no run schedules steps,
+        its pipeline task (it has `.id`, `get_logger()`, `upload_artifact()` like the run's task)."""
+        run = current_run()
+        if run is not None:
+            return run
+        task = _context_task.get()
+        return task if task is not None and task.task_type == "controller" else None
 
     @classmethod
     def wait_for_multi_pipelines(cls) -> list[Any]:
@@ -507,12 +549,12 @@ class PipelineDecorator:
         if run is not None:
             return run.task
         task = Task.current_task()
-        if task is not None and task.parent:
+        if task is not None and task.task_type == "controller":  # the logic (any mode), or a nested run
+            return task
+        if task is not None and task.parent:  # a component's step task: its pipeline is its parent
             parent = Task.get_task(task_id=task.parent)
             if parent.task_type == "controller":
                 return parent
-        if task is not None and task.task_type == "controller":
-            return task
         raise PipelineError("no running pipeline: call this inside a pipeline's logic or one of its components")
 
     @classmethod

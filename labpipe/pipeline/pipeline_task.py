@@ -32,17 +32,9 @@ def create_pipeline_task(
     add_run_number: name the second run of a pipeline 'name #2', as ClearML does.
     """
     db = get_database()
-    shown = name
-    if add_run_number:
-        runs = db.query_one(
-            "SELECT count(*) FROM tasks WHERE project = ? AND type = 'controller' AND json_extract(runtime, '$.pipeline_name') = ?",
-            (project, name),
-        )[0]
-        if runs:
-            shown = f"{name} #{runs + 1}"
     owner = f"local:{os.uname().nodename}:{os.getpid()}"
     row = tasks.create_task(
-        db, name=shown, project=project, type="controller", parent=parent, script=entry_script(run_with, fallback_entry),
+        db, name=name, run_of=name if add_run_number else None, project=project, type="controller", parent=parent, script=entry_script(run_with, fallback_entry),
         runtime={"pipeline_name": name, "pipeline_version": version, **(runtime or {})},
         system_tags=["pipeline"], tags=list(tags or ()), status=status,
         owner=owner if status == _status.IN_PROGRESS else None, params=params,

@@ -48,6 +48,7 @@ def create_task(
     owner: str | None = None,
     lease_until: float | None = None,
     queue: str | None = None,
+    run_of: str | None = None,
 ) -> TaskRow:
     """Insert a task (and its parameters) in one transaction and return its row.
 
@@ -56,6 +57,9 @@ def create_task(
     case `owner` and `lease_until` say who runs it and until when it must renew.
     queue: create it already queued there (one transaction instead of create + enqueue: pipelines
     launch many steps).
+    run_of: a pipeline's name; the task (a run of it) is named `name #N` when N-1 runs of that
+    pipeline exist in the project, counted in the inserting transaction so that concurrent runs
+    get distinct numbers (ClearML's add_run_number).
     """
     if queue is not None:
         status = QUEUED
@@ -72,6 +76,12 @@ def create_task(
     params = list(params)
 
     def insert(c: sqlite3.Connection) -> None:
+        if run_of is not None:
+            runs = c.execute(
+                "SELECT count(*) FROM tasks WHERE project = ? AND type = ? AND json_extract(runtime, '$.pipeline_name') = ?",
+                (project, type, run_of),
+            ).fetchone()[0]
+            row["name"] = f"{name} #{runs + 1}" if runs else name
         if queue is not None:
             if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
                 c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
@@ -85,7 +95,7 @@ def create_task(
 
     db.write(insert)
     return TaskRow(
-        id=tid, name=name, project=project, type=type, status=status, parent=parent, comment=comment,
+        id=tid, name=row["name"], project=project, type=type, status=status, parent=parent, comment=comment,
         script=dict(script or {}), runtime=dict(runtime or {}), tags=list(tags), system_tags=list(system_tags),
         archived=ARCHIVED_TAG in system_tags, cache_key=cache_key, retries_left=retries_left, created=now,
         last_update=now, started=row["started"], worker=owner, attempt=row["attempt"], lease_until=lease_until,
