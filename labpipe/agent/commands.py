@@ -100,20 +100,29 @@ def _duration(seconds: float) -> str:
 @click.argument("task_ids", nargs=-1, required=True, metavar="ID...")
 @click.option("--message", "-m", default="stopped by user", show_default=True, help="Status message to record.")
 def stop_command(task_ids: tuple[str, ...], message: str) -> None:
-    """Stop tasks: a queued task leaves its queue, a running one's process ends within a second."""
+    """Stop tasks: a queued task leaves its queue, a running one's process ends within a second; a
+    pipeline's queued and running steps are stopped with it."""
+    from ..store import tasks
     from ..task import Task
 
     failed = False
     for tid in task_ids:
         try:
             task = Task.get_task(task_id=tid)
-            before = task.get_status()
+            before, runner = task.get_status(), task.data.worker or ""
             task.mark_stopped(status_message=message)
+            # a pipeline's steps (and nested runs) stop with it, even if its controller is gone
+            below = tasks.stop_below(task._db, task.id, message) if task.task_type == "controller" else []
         except LabpipeError as exc:
             click.echo(f"labpipe stop: {exc}", err=True)
             failed = True
             continue
-        note = "; its worker ends its process within a second" if before == "in_progress" else ""
+        note = ""
+        if before == "in_progress":
+            note = ("; the process that runs it (pid " + runner.rsplit(":", 1)[-1] + ") stops it within a second"
+                    if runner.startswith("local:") else "; its worker ends its process within a second")
+        if below:
+            note += f"; {len(below)} of its steps stopped too"
         click.echo(f"stopped {tid} (was {before}){note}")
     if failed:
         sys.exit(1)

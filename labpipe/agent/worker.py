@@ -158,6 +158,12 @@ class Worker:
     def run_task(self, row: TaskRow) -> str | None:
         """Run one claimed task from start to recorded end; returns the status it ended with."""
         self._reap_children()
+        # A step left queued by a pipeline that was stopped or killed: nobody waits for it. (A pipeline
+        # run is a controller whose parent may be the run it was cloned from: that one may have ended.)
+        gone = tasks.ended_controller(self.db, row.parent) if row.type != "controller" else None
+        if gone:
+            tasks.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
+            return STOPPED
         problem, workdir = self._prepare(row)  # its packages, its repo checkout
         if problem:
             return self._record(row, Outcome(FAILED, problem))
@@ -449,6 +455,10 @@ class Worker:
                 wakeup.poke(self.store_root, wakeup.pipeline_channel(row.parent))
             return status
         if outcome.status == "requeue":
+            gone = tasks.ended_controller(self.db, row.parent) if row.type != "controller" else None
+            if gone:  # a pipeline step whose controller is gone: nobody would collect a re-run
+                tasks.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
+                return STOPPED
             if tasks.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
                 wakeup.poke(self.store_root, row.queue or "default")
                 return QUEUED

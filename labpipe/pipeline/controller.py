@@ -33,6 +33,7 @@ from .pipeline_task import (
     param_rows,
     pool_starter,
     require_script_file,
+    sigterm_as_interrupt,
     wait_on_services,
 )
 from .proxy import StepResult
@@ -341,7 +342,8 @@ class PipelineController:
             run.add(spec)
         run.start()
         try:
-            ok = run.close(timeout=self._time_limit)
+            with sigterm_as_interrupt():
+                ok = run.close(timeout=self._time_limit)
         except TimeoutError:
             run.stop(f"pipeline execution time limit of {self._time_limit} s exceeded")
             finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")

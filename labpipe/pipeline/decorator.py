@@ -38,6 +38,7 @@ from .pipeline_task import (
     param_rows,
     pool_starter,
     require_script_file,
+    sigterm_as_interrupt,
     wait_on_services,
 )
 from .proxy import is_result
@@ -240,9 +241,10 @@ class PipelineFunction:
         token = _current.set(run)
         task_token = _context_task.set(task)
         try:
-            result = self.func(**kwargs)
-            if is_result(result) or (isinstance(result, tuple) and any(is_result(r) for r in result)):
-                result = result._resolve() if is_result(result) else tuple(r._resolve() if is_result(r) else r for r in result)
+            with sigterm_as_interrupt():
+                result = self.func(**kwargs)
+                if is_result(result) or (isinstance(result, tuple) and any(is_result(r) for r in result)):
+                    result = result._resolve() if is_result(result) else tuple(r._resolve() if is_result(r) else r for r in result)
         except KeyboardInterrupt:
             interrupt(run, task)
             raise
@@ -259,7 +261,8 @@ class PipelineFunction:
             _context_task.reset(task_token)
             _current.reset(token)
         try:
-            ok = run.close()
+            with sigterm_as_interrupt():
+                ok = run.close()
         except KeyboardInterrupt:
             interrupt(run, task)
             raise

@@ -3,9 +3,12 @@ calling process, ending it; and the pool that serves its steps. Shared by the de
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,15 +80,35 @@ def ensure_progress_handler() -> None:
 
 
 def finish(task: Task, status: str, message: str) -> None:
-    tasks.set_status(task._db, task.id, status, message, force=True)
+    """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
+    tasks.end_run(task._db, task.id, status, message)
     task.reload()
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
-    """Stop a pipeline task and every step it launched that is still queued or running."""
-    for step in tasks.find_tasks(task._db, parent=task.id, status=[_status.QUEUED, _status.IN_PROGRESS], include_archived=True):
-        tasks.set_status(task._db, step.id, _status.STOPPED, reason, force=True)
+    """Stop a pipeline task and every step below it that is still queued or running."""
+    tasks.stop_below(task._db, task.id, reason)
     tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While a controller runs in this process's main thread, SIGTERM (`kill`, a closing terminal's
+    session manager, a container stop) ends it as Ctrl-C does: running steps stopped, the rest skipped,
+    the pipeline marked stopped, instead of a dead controller whose task stays in_progress. A handler
+    the application installed itself is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def follow(task: Task, poll: float = 0.1) -> Task:

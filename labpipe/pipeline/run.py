@@ -30,6 +30,7 @@ from .step import StepSpec
 log = logging.getLogger("labpipe")
 
 _REAP_EVERY = 1.0
+_OWN_CHECK_EVERY = 0.25  # how often a run looks whether its own task was stopped from outside
 
 
 class PipelineRun:
@@ -94,6 +95,7 @@ class PipelineRun:
         self._reported: dict[str, str] = {}  # node -> status last told to its status_change_callback
         self._thread_error: BaseException | None = None
         self._last_reap = 0.0
+        self._last_own_check = 0.0
         self.started = time.time()
         self.params: dict[str, Any] = {}  # pipeline parameters, for ${pipeline.x} references
         self.local_imports = True  # steps get the pipeline script's folder on sys.path
@@ -127,7 +129,10 @@ class PipelineRun:
             for p in parents:
                 self._children.setdefault(p, []).append(spec.name)
             self._waiting_on[spec.name] = waiting
-            if not waiting:
+            if self._stopped:  # declared after the run was stopped: it will never run
+                self._set(spec.name, "skipped", error="pipeline stopped")
+                self._cond.notify_all()
+            elif not waiting:
                 self._candidates[spec.name] = None
             self._dirty.add(spec.name)
             self._nudge()
@@ -211,6 +216,8 @@ class PipelineRun:
     def _advance(self) -> bool:
         """One pass over the DAG: launch what is ready, collect what finished. True if anything changed."""
         changed = False
+        if not self._stopped and time.monotonic() - self._last_own_check > _OWN_CHECK_EVERY:
+            changed = self._check_own_task()
         if not self._stopped:
             for name in self._ready():
                 self._launch(name)
@@ -247,6 +254,17 @@ class PipelineRun:
         if self._dirty and time.monotonic() - self._last_persist > 0.1:
             self._persist()
         return changed
+
+    def _check_own_task(self) -> bool:
+        """A run stopped from outside (`labpipe stop`, `Task.mark_stopped`, a clone's owner) stops its
+        running steps and skips the rest, as ClearML's controller does when its task is aborted."""
+        self._last_own_check = time.monotonic()
+        row = pipelines.task_statuses(self.db, [self.task.id]).get(self.task.id)
+        if row is None or row["status"] != _status.STOPPED:
+            return False
+        self._abort_all(f"pipeline stopped: {row['status_message'] or 'stopped'}")
+        self._cond.notify_all()
+        return True
 
     def _ready(self) -> list[str]:
         """Pending nodes whose parents all succeeded. A pending node under a parent that ended badly

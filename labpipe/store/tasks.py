@@ -7,6 +7,7 @@ on one task cannot both win; the loser reads the current status and gets a clear
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -442,7 +443,94 @@ def has_expired_leases(db: Database, now: float | None = None) -> bool:
     t = time.time() if now is None else now
     return db.query_one(
         "SELECT 1 FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ? LIMIT 1", (t,)
-    ) is not None
+    ) is not None or bool(_dead_local_owners(db))
+
+
+def _dead_local_owners(db: Database) -> list[tuple[str, int]]:
+    """(task id, pid) of in_progress tasks run by a process of this host that no longer exists.
+
+    Such a task is a `Task.init` session or a pipeline controller running in a user's own process
+    (owner 'local:<host>:<pid>'): it holds no lease, since nothing would renew it between the user's
+    own statements, so it is its process's death that ends it. A pid reused since then keeps the
+    task in_progress (the safe side).
+    """
+    prefix = f"local:{os.uname().nodename}:"
+    rows = db.query(
+        "SELECT id, worker FROM tasks WHERE status = 'in_progress' AND lease_until IS NULL AND worker LIKE ? || '%'",
+        (prefix,),
+    )
+    dead = []
+    for row in rows:
+        pid = row["worker"][len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            dead.append((row["id"], int(pid)))
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def stop_below(db: Database, task_id: str, message: str) -> list[str]:
+    """Stop every queued or running task below `task_id` (a pipeline's steps, nested runs and their
+    steps), in one transaction; returns their ids. Their workers end their processes on their next look."""
+    now = time.time()
+
+    def stop(c: sqlite3.Connection) -> list[str]:
+        rows = c.execute(
+            "WITH RECURSIVE below(id) AS (SELECT id FROM tasks WHERE parent = ? "
+            "UNION SELECT t.id FROM tasks t JOIN below b ON t.parent = b.id) "
+            "UPDATE tasks SET status = 'stopped', status_message = ?, completed = ?, last_update = ?, lease_until = NULL "
+            "WHERE id IN below AND status IN ('queued', 'in_progress') RETURNING id",
+            (task_id, message, now, now),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    return db.write(stop)
+
+
+def ended_controller(db: Database, parent_id: str | None) -> str | None:
+    """Why a step of pipeline `parent_id` must not start: its controller task ended (stopped, failed,
+    completed) or the process running it here died; None when it may (or it is not a pipeline's step)."""
+    if not parent_id:
+        return None
+    row = db.query_one("SELECT type, status, worker, lease_until FROM tasks WHERE id = ?", (parent_id,))
+    if row is None or row["type"] != "controller":
+        return None
+    if row["status"] in (STOPPED, FAILED, COMPLETED):
+        return f"its pipeline {parent_id} has ended ({row['status']})"
+    prefix = f"local:{os.uname().nodename}:"
+    owner = row["worker"] or ""
+    if row["status"] == IN_PROGRESS and row["lease_until"] is None and owner.startswith(prefix):
+        pid = owner[len(prefix):]
+        if pid.isdigit() and not _alive(int(pid)):
+            return f"its pipeline {parent_id} is no longer running (its process, pid {pid}, died)"
+    return None
+
+
+def end_run(db: Database, task_id: str, status: str, message: str) -> str:
+    """Record how a run (a pipeline's controller) ended, unless it was stopped meanwhile: a stop from
+    outside (`labpipe stop`, Ctrl-C in the process that waits for it) is never overwritten by the
+    run's own ending. Returns the status the task has now."""
+    check_status(status)
+    now = time.time()
+    row = db.write(lambda c: c.execute(
+        "UPDATE tasks SET status = ?, status_message = ?, completed = ?, last_update = ?, lease_until = NULL "
+        "WHERE id = ? AND (status != 'stopped' OR ? = 'stopped') RETURNING status",
+        (status, message, now, now, task_id, status),
+    ).fetchone())
+    if row is not None:
+        return row[0]
+    current = db.query_one("SELECT status FROM tasks WHERE id = ?", (task_id,))
+    if current is None:
+        raise TaskNotFound(f"no task with id {task_id!r} in {db.root}")
+    return current[0]
 
 
 def expire_worker(db: Database, worker: str) -> int:
@@ -455,9 +543,19 @@ def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]
 
     Returns (task_id, new_status) pairs. Safe to call from any process at any time.
     """
+    dead_owners = _dead_local_owners(db)
+
     def reap(c: sqlite3.Connection) -> list[tuple[str, str]]:
         t = time.time() if now is None else now
         out = []
+        for task_id, pid in dead_owners:
+            gone = c.execute(
+                "UPDATE tasks SET status = 'failed', status_message = ?, completed = ?, last_update = ? "
+                "WHERE id = ? AND status = 'in_progress' AND lease_until IS NULL RETURNING id",
+                (f"its process (pid {pid}) ended without finishing it (killed?)", t, t, task_id),
+            ).fetchone()
+            if gone is not None:
+                out.append((task_id, FAILED))
         rows = c.execute(
             "SELECT id, retries_left, attempt FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ?",
             (t,),
