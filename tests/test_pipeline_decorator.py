@@ -214,6 +214,25 @@ def test_pre_execute_callback_returning_false_skips_the_step_and_its_subtree(loc
     assert "make_numbers" in seen
 
 
+def test_skipped_steps_get_their_status_change_callback_and_using_one_says_it_was_skipped(local_mode):
+    changes = []
+
+    def watch(pipeline, node, previous):
+        changes.append((node.name, previous, node.status))
+
+    guarded = PipelineDecorator.component(return_values=["numbers"], pre_execute_callback=lambda p, n, a: False,
+                                          name="guarded", status_change_callback=watch)(pc.make_numbers.func)
+    below = PipelineDecorator.component(return_values=["total"], name="below", status_change_callback=watch)(pc.add_up.func)
+
+    @PipelineDecorator.pipeline(name="skipped-callbacks", project="tests", version="1")
+    def logic():
+        return int(below(guarded(3)))
+
+    with pytest.raises(StepFailed, match=r"step 'below' was skipped \(parent step 'guarded' skipped\), so its return value"):
+        logic()
+    assert ("guarded", "pending", "skipped") in changes and ("below", "pending", "skipped") in changes
+
+
 def test_add_pipeline_tags_and_target_project_apply_to_steps(local_mode):
     @PipelineDecorator.pipeline(name="tagged", project="tests", version="1", add_pipeline_tags=True, target_project="tests/steps")
     def tagged():

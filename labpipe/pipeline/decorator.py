@@ -162,6 +162,12 @@ def _check_picklable(step: str, kwargs: dict) -> None:
             ) from None
 
 
+def _recorded_refresh(task: Task) -> bool | set[str]:
+    """The cache refresh recorded on a run when it was created (see PipelineFunction._create_task)."""
+    recorded = task.data.runtime.get("refresh")
+    return True if recorded is True else set(recorded or ())
+
+
 class PipelineFunction:
     """A decorated pipeline function: calling it runs the pipeline in the current mode."""
 
@@ -235,7 +241,7 @@ class PipelineFunction:
             retry_on_failure=s.get("retry_on_failure"),
             pool_frequency=float(s.get("pool_frequency") or 0.0) * 60 if s.get("pool_frequency") else 0.0,
             pool=pool_starter(PipelineDecorator._workers) if local_pool else None,
-            refresh=PipelineDecorator._refresh_for(),
+            refresh=PipelineDecorator._refresh_for() or _recorded_refresh(task),
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
         token = _current.set(run)
@@ -279,11 +285,15 @@ class PipelineFunction:
     def _create_task(self, kwargs: dict, *, status: str, parent: str | None = None) -> Task:
         s = self.settings
         sections = {arg: sec for sec, args in (s.get("args_map") or {}).items() for arg in args}
+        # A refresh asked for here (refresh_cache(), LABPIPE_REFRESH) is recorded on the run, so that a
+        # controller started elsewhere (a services worker or daemon, with its own environment) honours it.
+        refresh = PipelineDecorator._refresh_for()
+        runtime = {"refresh": True if refresh is True else sorted(refresh)} if refresh else None
         return create_pipeline_task(
             name=s["name"], project=s.get("project") or "", version=s.get("version"),
             run_with={"pipeline_function": self.func.__qualname__}, params=param_rows(kwargs, sections), status=status,
             parent=parent, tags=list(s.get("tags") or ()), add_run_number=s.get("add_run_number", True),
-            fallback_entry=inspect.getsourcefile(self.func),
+            fallback_entry=inspect.getsourcefile(self.func), runtime=runtime,
         )
 
     def _overridden(self, task: Task, kwargs: dict) -> dict:

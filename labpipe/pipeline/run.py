@@ -325,8 +325,10 @@ class PipelineRun:
         for cb in (spec.pre_execute_callback, self.step_task_created_callback):
             if cb is not None and cb(self.owner, node, param_override) is False:
                 self._set(node.name, "skipped", error="skipped by its pre-execute callback", completed=time.time())
+                self._status_changed(node.name)
                 for child in self.dag.skip_subtree(node.name, f"parent {node.name!r} was skipped"):
                     self._dirty.add(child)
+                    self._status_changed(child)
                 return False
         return True
 
@@ -495,6 +497,7 @@ class PipelineRun:
         if behaviour[f"skip_children_on_{kind}"]:
             for child in self.dag.skip_subtree(name, f"parent step {name!r} {node_status}"):
                 self._dirty.add(child)
+                self._status_changed(child)
         if not behaviour[f"continue_on_{kind}"]:
             node = self.dag[name]
             self.errors.append(f"step {name!r} (task {node.task_id}) {node_status}: {message}".rstrip(": "))
@@ -515,6 +518,7 @@ class PipelineRun:
         for node in self.dag:
             if node.status == "pending":
                 self._set(node.name, "skipped", error=reason)
+                self._status_changed(node.name)
 
     def _monitor(self, spec: StepSpec, node: Node) -> None:
         if node.task_id is not None:
@@ -580,7 +584,11 @@ class PipelineRun:
         """The object a step returned under `artifact` (waits for the step)."""
         node = self.wait_node(name)
         if not node.succeeded:
-            raise StepFailed(f"step {name!r} (task {node.task_id}) {node.status}: {node.error or 'no message'}")
+            which = f"step {name!r}" + (f" (task {node.task_id})" if node.task_id else "")
+            if node.status == "skipped":  # never ran: there is no value to use
+                raise StepFailed(f"{which} was skipped ({node.error or 'no reason recorded'}), so its return value "
+                                 f"{artifact!r} does not exist; check that it ran before using it in the pipeline logic")
+            raise StepFailed(f"{which} {node.status}: {node.error or 'no message'}")
         try:
             return Task.get_task(task_id=node.task_id).artifacts[artifact].get()
         except KeyError:

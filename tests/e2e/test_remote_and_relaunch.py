@@ -75,3 +75,32 @@ def test_cli_clone_set_and_enqueue_relaunches_a_pipeline(tmp_path, store):
     with Pool(queues={"services": 1}):
         clone.wait_for_status(timeout=120)
     assert clone.artifacts["total"].get() == 11  # 0+1+2+3+4 + bonus 1
+
+
+def test_a_refresh_asked_by_the_caller_reaches_a_controller_run_by_a_daemon(tmp_path, store):
+    import signal
+
+    from processes import wait_until
+
+    from labpipe.store import tasks as store_tasks
+
+    script = tmp_path / "remote_chain.py"
+    script.write_text(SCRIPT)
+    clean_env = {k: v for k, v in os.environ.items() if k != "LABPIPE_REFRESH"}
+    first = subprocess.run([sys.executable, str(script)], env=clean_env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    # a daemon serves `services` with its own environment, where LABPIPE_REFRESH is not set
+    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--queue", "services", "--workers", "1"],
+                              env=clean_env, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: any(w["kind"] == "daemon" for w in store_tasks.live_workers(get_database(), 10)))
+        again = subprocess.run([sys.executable, str(script)], env=dict(clean_env, LABPIPE_REFRESH="all"),
+                               capture_output=True, text=True, timeout=120)
+        assert again.returncode == 0, again.stderr
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+    newest = max(_pipeline_runs(), key=lambda t: t.data.created)
+    assert newest.data.worker.startswith("daemon:")  # the daemon ran this controller
+    nodes = pipelines.load_nodes(get_database(), newest.id)
+    assert [n["status"] for n in nodes] == ["completed", "completed"]  # refreshed, not "cached"
