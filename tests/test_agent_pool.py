@@ -197,8 +197,13 @@ def test_fresh_workers_are_new_interpreters_that_run_tasks(monkeypatch):
     monkeypatch.setenv("LABPIPE_WORKER_START", "fresh")
     with Pool({"default": 1}) as pool:
         (pid,) = pool.pids
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            assert b"labpipe.agent.spawned" in fh.read()
+
+        def cmdline() -> bytes:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return fh.read()
+
+        wait_until(lambda: cmdline())  # empty until the new interpreter has been exec'd
+        assert b"labpipe.agent.spawned" in cmdline()
         task = Task.enqueue(Task.create_function_task(add, a=40, b=2))
         task.wait_for_status(timeout=WAIT)
         assert task.artifacts["return_object"].get() == 42
