@@ -416,6 +416,15 @@ class Worker:
             )
         code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
         if code == 0 and row.script.get("kind") == "script":
+            pipeline = row.script.get("pipeline_function") or row.script.get("pipeline_controller")
+            if pipeline:
+                # A pipeline run ends itself (completed, failed, stopped) when its script runs it. Still in
+                # progress means the script never picked it up: its pipeline was renamed or removed since
+                # the run was recorded, and whatever it did run was a new run, not this one.
+                why = (f"the script {row.script.get('entry_point', '')} exited without running pipeline {pipeline!r} for "
+                       f"this task (renamed or removed since this run was recorded?); its parameters were not used")
+                outputs.add_console(self.db, row.id, "stderr", f"labpipe: {why}\n")
+                return Outcome(FAILED, why)
             return Outcome(COMPLETED)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)

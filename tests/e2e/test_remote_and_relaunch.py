@@ -104,3 +104,19 @@ def test_a_refresh_asked_by_the_caller_reaches_a_controller_run_by_a_daemon(tmp_
     assert newest.data.worker.startswith("daemon:")  # the daemon ran this controller
     nodes = pipelines.load_nodes(get_database(), newest.id)
     assert [n["status"] for n in nodes] == ["completed", "completed"]  # refreshed, not "cached"
+
+
+def test_a_clone_whose_pipeline_function_was_renamed_fails_saying_so(tmp_path, store):
+    script = tmp_path / "remote_chain.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (run,) = _pipeline_runs()
+    script.write_text(SCRIPT.replace("def main(", "def renamed_main(").replace("main()", "renamed_main()"))
+    clone = Task.clone(run, name="relaunched")
+    clone.set_parameter("Args/bonus", 10)
+    Task.enqueue(clone, queue_name="services")
+    with Pool(queues={"services": 1}):
+        clone.wait_for_status(status=["completed", "failed", "stopped"], timeout=120, raise_on_status=())
+    assert clone.get_status() == "failed"
+    assert "without running pipeline 'main'" in clone.get_status_message()
