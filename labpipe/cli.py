@@ -6,6 +6,7 @@ Every listing prints aligned text for people and, with `--json`, JSON for script
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 import click
 
 from . import config
-from .errors import LabpipeError
+from .errors import LabpipeError, StoreError
+from .status import STATUSES
 
 
 def _when(ts: float | None) -> str:
@@ -45,6 +47,50 @@ def _emit(as_json: bool, payload, text: str) -> None:
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
+def require_store() -> None:
+    """Refuse to go on when there is no store where LABPIPE_STORE / --store point.
+
+    Commands that only look at or change what a store holds call this first: opening a store creates
+    it, so a typo in the path would otherwise show an empty new store. `labpipe agent` (which starts
+    things) and running a pipeline create the store.
+    """
+    from .store.db import get_database
+
+    db = get_database()  # opens nothing yet: only says which folder the commands would open
+    if not db.path.is_file():
+        raise StoreError(
+            f"no labpipe store at {db.root} (LABPIPE_STORE / --store); run a pipeline or `labpipe agent` there "
+            "first, or check the path"
+        )
+
+
+def _output_path(output: str, name: str) -> Path:
+    """Where an `-o` output goes: into an existing folder as `name`, else at `output` itself.
+
+    The folder it lands in must exist already (no folders are made up from a mistyped path); a missing
+    or wrong one is one clear error naming it.
+    """
+    out = Path(output).expanduser()
+    if out.is_dir():
+        return out / name
+    if output.endswith(("/", os.sep)):
+        raise LabpipeError(f"cannot write {output}: no such folder; create it first (mkdir -p {output}) or choose another path")
+    folder = out.parent
+    if not folder.is_dir():
+        if folder.exists():
+            raise LabpipeError(f"cannot write {out}: {folder} is not a folder; choose another path")
+        raise LabpipeError(f"cannot write {out}: no such folder {folder}; create it first (mkdir -p {folder}) or choose another path")
+    return out
+
+
+def _cannot_write(out: Path, exc: OSError) -> LabpipeError:
+    """One clear error for an output that could not be written (permissions, full disk, ...)."""
+    if isinstance(exc, PermissionError):
+        return LabpipeError(f"cannot write {out}: permission denied; choose a place you can write to")
+    reason = exc.strerror or str(exc)
+    return LabpipeError(f"cannot write {out}: {reason}")
+
+
 class _Group(click.Group):
     """Turns labpipe errors into one clear line and exit code 1, never a traceback."""
 
@@ -68,7 +114,7 @@ def main(store: str | None) -> None:
 @main.command("tasks")
 @click.option("--project", default=None)
 @click.option("--name", default=None)
-@click.option("--status", multiple=True, help="Repeatable: created, queued, in_progress, completed, failed, stopped, published.")
+@click.option("--status", multiple=True, type=click.Choice(STATUSES), help="Repeatable.")
 @click.option("--type", "task_type", multiple=True)
 @click.option("--tag", multiple=True, help="Repeatable; '-tag' excludes.")
 @click.option("--archived/--no-archived", default=False, help="Include archived tasks.")
@@ -79,6 +125,7 @@ def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
     from .store import tasks
     from .store.db import get_database
 
+    require_store()
     rows = tasks.find_tasks(get_database(), project=project, name=name, status=list(status) or None,
                             type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
     payload = [{
@@ -102,6 +149,7 @@ def show_cmd(task_id, show_log, follow, as_json):
     from .store import outputs
     from .task import Task
 
+    require_store()
     t = Task.get_task(task_id=task_id)
     r = t.data
     if show_log:
@@ -152,6 +200,7 @@ def queues_cmd(as_json):
     from .store import tasks
     from .store.db import get_database
 
+    require_store()
     rows = tasks.queue_stats(get_database())
     _emit(as_json, rows, _table(rows, ["name", "queued", "running"]))
 
@@ -163,6 +212,7 @@ def archive_cmd(task_ids, undo):
     """Archive tasks (hidden from listings, never a cache hit)."""
     from .task import Task
 
+    require_store()
     for tid in task_ids:
         t = Task.get_task(task_id=tid)
         t.unarchive() if undo else t.archive()
@@ -172,24 +222,30 @@ def archive_cmd(task_ids, undo):
 @main.command("artifact")
 @click.argument("task_id")
 @click.argument("name")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write it (a folder artifact becomes a folder).")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="File (or folder, for a folder artifact) to write. An existing folder gets the artifact inside it "
+                   "under its file name (e.g. table.pkl), as cp does. The folder it goes into must exist.")
 def artifact_cmd(task_id, name, output):
     """Write a task's artifact to a file (or folder)."""
     from .errors import ArtifactError
     from .task import Task
 
+    require_store()
     t = Task.get_task(task_id=task_id)
     arts = t.artifacts
     if name not in arts:
         raise ArtifactError(f"task {task_id} has no artifact {name!r}; it has: {', '.join(arts) or 'none'}")
-    src = Path(arts[name].get_local_copy())
-    out = Path(output)
-    if src.is_dir():
-        shutil.copytree(src, out, dirs_exist_ok=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, out)
-    click.echo(f"wrote {out} ({arts[name].type}, {arts[name].size:,d} bytes)")
+    art = arts[name]
+    out = _output_path(output, art.filename or name)
+    src = Path(art.get_local_copy())
+    try:
+        if src.is_dir():
+            shutil.copytree(src, out, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(src, out)
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
+    click.echo(f"wrote {out} ({art.type}, {art.size:,d} bytes)")
 
 
 @main.command("gc")
@@ -202,6 +258,7 @@ def gc_cmd(grace, as_json):
     from .store import gc
     from .store.db import get_database
 
+    require_store()
     report = gc.collect(get_database(), grace=grace)
     _emit(as_json, asdict(report),
           f"deleted {report.deleted_files} blob files and {report.deleted_inline} inline blobs, "
@@ -210,13 +267,20 @@ def gc_cmd(grace, as_json):
 
 @main.command("plot")
 @click.argument("pipeline_id")
-@click.option("-o", "--output", default="dag.png", show_default=True, type=click.Path(), help="PNG file to write.")
+@click.option("-o", "--output", default="dag.png", show_default=True, type=click.Path(),
+              help="PNG file to write; an existing folder gets dag.png inside it. The folder it goes into must exist.")
 def plot_cmd(pipeline_id, output):
     """Draw a pipeline run's DAG to PNG (status colours, cached marks, durations)."""
     from .pipeline.render import plot_pipeline
 
-    png = plot_pipeline(pipeline_id, output)
-    click.echo(f"wrote {output} ({len(png):,d} bytes)")
+    require_store()
+    out = _output_path(output, "dag.png")
+    png = plot_pipeline(pipeline_id)
+    try:
+        out.write_bytes(png)
+    except OSError as exc:
+        raise _cannot_write(out, exc) from None
+    click.echo(f"wrote {out} ({len(png):,d} bytes)")
 
 
 @main.command("pipelines")
@@ -229,6 +293,7 @@ def pipelines_cmd(project, name, limit, as_json):
     from .store import pipelines, tasks
     from .store.db import get_database
 
+    require_store()
     db = get_database()
     rows = [r for r in tasks.find_tasks(db, project=project, type=["controller"], include_archived=False, limit=limit)
             if name is None or r.runtime.get("pipeline_name") == name]
@@ -250,14 +315,23 @@ def pipelines_cmd(project, name, limit, as_json):
 @click.option("--name", default=None, help="Name of the clone (default: the original's).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION/NAME=VALUE",
               help="Override a parameter, e.g. --set Args/lr=0.01 (repeatable). Values are parsed as JSON when they can be.")
-@click.option("--enqueue", "queue", default=None, help="Enqueue the clone on this queue (a pipeline: services).")
+@click.option("--enqueue", "queue", default=None,
+              help="Enqueue the clone on this queue (a pipeline: services). A queue that does not exist yet is "
+                   "created; a hint says when no live worker serves the queue.")
 @click.option("--json", "as_json", is_flag=True)
 def clone_cmd(task_id, name, overrides, queue, as_json):
-    """Clone a task (or a pipeline run), override parameters, optionally enqueue it."""
-    from .errors import ParameterError
-    from .task import Task
+    """Clone a task (or a pipeline run), override parameters, optionally enqueue it.
 
-    values = {}
+    Every --set is checked before anything is created: bad input leaves no clone behind.
+    """
+    from . import params
+    from .errors import ParameterError, QueueError
+    from .store import tasks
+    from .task import Task
+    from .waiting import WORKER_MAX_AGE
+
+    require_store()
+    values, given = {}, {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or "/" not in key:
@@ -266,20 +340,33 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
             values[key] = json.loads(raw)
         except ValueError:
             values[key] = raw
+        given[key] = item
+    if queue is not None and not queue.strip():
+        raise QueueError("--enqueue needs a queue name, e.g. --enqueue default (a pipeline: --enqueue services)")
     source = Task.get_task(task_id=task_id)
     known = source.get_parameters()
     for key, value in list(values.items()):
         if key in known:
-            from .params import cast_like
-
-            values[key] = cast_like(value, known[key])
+            values[key] = params.cast_like(value, known[key])
+        try:  # what update_parameters checks, before the clone exists
+            params.split_key(key)
+            params.encode(values[key])
+        except ParameterError as exc:
+            raise ParameterError(f"--set {given[key]!r}: {exc}") from None
     clone = Task.clone(source, name=name)
     if values:
         clone.update_parameters(values)
+    new_queue = False
     if queue:
+        new_queue = clone._db.query_one("SELECT 1 FROM queues WHERE name = ?", (queue,)) is None
         Task.enqueue(clone, queue_name=queue)
     _emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
           f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))
+    if queue:
+        if new_queue:
+            click.echo(f"labpipe: queue {queue!r} did not exist; it was created", err=True)
+        if not any(queue in w["queues"] for w in tasks.live_workers(clone._db, WORKER_MAX_AGE)):
+            click.echo(f"labpipe: no worker serves queue {queue!r} yet: start one with `labpipe agent --queue {queue}`", err=True)
 
 
 def _register_agent_commands() -> None:

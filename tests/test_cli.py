@@ -1,4 +1,5 @@
-"""The `labpipe` command: listings (text and --json), show, archive, artifact, gc, clone, plot, errors."""
+"""The `labpipe` command: listings (text and --json), show, archive, artifact, gc, clone, plot, errors
+(bad input is one clear line, never a traceback or a side effect)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from labpipe import Task
+from labpipe import PipelineDecorator, Task
 from labpipe.cli import main
+from labpipe.store import tasks
+from labpipe.store.db import get_database
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NO_STORE = "no labpipe store at"
 
 
 def run(*args, ok=True):
@@ -28,6 +34,26 @@ def done_task():
     return t
 
 
+@pytest.fixture
+def pipeline_run():
+    """A finished run of a one-step pipeline (debug mode: in this process, no workers)."""
+    @PipelineDecorator.component(return_values=["y"])
+    def double(x):
+        return x * 2
+
+    @PipelineDecorator.pipeline(name="clipipe", project="cli", version="2.1")
+    def clipipe(x: int = 3):
+        return double(x)
+
+    PipelineDecorator.debug_pipeline()
+    try:
+        assert clipipe(x=4) == 8
+    finally:
+        PipelineDecorator._mode = "remote"
+    (run_task,) = Task.get_tasks(task_filter={"type": ["controller"]})
+    return run_task
+
+
 def test_tasks_lists_aligned_text_and_json(done_task):
     text = run("tasks").output
     assert done_task.id in text and "prep" in text and "completed" in text
@@ -43,7 +69,7 @@ def test_show_prints_parameters_artifacts_and_scalars(done_task):
     assert payload["parameters"] == {"Args/epochs": 3, "Args/lr": 0.1}
 
 
-def test_unknown_task_is_one_clear_line_and_exit_1():
+def test_unknown_task_is_one_clear_line_and_exit_1(done_task):
     result = run("show", "deadbeef", ok=False)
     assert result.exit_code == 1 and "no task with id 'deadbeef'" in result.output
     assert "Traceback" not in result.output
@@ -76,7 +102,7 @@ def test_queues_and_gc_report(done_task):
 
 
 def test_clone_sets_typed_parameters_and_enqueues(done_task):
-    payload = json.loads(run("clone", done_task.id, "--set", "Args/lr=0.5", "--set", "Args/epochs=7", "--enqueue", "gpu", "--json").output)
+    payload = json.loads(run("clone", done_task.id, "--set", "Args/lr=0.5", "--set", "Args/epochs=7", "--enqueue", "gpu", "--json").stdout)
     clone = Task.get_task(task_id=payload["id"])
     assert clone.get_parameters() == {"Args/lr": 0.5, "Args/epochs": 7}
     assert clone.get_status() == "queued" and clone.data.queue == "gpu"
@@ -87,3 +113,146 @@ def test_clone_sets_typed_parameters_and_enqueues(done_task):
 def test_plot_of_a_task_that_is_not_a_pipeline_says_so(done_task, tmp_path):
     result = run("plot", done_task.id, "-o", str(tmp_path / "x.png"), ok=False)
     assert result.exit_code == 1 and "is not a pipeline run" in result.output
+
+
+# -- -o: where outputs go -------------------------------------------------------------------------
+
+
+def test_plot_into_a_missing_folder_is_one_clear_line(pipeline_run, tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "x.png"
+    result = run("plot", pipeline_run.id, "-o", str(target), ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"cannot write {target}: no such folder {target.parent}" in result.output
+    assert not (tmp_path / "no").exists()  # no folders made up from a mistyped path
+
+
+def test_plot_into_an_existing_folder_writes_dag_png_there(pipeline_run, tmp_path):
+    result = run("plot", pipeline_run.id, "-o", str(tmp_path))
+    assert (tmp_path / "dag.png").read_bytes().startswith(PNG_MAGIC)
+    assert f"wrote {tmp_path / 'dag.png'}" in result.output
+
+
+def test_artifact_into_an_existing_folder_uses_its_file_name(done_task, tmp_path):
+    import pickle
+
+    result = run("artifact", done_task.id, "table", "-o", str(tmp_path))
+    assert pickle.loads((tmp_path / "table.pkl").read_bytes()) == {"a": [1, 2]}
+    assert f"wrote {tmp_path / 'table.pkl'}" in result.output
+    # a folder artifact, as cp -r: a new path becomes the folder, an existing folder gets it inside
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("a\n1\n")
+    done_task.upload_artifact("data", tmp_path / "data")
+    run("artifact", done_task.id, "data", "-o", str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "rows.csv").read_text() == "a\n1\n"
+    (tmp_path / "into").mkdir()
+    run("artifact", done_task.id, "data", "-o", str(tmp_path / "into"))
+    assert (tmp_path / "into" / "data" / "rows.csv").read_text() == "a\n1\n"
+
+
+def test_output_in_a_missing_or_non_folder_is_one_clear_line(done_task, pipeline_run, tmp_path):
+    missing = tmp_path / "nope" / "t.pkl"
+    result = run("artifact", done_task.id, "table", "-o", str(missing), ok=False)
+    assert result.exit_code == 1 and f"cannot write {missing}: no such folder {missing.parent}" in result.output
+    assert not missing.parent.exists()
+    result = run("artifact", done_task.id, "table", "-o", str(tmp_path / "newdir") + "/", ok=False)
+    assert result.exit_code == 1 and "no such folder" in result.output and not (tmp_path / "newdir").exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for args in (("artifact", done_task.id, "table"), ("plot", pipeline_run.id)):
+        result = run(*args, "-o", str(a_file / "x"), ok=False)
+        assert result.exit_code == 1 and f"{a_file} is not a folder" in result.output
+        assert "Traceback" not in result.output
+
+
+# -- clone ----------------------------------------------------------------------------------------
+
+
+def test_clone_with_a_bad_set_creates_nothing(done_task):
+    for bad in ("Args/=5", "/lr=5"):
+        result = run("clone", done_task.id, "--set", "Args/lr=0.5", "--set", bad, "--enqueue", "default", ok=False)
+        assert result.exit_code == 1 and f"--set {bad!r}" in result.output and "not valid" in result.output
+    assert [t.id for t in Task.get_tasks()] == [done_task.id]  # no draft clone left behind
+    assert all(q["queued"] == 0 for q in json.loads(run("queues", "--json").output))
+
+
+def test_a_cloned_pipeline_run_keeps_what_it_is_not_how_it_ran(pipeline_run):
+    db = get_database()
+    tasks.update_task(db, pipeline_run.id, runtime={**pipeline_run.data.runtime, "worker": "agent:h:1", "imports": ["numpy"]})
+    clone_id = json.loads(run("clone", pipeline_run.id, "--json").stdout)["id"]
+    assert Task.get_task(task_id=clone_id).data.runtime == {"pipeline_name": "clipipe", "pipeline_version": "2.1"}
+    listed = {r["id"]: r for r in json.loads(run("pipelines", "--json", "--name", "clipipe").output)}
+    assert set(listed) == {pipeline_run.id, clone_id} and listed[clone_id]["version"] == "2.1"
+    # the clone counts as a run of its pipeline: the next run is #3
+    PipelineDecorator.debug_pipeline()
+    try:
+        @PipelineDecorator.pipeline(name="clipipe", project="cli", version="2.1")
+        def clipipe():
+            return 1
+
+        clipipe()
+    finally:
+        PipelineDecorator._mode = "remote"
+    assert Task.get_tasks(task_filter={"type": ["controller"]})[0].name == "clipipe #3"
+
+
+def test_clone_enqueued_where_no_worker_serves_says_how_to_start_one(done_task):
+    result = run("clone", done_task.id, "--enqueue", "nosuchq", "--json")
+    assert result.exit_code == 0
+    assert Task.get_task(task_id=json.loads(result.stdout)["id"]).get_status() == "queued"  # hints go to stderr
+    assert "queue 'nosuchq' did not exist; it was created" in result.stderr
+    assert "no worker serves queue 'nosuchq' yet: start one with `labpipe agent --queue nosuchq`" in result.stderr
+    result = run("clone", done_task.id, "--enqueue", "services")
+    assert "no worker serves queue 'services' yet" in result.stderr and "did not exist" not in result.stderr
+    tasks.register_worker(get_database(), "agent:h:1", kind="agent", queues=["services"], host="h", pid=1)
+    result = run("clone", done_task.id, "--enqueue", "services")
+    assert result.stderr == "" and "enqueued on 'services'" in result.output
+
+
+# -- bad options and stores -----------------------------------------------------------------------
+
+
+def test_tasks_status_must_be_a_known_status(done_task):
+    result = run("tasks", "--status", "bogus", ok=False)
+    assert result.exit_code == 2 and "'bogus' is not one of" in result.output
+    assert "'in_progress'" in result.output and "'published'" in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["tasks"], ["show", "abc"], ["queues"], ["pipelines"], ["archive", "abc"], ["artifact", "abc", "x", "-o", "out"],
+    ["gc"], ["plot", "abc"], ["clone", "abc"], ["workers"], ["stop", "abc"],
+])
+def test_a_store_that_is_not_there_is_an_error_not_a_new_store(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "typo-store"
+    result = run("--store", str(typo), *args, ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{NO_STORE} {typo} (LABPIPE_STORE / --store)" in result.output and "`labpipe agent`" in result.output
+    assert not typo.exists() and not (tmp_path / "out").exists() and not (tmp_path / "dag.png").exists()
+
+
+def test_the_store_from_the_environment_must_exist_too(store):
+    result = run("tasks", ok=False)
+    assert result.exit_code == 1 and f"{NO_STORE} {store}" in result.output and not store.exists()
+
+
+def test_agent_may_start_a_new_store_and_says_so(tmp_path, monkeypatch):
+    import logging
+
+    from labpipe.agent import daemon
+
+    monkeypatch.setattr(logging, "basicConfig", lambda **_: None)
+
+    seen = {}
+
+    def fake_run_daemon(names, workers, *, on_start, **_):
+        get_database().connection()  # what the pool does first: open (create) the store
+        on_start(type("FakePool", (), {"pids": [123]})())
+        seen["queues"] = names
+        return 0
+
+    monkeypatch.setattr(daemon, "run_daemon", fake_run_daemon)
+    new = tmp_path / "new-store"
+    result = run("--store", str(new), "agent", "--queue", "q1")
+    assert seen["queues"] == ["q1"] and (new / "labpipe.db").is_file()
+    assert f"on a new store at {new}" in result.output
+    assert json.loads(run("--store", str(new), "queues", "--json").output)  # now it is a store the others open

@@ -16,6 +16,14 @@ import click
 from ..errors import LabpipeError
 
 
+def _require_store() -> None:
+    """Commands that look at or change an existing store refuse a store that is not there (a typo
+    would otherwise create an empty one); `labpipe agent` creates it."""
+    from ..cli import require_store
+
+    require_store()
+
+
 @click.command("agent")
 @click.option("--queue", "-q", "queues", multiple=True, metavar="NAME",
               help="Queue to serve (repeat for several; served in the order given). Default: default.")
@@ -27,7 +35,12 @@ from ..errors import LabpipeError
 @click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=None,
               help="Seconds a claim on a task lasts without renewal (how soon a killed worker's task is noticed).")
 def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, grace: float, lease_seconds: float | None) -> None:
-    """Run workers that serve queues of the store until stopped (like `clearml-agent daemon`)."""
+    """Run workers that serve queues of the store until stopped (like `clearml-agent daemon`).
+
+    The store folder is created if there is none yet (the start-up line then says so).
+    """
+    from ..config import store_path
+    from ..store.db import get_database
     from .daemon import run_daemon
 
     names = list(dict.fromkeys(queues)) + (["services"] if services and "services" not in queues else [])
@@ -36,12 +49,12 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
     if workers is None:
         workers = 1 if names == ["services"] else (os.cpu_count() or 1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    new_store = not get_database().path.is_file()
 
     def started(pool) -> None:
-        from ..config import store_path
-
         click.echo(
-            f"labpipe agent: {workers} worker(s) serving {', '.join(names)} on store {store_path()} "
+            f"labpipe agent: {workers} worker(s) serving {', '.join(names)} on "
+            f"{'a new store at ' if new_store else 'store '}{store_path()} "
             f"(pid {os.getpid()}; worker pids {' '.join(map(str, pool.pids))}); stop with Ctrl-C or SIGTERM",
             err=True,
         )
@@ -59,6 +72,7 @@ def workers_command(as_json: bool) -> None:
     from ..store.db import get_database
     from ..waiting import WORKER_MAX_AGE
 
+    _require_store()
     db = get_database()
     running = {t.worker: t for t in tasks.find_tasks(db, status=["in_progress"], include_archived=True) if t.worker}
     now = time.time()
@@ -105,6 +119,7 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
     from ..store import tasks
     from ..task import Task
 
+    _require_store()
     failed = False
     for tid in task_ids:
         try:

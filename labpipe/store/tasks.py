@@ -581,21 +581,31 @@ def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]
 
 
 def clone_task(db: Database, source_id: str, *, name: str | None = None, parent: str | None = None, project: str | None = None) -> TaskRow:
-    """A new 'created' task with the source's definition and parameters, never its outputs."""
+    """A new 'created' task with the source's definition and parameters, never its outputs.
+
+    Of the source's runtime record the clone keeps what says what the task is (which pipeline and
+    version it runs, its DAG, its configuration), so a cloned pipeline run lists with its version and
+    counts as a run of its pipeline; what describes a past execution (worker, imports, ...) is
+    dropped, as ClearML's clone drops the source's execution results.
+    """
+    keep = ("pipeline_name", "pipeline_version", "dag", "configuration")
     tid = new_id()
     now = time.time()
 
     def copy(c: sqlite3.Connection) -> None:
-        n = c.execute(
+        src = c.execute("SELECT runtime FROM tasks WHERE id = ?", (source_id,)).fetchone()
+        if src is None:
+            raise TaskNotFound(f"cannot clone: no task with id {source_id!r} in the store {db.root}")
+        old = json.loads(src[0] or "{}")
+        runtime = {k: old[k] for k in keep if k in old}
+        c.execute(
             "INSERT INTO tasks (id, name, project, type, status, parent, comment, script, runtime, tags, system_tags, "
             "retries_left, archived, created, last_update) "
-            "SELECT ?, COALESCE(?, name), COALESCE(?, project), type, 'created', ?, comment, script, '{}', tags, "
+            "SELECT ?, COALESCE(?, name), COALESCE(?, project), type, 'created', ?, comment, script, ?, tags, "
             "(SELECT COALESCE(json_group_array(value), '[]') FROM json_each(src.system_tags) WHERE value != 'archived'), "
             "retries_left, 0, ?, ? FROM tasks AS src WHERE id = ?",
-            (tid, name, project, parent if parent is not None else source_id, now, now, source_id),
-        ).rowcount
-        if n == 0:
-            raise TaskNotFound(f"cannot clone: no task with id {source_id!r} in the store {db.root}")
+            (tid, name, project, parent if parent is not None else source_id, json.dumps(runtime), now, now, source_id),
+        )
         c.execute(
             "INSERT INTO params (task, section, name, value, type, description) "
             "SELECT ?, section, name, value, type, description FROM params WHERE task = ?",
