@@ -235,24 +235,34 @@ def test_the_store_from_the_environment_must_exist_too(store):
     assert result.exit_code == 1 and f"{NO_STORE} {store}" in result.output and not store.exists()
 
 
-def test_agent_may_start_a_new_store_and_says_so(tmp_path, monkeypatch):
-    import logging
+def test_agent_may_start_a_new_store_and_says_so(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
 
-    from labpipe.agent import daemon
-
-    monkeypatch.setattr(logging, "basicConfig", lambda **_: None)
-
-    seen = {}
-
-    def fake_run_daemon(names, workers, *, on_start, **_):
-        get_database().connection()  # what the pool does first: open (create) the store
-        on_start(type("FakePool", (), {"pids": [123]})())
-        seen["queues"] = names
-        return 0
-
-    monkeypatch.setattr(daemon, "run_daemon", fake_run_daemon)
     new = tmp_path / "new-store"
-    result = run("--store", str(new), "agent", "--queue", "q1")
-    assert seen["queues"] == ["q1"] and (new / "labpipe.db").is_file()
-    assert f"on a new store at {new}" in result.output
+    proc = subprocess.Popen([sys.executable, "-m", "labpipe.cli", "--store", str(new), "agent", "--queue", "q1", "--workers", "1"],
+                            env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if line.startswith("labpipe agent:"):
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(30), "".join(lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        reader.join(10)
+    assert proc.returncode == 0, "".join(lines)
+    first = next(line for line in lines if line.startswith("labpipe agent:"))
+    assert f"on a new store at {new}" in first and "serving q1" in first
     assert json.loads(run("--store", str(new), "queues", "--json").output)  # now it is a store the others open

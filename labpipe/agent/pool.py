@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -40,6 +41,7 @@ from .worker import WorkerConfig, worker_main
 log = logging.getLogger(__name__)
 
 MONITOR_SECONDS = 0.25
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _RESTARTS = 5  # a worker slot that dies this often within _RESTART_WINDOW seconds is given up
 _RESTART_WINDOW = 60.0
 
@@ -199,6 +201,11 @@ class Pool:
     # -- the monitor thread --------------------------------------------------------------
 
     def _monitor(self) -> None:
+        # Workers are forked (or started) from this thread with stop signals blocked, and unblock them
+        # once their own handlers are in place (Worker.serve). Otherwise a SIGTERM in between would run
+        # a handler inherited from the owner (a daemon's: it only sets a flag in the owner's memory)
+        # and be lost, and the worker would serve on until the pool's grace ran out and it was killed.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             while True:
                 with self._lock:

@@ -120,6 +120,9 @@ class Worker:
         signal.set_wakeup_fd(self._sig_w)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # a pool starts its workers with these blocked (see Pool._monitor): one sent meanwhile is
+        # delivered now, to the handler above
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         lifeline.preload()
         _child.warm_up()
         if self.config.kind == "daemon":
