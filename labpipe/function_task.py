@@ -17,10 +17,12 @@ results, from the store to the worker, never through the controller.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import logging
 import os
+import sys
 import textwrap
 import types
 import weakref
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import params as _params
 from .errors import LabpipeError
+from .source import is_library_path
 from .store import tasks
 from .store.db import get_database
 
@@ -101,6 +104,30 @@ def function_source(func: Callable) -> FunctionSource:
     except TypeError:  # not weak-referenceable: just do not cache
         pass
     return found
+
+
+def local_import_folders(folder: str) -> list[str]:
+    """The folders a step imports the project's own modules from (enable_local_imports), in order.
+
+    folder: the folder of the step function's file (``FunctionSource.folder``). Then comes the pipeline
+    script's folder (that of ``__main__.__file__``, which Python puts first on the script's own
+    sys.path): a component in `comps/steps.py` may import `utils.py` that sits beside the script. A
+    worker forked from the script's process would inherit that folder, but a fresh interpreter or a
+    daemon would not, so it is recorded on the task. The cache key reads local modules from these same
+    folders (``source.find_local_modules``), so that it covers exactly what the step will import.
+    """
+    script_folder = _script_folder(getattr(sys.modules.get("__main__"), "__file__", None))
+    return [folder] if script_folder in (None, folder) else [folder, script_folder]
+
+
+@functools.lru_cache(maxsize=8)
+def _script_folder(main_file: str | None) -> str | None:
+    # Cached: every step launch asks, and deciding whether a folder is a library's resolves its path.
+    if not main_file:
+        return None  # an interactive session or a notebook: only the function's own folder
+    folder = os.path.dirname(os.path.abspath(main_file))
+    # `python -m pytest` runs a library's __main__, in site-packages: no project module lives there.
+    return None if is_library_path(folder) else folder
 
 
 def _extract(func: Callable) -> FunctionSource:
@@ -290,8 +317,9 @@ def build_function_task(
     cache_key: recorded for later cache lookups. queue: enqueue the task there as it is created (one
     transaction instead of create + enqueue), unless arguments must be uploaded first.
     working_dir: the folder the task runs in (default: the function's file's folder).
-    local_imports: put the function's folder on the task's sys.path, so modules beside the script
-    import (ClearML's enable_local_imports).
+    local_imports: put the function's folder and the pipeline script's on the task's sys.path
+    (``local_import_folders``), so modules beside the script import (ClearML's enable_local_imports);
+    False hides them, even from a worker that inherited them.
     """
     from .task import Task, _type_name
 
@@ -317,8 +345,8 @@ def build_function_task(
         "imports": list(dict.fromkeys(m for f in (main, *helpers) for m in f.imports)),
         "caller_imports": main.caller_imports,
         "working_dir": os.path.abspath(working_dir) if working_dir else (main.folder if local_imports else os.getcwd()),
-        "sys_path": [main.folder] if local_imports else [],
-        "hidden_paths": [] if local_imports else [main.folder],
+        "sys_path": local_import_folders(main.folder) if local_imports else [],
+        "hidden_paths": [] if local_imports else local_import_folders(main.folder),
     }
     for key, value in (("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script)):
         if value:

@@ -79,7 +79,8 @@ def code_key(
 
     source: the component function's source (its decorator is dropped: ``settings`` stands for it).
     helper_sources: the sources of its ``helper_functions``, in any order.
-    local_modules: ``local_module_sources(source, script_dir)``, already normalised.
+    local_modules: the project's modules that the source or a helper imports, already normalised
+        (``source.find_local_modules(...).sources``, or ``local_module_sources(source, folder)``).
     settings: return_values, packages, docker image, repo and commit ... anything that changes the result.
 
     Raises ``Unfingerprintable`` if a source does not parse or a setting cannot be fingerprinted.

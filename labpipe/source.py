@@ -3,8 +3,9 @@
 A step's code half of the cache key (``hashing.code_key``) and a function passed as an argument
 (``fingerprint``) both need the same three answers about code: what it does once layout, comments and
 docstrings are set aside (``normalize_source``), which of the project's own files it imports
-(``local_module_sources``), and whether it belongs to a library (stdlib, site-packages, C extensions),
-whose version is a setting rather than the project's code (``is_library_code``).
+(``find_local_modules``, ``local_module_sources``), and whether it belongs to a library (stdlib,
+site-packages, C extensions), whose version is a setting rather than the project's code
+(``is_library_code``). ``file_stamps`` tells a caller that kept a key whether those files changed since.
 
 The lowest of the three hashing layers (``source`` <- ``fingerprint`` <- ``hashing``): stdlib only.
 Nothing here imports the code it looks at; files are read and parsed with ``ast``.
@@ -16,11 +17,21 @@ import ast
 import os
 import sys
 import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from labpipe.errors import Unfingerprintable
 
-__all__ = ["is_library_code", "local_module_sources", "normalize_source"]
+__all__ = [
+    "LocalModules",
+    "file_stamps",
+    "find_local_modules",
+    "is_library_code",
+    "is_library_path",
+    "local_module_sources",
+    "normalize_source",
+]
 
 # -------------------------------------------------------------------------------- normalised source
 
@@ -80,20 +91,61 @@ def _parse(source: str) -> ast.Module:
 # ------------------------------------------------------------------------------------ local modules
 
 
+@dataclass(frozen=True)
+class LocalModules:
+    """The project's own modules some code imports, and what to watch to know they are still current.
+
+    sources: {module name: normalised source}, sorted by name (``hashing.code_key``'s ``local_modules``).
+    watched: the folders searched and the files read, as absolute paths.
+    stamps: ``file_stamps(watched)``, each taken before that folder was searched or that file was read,
+        so an edit made while they were being read still shows as a change.
+    """
+
+    sources: dict[str, str]
+    watched: tuple[str, ...]
+    stamps: tuple
+
+
 def local_module_sources(func_source: str, root: str | os.PathLike) -> dict[str, str]:
     """The project's own modules that a component imports, transitively: {module name: normalised source}.
 
     func_source: the component's source; its imports (also those inside the function body) are read.
-    root: the pipeline script's folder, where a step's local imports resolve (as sys.path[0] does).
+    root: the one folder its local imports resolve from. ``find_local_modules`` takes several sources
+    (a component and its helpers) and several folders, and says which files it read.
+    """
+    return find_local_modules([func_source], [root]).sources
+
+
+def find_local_modules(sources: Iterable[str], roots: Sequence[str | os.PathLike]) -> LocalModules:
+    """The project's own modules that some functions import, transitively, and the files they came from.
+
+    sources: function sources (a component and its helper functions); their imports, also those inside
+        function bodies, are read.
+    roots: the folders the step's local imports resolve from, in sys.path order (for a pipeline step,
+        ``function_task.local_import_folders``: its function's folder, then the pipeline script's).
 
     Modules are found by looking at files (root/name.py, root/pkg/__init__.py, root/pkg/sub.py), never by
-    importing them. Standard-library names, modules that are not files under root (numpy) and files inside
-    a site-packages folder do not count: their version is a setting, not the project's code. Why at all:
-    editing a helper module beside the pipeline script must invalidate the steps that use it.
+    importing them. Standard-library names, modules that are not files under a root (numpy) and files
+    inside a site-packages folder do not count: their version is a setting, not the project's code. Why
+    at all: editing a helper module beside the pipeline script must invalidate the steps that use it.
     """
-    root_path = Path(root).resolve()
+    root_paths = list(dict.fromkeys(Path(root).resolve() for root in roots))
+    # Stamped before anything is read: an edit made during the search then shows as a change later.
+    # A folder's own mtime changes when a file is added to it, so a new module that now shadows an
+    # installed one (or another folder's) also shows.
+    stamped: dict[str, tuple | None] = {}
+
+    def watch(path: Path) -> None:
+        key = str(path)
+        if key not in stamped:
+            stamped[key] = file_stamps([key])[0]
+
+    for root in root_paths:
+        watch(root)
     found: dict[str, str] = {}
-    pending = list(_imported_modules(_parse(func_source), package=None))
+    pending: list[str] = []
+    for source in sources:
+        pending.extend(_imported_modules(_parse(source), package=None))
     seen: set[str] = set()
     while pending:
         name = pending.pop()
@@ -103,11 +155,13 @@ def local_module_sources(func_source: str, root: str | os.PathLike) -> dict[str,
         top = name.partition(".")[0]
         if top in sys.builtin_module_names or _is_frozen(top):
             continue  # these always win over a same-named file beside the script
-        # Any other standard-library name (os, json) simply has no file under root; a project file
+        # Any other standard-library name (os, json) simply has no file under a root; a project file
         # that shadows one (statistics.py) is what the step imports, so it counts.
-        path = _module_file(root_path, name)
+        path = _module_file(root_paths, name)
         if path is None:
             continue
+        watch(path.parent)
+        watch(path)
         text = _read_source(path)
         try:
             tree = _parse(text)
@@ -118,7 +172,24 @@ def local_module_sources(func_source: str, root: str | os.PathLike) -> dict[str,
         found[name] = normalize_source(text, drop_decorators=False)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         pending.extend(_imported_modules(tree, package))
-    return dict(sorted(found.items()))
+    return LocalModules(dict(sorted(found.items())), tuple(stamped), tuple(stamped.values()))
+
+
+def file_stamps(paths: Iterable[str]) -> tuple:
+    """(mtime in ns, size, inode) of each path, None for one that is gone: any difference means re-read.
+
+    One stat per path (microseconds), so a key kept in memory can be checked on every use. The inode
+    catches an editor that saves by renaming a new file over the old one within one clock tick.
+    """
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append(None)
+        else:
+            out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(out)
 
 
 def _imported_modules(tree: ast.AST, package: str | None):
@@ -154,12 +225,29 @@ def _with_parents(name: str):
         yield ".".join(parts[:i])
 
 
-def _module_file(root: Path, name: str) -> Path | None:
+def _module_file(roots: list[Path], name: str) -> Path | None:
+    """The file that `import name` loads with ``roots`` first on sys.path, if it is the project's."""
+    top = name.partition(".")[0]
+    for root in roots:
+        if (root / top / "__init__.py").is_file() or (root / f"{top}.py").is_file():
+            # Python's path finder takes a regular package or a module from the first folder that has
+            # one, and the package's submodules from inside it.
+            return _file_under(root, name)
+    # No folder has it as a regular package or module: a namespace package (a folder without
+    # __init__.py), whose parts may lie in several folders.
+    for root in roots:
+        found = _file_under(root, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _file_under(root: Path, name: str) -> Path | None:
     base = root.joinpath(*name.split("."))
     # A package directory wins over a same-named module file, as in Python's own path finder.
     for candidate in (base / "__init__.py", base.parent / f"{base.name}.py"):
         if candidate.is_file():
-            return None if _is_library_path(candidate) else candidate
+            return None if is_library_path(candidate) else candidate
     return None
 
 
@@ -189,11 +277,12 @@ def is_library_code(obj: object) -> bool:
     if file is None:
         # Built-in and frozen modules have no file; a module made at run time (exec) is the user's.
         return module_name in sys.builtin_module_names or _is_frozen(module_name)
-    return _is_library_path(Path(file))
+    return is_library_path(Path(file))
 
 
-def _is_library_path(path: Path) -> bool:
-    resolved = path.resolve()
+def is_library_path(path: str | os.PathLike) -> bool:
+    """True for a file or folder inside a site-packages folder or the standard library."""
+    resolved = Path(path).resolve()
     if {part.lower() for part in resolved.parts} & {"site-packages", "dist-packages"}:
         return True
     return resolved.is_relative_to(_stdlib_dir())

@@ -447,3 +447,23 @@ def test_editing_a_sibling_module_changes_code_key_and_a_comment_does_not(projec
     assert key() == before
     _write(project / "consts.py", "K = 4\n")
     assert key() != before
+
+
+def test_find_local_modules_reads_helpers_and_searches_the_folders_in_sys_path_order(project, tmp_path_factory):
+    from labpipe.source import file_stamps, find_local_modules
+
+    # A component in comps/ whose helper imports `helpers`, which sits in the script's folder (project);
+    # comps/ comes first, so its own consts.py shadows the script folder's, and the package `pkg` found
+    # in comps/ owns its submodules even though only the script folder has pkg/sub.py.
+    comps = tmp_path_factory.mktemp("comps")
+    _write(comps / "consts.py", "K = 5\n")
+    _write(comps / "pkg" / "__init__.py", "")
+    component = "def step(a):\n    return helper(a)\n"
+    helper = "def helper(a):\n    import helpers\n    import consts\n    return helpers.helper(a)\n"
+    found = find_local_modules([component, helper], [comps, project])
+    assert list(found.sources) == ["consts", "helpers", "pkg"]
+    assert found.sources["consts"] == "K = 5"
+    assert str(comps / "consts.py") in found.watched and str(project / "helpers.py") in found.watched
+    assert {str(comps), str(project)} <= set(found.watched)  # a module added to either shows as a change
+    assert file_stamps(found.watched) == found.stamps
+    assert find_local_modules([component], [comps, project]).sources == {}  # the component alone imports none

@@ -139,3 +139,131 @@ def test_component_cache_key_golden_value(tmp_path):
     spec.loader.exec_module(module)
     assert module.step.code_key == "2ab0f780edf8e0eaee6e1a689af65843"
     assert cache_key(module.step.code_key, args_key({"x": 1.5, "scale": 2})) == "bf8fd4e36769102ad9f6cd1dce68b8ae"
+
+
+# ------------------------------------------------------------ local modules: every one the step imports
+#
+# Each test below writes a small project to a temp folder and runs its pipeline twice on the local pool,
+# editing a local module in between: the second run must run the step again, not serve the first result.
+# The new constants differ in length from the old ones, so Python's own .pyc check (mtime in seconds and
+# size) also sees the edit within one second.
+
+COMPONENT_HEAD = "from labpipe import PipelineDecorator\n\n"
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _load(path, name):
+    """Import the file at `path` as module `name`, as a pipeline script's process imports its own files."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_local_module_imported_by_a_helper_function_is_part_of_the_cache_key(tmp_path):
+    _write(tmp_path / "hmod.py", "K = 1\n")
+    path = tmp_path / "helper_pipe.py"
+    _write(path, COMPONENT_HEAD + (
+        "def helper(x):\n    import hmod\n    return x + hmod.K\n\n\n"
+        "@PipelineDecorator.component(return_values=['r'], cache=True, helper_functions=[helper])\n"
+        "def comp(x: int):\n    return helper(x)\n\n\n"
+        "@PipelineDecorator.pipeline(name='helper-import', project='tests', version='1')\n"
+        "def main():\n    return int(comp(10))\n"
+    ))
+    assert _load(path, "helper_pipe_1").main() == 11
+    _write(tmp_path / "hmod.py", "K = 20\n")
+    # A fresh import of the script, as a new process would have: only the helper's module changed.
+    assert _load(path, "helper_pipe_2").main() == 30
+    assert _last_nodes()["comp"]["status"] == "completed"
+
+
+PIPE_SCRIPT = """
+from labpipe import PipelineDecorator
+from comps.steps import comp
+
+@PipelineDecorator.pipeline(name="subpackage", project="tests", version="1")
+def main():
+    return int(comp(10))
+
+if __name__ == "__main__":
+    PipelineDecorator.run_locally(workers=1)
+    print("value", main())
+"""
+
+
+def test_module_beside_the_script_imported_by_a_component_in_a_subpackage_is_part_of_the_cache_key(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    project = tmp_path / "project"
+    _write(project / "pipe.py", PIPE_SCRIPT)
+    _write(project / "comps" / "__init__.py", "")
+    _write(project / "comps" / "steps.py", COMPONENT_HEAD + (
+        "@PipelineDecorator.component(return_values=['r'], cache=True)\n"
+        "def comp(x: int):\n    import utils\n    return x + utils.K\n"
+    ))
+    _write(project / "utils.py", "K = 1\n")
+
+    def run():
+        # from elsewhere: neither the script's folder nor comps/ is the working directory
+        proc = subprocess.run([sys.executable, str(project / "pipe.py")], cwd=tmp_path, env=dict(os.environ),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "value 11" in run()
+    _write(project / "utils.py", "K = 20\n")
+    assert "value 30" in run()
+    assert _last_nodes()["comp"]["status"] == "completed"
+
+
+def test_local_module_edited_between_two_runs_in_one_process_is_not_served_from_the_cache(tmp_path):
+    _write(tmp_path / "nbmod.py", "K = 1\n")
+    path = tmp_path / "notebook_pipe.py"
+    _write(path, COMPONENT_HEAD + (
+        "@PipelineDecorator.component(return_values=['r'], cache=True)\n"
+        "def comp(x: int):\n    import nbmod\n    return x + nbmod.K\n\n\n"
+        "@PipelineDecorator.pipeline(name='notebook', project='tests', version='1')\n"
+        "def main():\n    return int(comp(10))\n"
+    ))
+    notebook = _load(path, "notebook_pipe")
+    assert notebook.main() == 11
+    assert notebook.main() == 11 and _last_nodes()["comp"]["status"] == "cached"
+    _write(tmp_path / "nbmod.py", "K = 20\n")  # the same component objects, as in a notebook
+    assert notebook.main() == 30
+    assert _last_nodes()["comp"]["status"] == "completed"
+
+
+def test_component_code_key_is_kept_until_a_file_it_read_changes(tmp_path, monkeypatch):
+    import os
+
+    from labpipe.pipeline import step
+
+    _write(tmp_path / "pkg" / "__init__.py", "")
+    _write(tmp_path / "pkg" / "consts.py", "K = 1\n")
+    path = tmp_path / "kept.py"
+    _write(path, COMPONENT_HEAD + (
+        "@PipelineDecorator.component(cache=True)\n"
+        "def comp(x: int):\n    from pkg import consts\n    return x + consts.K\n"
+    ))
+    comp = _load(path, "kept").comp
+    reads = []
+    real = step.find_local_modules
+    monkeypatch.setattr(step, "find_local_modules", lambda *a: reads.append(1) or real(*a))
+    before = comp.code_key
+    assert comp.code_key == before and len(reads) == 1  # nothing changed: no file is read again
+    # The same size, in a folder whose own mtime does not move: only the file's mtime tells.
+    consts = tmp_path / "pkg" / "consts.py"
+    mtime = consts.stat().st_mtime_ns
+    consts.write_text("K = 2\n")
+    os.utime(consts, ns=(mtime + 10**9, mtime + 10**9))
+    assert comp.code_key != before and len(reads) == 2

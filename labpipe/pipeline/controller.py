@@ -38,7 +38,7 @@ from .pipeline_task import (
 )
 from .proxy import StepResult
 from .run import PipelineRun
-from .step import StepSpec
+from .step import StepCodeKey, StepSpec
 
 log = logging.getLogger("labpipe")
 
@@ -226,15 +226,12 @@ class PipelineController:
         if not callable(function):
             raise PipelineError(f"step {name!r}: function must be callable, got {type(function).__name__}")
         from ..function_task import function_source
-        from ..hashing import code_key
-        from ..source import local_module_sources
 
-        src = function_source(function)  # fails now, naming the function, if its source is unreadable
+        function_source(function)  # fails now, naming the function, if its source is unreadable
         returns = tuple(function_return) if function_return else ("return_object",)
         helpers = tuple(helper_functions or ())
         settings = {"return_values": list(returns), "packages": packages, "docker": docker, "repo": repo, "repo_commit": repo_commit}
-        key = code_key(src.source, [function_source(h).source for h in helpers], local_module_sources(src.source, src.folder), settings) \
-            if cache_executed_step else None
+        key = StepCodeKey(function, helpers, settings).get() if cache_executed_step else None
         self._specs[name] = StepSpec(
             name=name, kind="function", function=function, kwargs=dict(function_kwargs or {}), return_values=returns,
             queue=execution_queue, cache=cache_executed_step, task_type=task_type, task_name=task_name or name,

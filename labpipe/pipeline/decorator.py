@@ -43,7 +43,7 @@ from .pipeline_task import (
 )
 from .proxy import is_result
 from .run import PipelineRun
-from .step import StepSpec
+from .step import StepCodeKey, StepSpec
 
 log = logging.getLogger("labpipe")
 
@@ -65,7 +65,7 @@ class Component:
         rv = settings.get("return_values", ("return_object",))
         self.return_values: tuple[str, ...] = (rv,) if isinstance(rv, str) else tuple(rv or ())
         self.name = settings.get("name") or func.__name__
-        self._code_key: str | None = None
+        self._code_key: StepCodeKey | None = None
         self._signature = inspect.signature(func)
 
     def __repr__(self) -> str:
@@ -73,21 +73,19 @@ class Component:
 
     @property
     def code_key(self) -> str:
-        """The code half of this component's cache key (source, helpers, local modules, settings)."""
-        if self._code_key is None:
-            from ..function_task import function_source
-            from ..hashing import code_key
-            from ..source import local_module_sources
+        """The code half of this component's cache key (source, helpers, local modules, settings).
 
-            src = function_source(self.func)
-            helpers = [function_source(h).source for h in self.settings.get("helper_functions") or ()]
+        Kept between calls and runs, and computed again when a local module it covers is edited
+        (``StepCodeKey``): a notebook that edits one between two runs must not be served the old result.
+        """
+        if self._code_key is None:
             s = self.settings
             settings = {
                 "return_values": list(self.return_values), "packages": s.get("packages"), "docker": s.get("docker"),
                 "repo": s.get("repo"), "repo_commit": s.get("repo_commit"), "repo_branch": s.get("repo_branch"),
             }
-            self._code_key = code_key(src.source, helpers, local_module_sources(src.source, src.folder), settings)
-        return self._code_key
+            self._code_key = StepCodeKey(self.func, s.get("helper_functions") or (), settings)
+        return self._code_key.get()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = current_run()

@@ -1,11 +1,13 @@
-"""What a pipeline step is before it runs: its spec (shared by decorator components and controller steps)."""
+"""What a pipeline step is before it runs: its spec and its code key (shared by decorator components and controller steps)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import PipelineError
+from ..source import file_stamps, find_local_modules
 
 #: ClearML's continue_behaviour keys and their defaults when continue_on_fail is False.
 CONTINUE_KEYS = ("continue_on_fail", "continue_on_abort", "skip_children_on_fail", "skip_children_on_abort")
@@ -77,6 +79,48 @@ class StepSpec:
                 raise PipelineError(f"step {self.name!r}: continue_behaviour key {key!r} is unknown; expected {', '.join(CONTINUE_KEYS)}")
             out[key] = bool(value)
         return out
+
+
+class StepCodeKey:
+    """The code half of a function step's cache key, kept until a file it was read from changes.
+
+    What it covers: the function's source, its helper functions' sources, the project's own modules
+    that any of them imports (transitively), looked up where the step will import them
+    (``function_task.local_import_folders``: the function's folder, then the pipeline script's), and
+    ``settings``. Computing it reads and parses those modules; a component is called once per step of
+    every run, so the key is kept. But a notebook or any long-lived process may edit a module between
+    two runs, so each use first stats the folders searched and the files read (a few microseconds)
+    and computes the key again if any changed. The function and helper sources themselves are those
+    of the function objects (``function_source`` keeps them per object): redefining a function makes
+    a new component, with a key of its own.
+    """
+
+    __slots__ = ("function", "helper_functions", "settings", "_kept")
+
+    def __init__(self, function: Callable, helper_functions: Sequence[Callable] = (), settings: dict | None = None):
+        self.function = function
+        self.helper_functions = tuple(helper_functions)
+        self.settings = settings
+        # (key, watched paths, their stamps), replaced as one tuple: another thread sees all or none.
+        self._kept: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = None
+
+    def get(self) -> str:
+        """The key, computed again only if a watched file or folder changed since it was computed.
+
+        Raises ``Unfingerprintable`` if a source does not parse or a setting cannot be fingerprinted.
+        """
+        kept = self._kept
+        if kept is not None and file_stamps(kept[1]) == kept[2]:
+            return kept[0]
+        from ..function_task import function_source, local_import_folders
+        from ..hashing import code_key
+
+        src = function_source(self.function)
+        helpers = [function_source(h).source for h in self.helper_functions]
+        modules = find_local_modules([src.source, *helpers], local_import_folders(src.folder))
+        key = code_key(src.source, helpers, modules.sources, self.settings)
+        self._kept = (key, modules.watched, modules.stamps)
+        return key
 
 
 def monitor_pairs(items: list, what: str, step: str) -> list[tuple]:

@@ -50,3 +50,35 @@ def test_without_local_imports_the_component_cannot_see_the_module(tmp_path, sto
     assert proc.returncode != 0
     step = Task.get_tasks(project_name="e2e", task_filter={"type": ["training"]})[0]
     assert step.get_status() == "failed" and "mylocalhelper" in step.get_status_message()
+
+
+SUBPACKAGE_SCRIPT = textwrap.dedent("""
+    from labpipe import PipelineDecorator
+    from comps.steps import use_helper
+
+    @PipelineDecorator.pipeline(name="local-imports-subpackage", project="e2e", version="1")
+    def main(x=2):
+        return int(use_helper(x))
+
+    if __name__ == "__main__":
+        PipelineDecorator.run_locally(workers=1)
+        print("value", main())
+""")
+
+
+def test_component_in_a_subpackage_imports_a_module_beside_the_script_from_a_fresh_worker(tmp_path, store):
+    # A fresh interpreter does not inherit the script's sys.path[0] as a forked worker does: the step
+    # task itself names the script's folder (function_task.local_import_folders).
+    folder = tmp_path / "project"
+    (folder / "comps").mkdir(parents=True)
+    (folder / "comps" / "__init__.py").write_text("")
+    (folder / "comps" / "steps.py").write_text(
+        "from labpipe import PipelineDecorator\n\n\n@PipelineDecorator.component(return_values=['value'])\n"
+        "def use_helper(x: int):\n    import mylocalhelper\n    return mylocalhelper.triple(x)\n"
+    )
+    (folder / "mylocalhelper.py").write_text("def triple(x):\n    return 3 * x\n")
+    (folder / "pipe.py").write_text(SUBPACKAGE_SCRIPT)
+    env = dict(os.environ, LABPIPE_WORKER_START="fresh")
+    proc = subprocess.run([sys.executable, str(folder / "pipe.py")], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "value 6" in proc.stdout
