@@ -140,19 +140,11 @@ def _check_picklable(step: str, kwargs: dict) -> None:
     """A non-picklable argument is an error naming it and the step, before anything is launched."""
     import io
 
-    import cloudpickle
-
-    class _Checker(cloudpickle.CloudPickler):
-        # A proxy inside a list or dict stands for a step's result: pickling it would wait for that
-        # step here, in the caller's thread, and hold up the rest of the logic. Leave proxies out.
-        def persistent_id(self, obj: Any) -> Any:
-            return 1 if is_result(obj) else None
-
     for key, value in kwargs.items():
         if is_result(value) or value is None or isinstance(value, (bool, int, float, str, bytes)):
             continue
         try:
-            _Checker(io.BytesIO(), protocol=5).dump(value)
+            _picklability_checker()(io.BytesIO(), protocol=5).dump(value)
         except Exception as exc:
             raise PipelineError(
                 f"step {step!r}: argument {key!r} of type {type(value).__module__}.{type(value).__qualname__} cannot be "
@@ -164,6 +156,19 @@ def _recorded_refresh(task: Task) -> bool | set[str]:
     """The cache refresh recorded on a run when it was created (see PipelineFunction._create_task)."""
     recorded = task.data.runtime.get("refresh")
     return True if recorded is True else set(recorded or ())
+
+
+@functools.cache
+def _picklability_checker() -> type:
+    """A cloudpickle Pickler that leaves proxies out: a proxy inside a list or dict stands for a step's
+    result, and pickling it would wait for that step here, in the caller's thread, holding up the logic."""
+    import cloudpickle
+
+    class Checker(cloudpickle.CloudPickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return 1 if is_result(obj) else None
+
+    return Checker
 
 
 class PipelineFunction:
