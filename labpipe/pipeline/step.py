@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PipelineError
-from ..source import file_stamps, find_local_modules
 
 #: ClearML's continue_behaviour keys and their defaults when continue_on_fail is False.
 CONTINUE_KEYS = ("continue_on_fail", "continue_on_abort", "skip_children_on_fail", "skip_children_on_abort")
@@ -109,6 +108,8 @@ class StepCodeKey:
 
         Raises ``Unfingerprintable`` if a source does not parse or a setting cannot be fingerprinted.
         """
+        from ..source import file_stamps, find_local_modules  # lazily: `import labpipe` stays light
+
         kept = self._kept
         if kept is not None and file_stamps(kept[1]) == kept[2]:
             return kept[0]
