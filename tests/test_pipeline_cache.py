@@ -246,7 +246,7 @@ def test_local_module_edited_between_two_runs_in_one_process_is_not_served_from_
 def test_component_code_key_is_kept_until_a_file_it_read_changes(tmp_path, monkeypatch):
     import os
 
-    from labpipe.pipeline import step
+    from labpipe import source
 
     _write(tmp_path / "pkg" / "__init__.py", "")
     _write(tmp_path / "pkg" / "consts.py", "K = 1\n")
@@ -257,8 +257,8 @@ def test_component_code_key_is_kept_until_a_file_it_read_changes(tmp_path, monke
     ))
     comp = _load(path, "kept").comp
     reads = []
-    real = step.find_local_modules
-    monkeypatch.setattr(step, "find_local_modules", lambda *a: reads.append(1) or real(*a))
+    real = source.find_local_modules
+    monkeypatch.setattr(source, "find_local_modules", lambda *a: reads.append(1) or real(*a))
     before = comp.code_key
     assert comp.code_key == before and len(reads) == 1  # nothing changed: no file is read again
     # The same size, in a folder whose own mtime does not move: only the file's mtime tells.
