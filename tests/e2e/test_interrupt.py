@@ -32,31 +32,14 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_ctrl_c_stops_running_steps_and_marks_the_pipeline_stopped(tmp_path, store):
-    script = tmp_path / "interruptible.py"
-    script.write_text(SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 30
-    step = None
-    while time.time() < deadline:
-        running = Task.get_tasks(task_filter={"status": ["in_progress"], "type": ["training"]}) if (store / "labpipe.db").exists() else []
-        if running:
-            step = running[0]
-            break
-        time.sleep(0.1)
-    assert step is not None, "the step never started"
+    proc, step = _start(tmp_path, store, SCRIPT)
     proc.send_signal(signal.SIGINT)
-    try:
-        proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+    _finish(proc)
     assert proc.returncode != 0
     pipe = Task.get_tasks(task_filter={"type": ["controller"]})[0]
     assert pipe.get_status() == "stopped"
     assert step.get_status() == "stopped"
-    conn = sqlite3.connect(store / "labpipe.db")
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    assert conn.execute("SELECT count(*) FROM tasks WHERE status IN ('queued', 'in_progress')").fetchone()[0] == 0
+    _assert_nothing_left(store, step)
 
 
 TWO_STEPS = textwrap.dedent("""
@@ -82,10 +65,10 @@ TWO_STEPS = textwrap.dedent("""
 """)
 
 
-def _start(tmp_path, store):
-    """Run TWO_STEPS in a process of its own; returns (process, the running long_step task)."""
-    script = tmp_path / "stoppable.py"
-    script.write_text(TWO_STEPS)
+def _start(tmp_path, store, text=TWO_STEPS):
+    """Run a pipeline script in a process of its own; returns (process, its running long_step task)."""
+    script = tmp_path / "pipeline_script.py"
+    script.write_text(text)
     proc = subprocess.Popen([sys.executable, str(script)], env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 30
     while time.time() < deadline:
