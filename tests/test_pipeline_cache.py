@@ -57,6 +57,21 @@ def test_archived_task_is_not_a_cache_hit():
     assert {n["status"] for n in _last_nodes().values()} == {"completed"}
 
 
+def test_archiving_the_reused_task_reruns_the_step_even_when_an_older_twin_exists():
+    pc.chain_pipeline(n=4, bonus=1)
+    PipelineDecorator.refresh_cache(["add_up"])
+    try:
+        pc.chain_pipeline(n=4, bonus=1)  # a second completed add_up task with the same key
+    finally:
+        PipelineDecorator.refresh_cache(False)
+    pc.chain_pipeline(n=4, bonus=1)
+    reused = _last_nodes()["add_up"]
+    assert reused["status"] == "cached"
+    Task.get_task(task_id=reused["task"]).archive()
+    pc.chain_pipeline(n=4, bonus=1)
+    assert _last_nodes()["add_up"]["status"] == "completed"  # not served from the older twin
+
+
 def test_refresh_reruns_named_steps_without_touching_code(monkeypatch):
     pc.chain_pipeline(n=4, bonus=1)
     PipelineDecorator.refresh_cache(["add_up"])

@@ -47,20 +47,22 @@ def node_counts(db: Database, pipeline_ids: list[str]) -> dict[str, dict[str, in
 
 
 def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = None) -> tuple[TaskRow, dict[str, str]] | None:
-    """A cache hit and its artifacts' hashes in one query: the newest completed (or published),
-    non-archived task with this key that has every artifact in `names` (default: all it has) with its
-    bytes still present.
+    """A cache hit and its artifacts' hashes in one query: the newest completed (or published) task
+    with this key, unless it is archived, that has every artifact in `names` (default: all it has)
+    with its bytes still present.
 
+    Archiving the task a step reused makes the next run execute that step, even when an older
+    completed task with the same key exists (a refresh leaves one behind): the newest one speaks.
     A hit whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
     """
     row = db.query_one(
         "SELECT t.*, (SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
         "(SELECT count(*) FROM artifacts a JOIN inline_blobs b ON b.hash = a.hash WHERE a.task = t.id) AS inline_count "
-        "FROM tasks t WHERE t.cache_key = ? AND t.status IN ('completed', 'published') AND t.archived = 0 "
+        "FROM tasks t WHERE t.cache_key = ? AND t.status IN ('completed', 'published') "
         "ORDER BY t.completed DESC LIMIT 1",
         (cache_key,),
     )
-    if row is None:
+    if row is None or row["archived"]:
         return None
     hashes = json.loads(row["outputs"] or "{}")
     wanted = {n: hashes.get(n) for n in (hashes if names is None else names)}
