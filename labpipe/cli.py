@@ -346,9 +346,9 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     source = Task.get_task(task_id=task_id)
     known = source.get_parameters()
     for key, value in list(values.items()):
-        if key in known:
-            values[key] = params.cast_like(value, known[key])
         try:  # what update_parameters checks, before the clone exists
+            if key in known:
+                values[key] = params.cast_like(value, known[key], key)
             params.split_key(key)
             params.encode(values[key])
         except ParameterError as exc:

@@ -52,10 +52,59 @@ def decode(value_json: str, type_name: str) -> Any:
     return value
 
 
-def cast_like(value: Any, example: Any) -> Any:
-    """Convert an overridden value to the type of the value it replaces (e.g. '5' -> 5 for an int)."""
-    if example is None or value is None or isinstance(value, type(example)):
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def cast_like(value: Any, example: Any, name: str = "value") -> Any:
+    """Convert an overridden value to the type of the value it replaces (e.g. '5' -> 5 for an int).
+
+    A value that does not convert, or would lose something on the way ('2.7' for an int, 'abc' for a
+    float, 'maybe' for a bool), raises ParameterError naming `name` and the type expected: passing it
+    on as a string, or truncated, would run the task with something nobody asked for.
+    """
+    if example is None or value is None:
         return value
+    if isinstance(value, type(example)) and not (isinstance(value, bool) and not isinstance(example, bool)):
+        return value
+    expected = type(example).__name__
+
+    def refuse(why: str = "") -> ParameterError:
+        return ParameterError(f"{name}: expected {expected} (like {example!r}), got {value!r}{why}")
+
+    if isinstance(example, bool):
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise refuse()
+    if isinstance(example, (int, float)):
+        if isinstance(value, bool):
+            raise refuse()
+        try:
+            number = float(value) if isinstance(value, str) else value
+        except ValueError:
+            raise refuse() from None
+        if not isinstance(number, (int, float)):
+            raise refuse()
+        if isinstance(example, int):
+            if isinstance(number, float) and not number.is_integer():
+                raise refuse(": it is not a whole number")
+            return int(number)
+        return float(number)
+    if isinstance(example, (list, tuple, dict)) and isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise refuse(": not JSON") from None
+        if isinstance(example, dict) != isinstance(parsed, dict) or not isinstance(parsed, (list, dict)):
+            raise refuse()
+        return type(example)(parsed)
+    if isinstance(example, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(example)(value)
+    if isinstance(example, str):
+        return str(value)
+    return value
     try:
         if isinstance(example, bool):
             if isinstance(value, str):

@@ -463,7 +463,7 @@ class Task:
             stored = self.get_parameters_as_dict().get(section, {})
             for key, example in current.items():
                 if key in stored:
-                    value = _params.cast_like(stored[key], example)
+                    value = _params.cast_like(stored[key], example, f"{section}/{key}")
                     if is_dict:
                         mutable[key] = value
                     else:

@@ -175,6 +175,16 @@ def test_clone_with_a_bad_set_creates_nothing(done_task):
     assert all(q["queued"] == 0 for q in json.loads(run("queues", "--json").output))
 
 
+def test_clone_refuses_a_value_that_does_not_fit_the_parameters_type(done_task):
+    for bad, why in (("Args/epochs=2.7", "expected int (like 3), got 2.7: it is not a whole number"),
+                     ("Args/lr=abc", "expected float (like 0.1), got 'abc'")):
+        result = run("clone", done_task.id, "--set", bad, ok=False)
+        assert result.exit_code == 1 and why in result.output, result.output
+    assert [t.id for t in Task.get_tasks()] == [done_task.id]
+    clone_id = json.loads(run("clone", done_task.id, "--set", "Args/epochs=7", "--set", "Args/lr=1", "--json").stdout)["id"]
+    assert Task.get_task(task_id=clone_id).get_parameters() == {"Args/lr": 1.0, "Args/epochs": 7}
+
+
 def test_a_cloned_pipeline_run_keeps_what_it_is_not_how_it_ran(pipeline_run):
     db = get_database()
     tasks.update_task(db, pipeline_run.id, runtime={**pipeline_run.data.runtime, "worker": "agent:h:1", "imports": ["numpy"]})

@@ -308,7 +308,7 @@ class PipelineFunction:
         for key, value in kwargs.items():
             full = f"{sections.get(key, 'Args')}/{key}"
             if full in stored:
-                out[key] = _params.cast_like(stored[full], value)
+                out[key] = _params.cast_like(stored[full], value, f"pipeline {self.settings['name']!r}: {full}")
         return out
 
     def _attached_task(self) -> Task | None:
