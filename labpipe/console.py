@@ -49,3 +49,58 @@ class ConsoleTee(io.TextIOBase):
             text, self._buf = "".join(self._buf), []
         if text:
             outputs.add_console(self._db, self._task_id, self._stream, text)
+
+
+class captured_console:  # noqa: N801 - used as a context manager, like contextlib's
+    """Tee this process's stdout/stderr into a task's console while the block runs (a pipeline
+    controller running in the user's own process: what it prints shows in `labpipe show ID --log`,
+    as a ClearML controller's console does). Flushed to the store every second and at the end.
+
+    Only in the main thread, and only if nothing captures the streams already (a worker runs the
+    controller with its output piped to the task; a `Task.init` session tees them itself).
+    """
+
+    def __init__(self, db: Database, task_id: str):
+        self._db, self._task_id = db, task_id
+        self._tees: list[ConsoleTee] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> captured_console:
+        import os
+        import sys
+
+        if threading.current_thread() is not threading.main_thread() or os.environ.get("LABPIPE_TASK_ID") \
+                or isinstance(sys.stdout, ConsoleTee) or isinstance(sys.stderr, ConsoleTee):
+            return self
+        self._tees = [ConsoleTee(sys.stdout, self._db, self._task_id, "stdout"),
+                      ConsoleTee(sys.stderr, self._db, self._task_id, "stderr")]
+        sys.stdout, sys.stderr = self._tees
+        self._thread = threading.Thread(target=self._flush_every_second, name="labpipe-console", daemon=True)
+        self._thread.start()
+        return self
+
+    def _flush_every_second(self) -> None:
+        while not self._stop.wait(1.0):
+            self._flush()
+
+    def _flush(self) -> None:
+        for tee in self._tees:
+            try:
+                tee.flush_to_store()
+            except Exception:  # noqa: BLE001 - a busy store must not break the user's prints
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        import sys
+
+        if not self._tees:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        if sys.stdout is self._tees[0]:
+            sys.stdout = self._tees[0].original
+        if sys.stderr is self._tees[1]:
+            sys.stderr = self._tees[1].original
+        self._flush()

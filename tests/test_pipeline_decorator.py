@@ -425,3 +425,15 @@ def test_remote_mode_without_a_script_file_says_to_run_locally(store):
     assert proc.returncode != 0
     assert "does not come from a script file" in proc.stderr and "run_locally()" in proc.stderr
     assert Task.get_tasks() == []  # nothing enqueued that no worker could run
+
+
+def test_what_the_logic_prints_in_local_mode_is_the_runs_console_too(local_mode, capsys):
+    @PipelineDecorator.pipeline(name="chatty", project="tests", version="1")
+    def chatty():
+        total = int(pc.add_up(pc.make_numbers(3)))
+        print(f"the total is {total}")
+        return total
+
+    assert chatty() == 3
+    assert "the total is 3" in capsys.readouterr().out  # still printed here
+    assert "the total is 3" in _pipeline_task("chatty").get_console()

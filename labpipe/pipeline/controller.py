@@ -306,8 +306,11 @@ class PipelineController:
         if task is None:
             self._validate()
             task = self._ensure_task(_status.IN_PROGRESS)
-        return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
-                             local_steps=run_pipeline_steps_locally)
+        from ..console import captured_console
+
+        with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
+            return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
+                                 local_steps=run_pipeline_steps_locally)
 
     def _control(self, task: Task, created_cb: Callable | None, completed_cb: Callable | None, *, pool: bool,
                  local_steps: bool = False) -> bool:

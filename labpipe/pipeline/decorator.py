@@ -228,7 +228,10 @@ class PipelineFunction:
         if remote and not self.settings.get("start_controller_locally"):
             return self._run_remotely(kwargs)
         task = self._create_task(kwargs, status=_status.IN_PROGRESS)
-        return self._control(task, kwargs, local_pool=True)
+        from ..console import captured_console
+
+        with captured_console(task._db, task.id):  # what the logic prints goes to the run's console too
+            return self._control(task, kwargs, local_pool=True)
 
     # -- the controller -------------------------------------------------------------------
 
