@@ -312,7 +312,14 @@ def _describe(exc: BaseException, script: dict, filename: str) -> str:
             f"there; {hint})"
         )
     elif isinstance(exc, ModuleNotFoundError):
-        message += " (not installed in the worker's environment: install it there, or declare it in packages=[...])"
+        top = (exc.name or "").partition(".")[0]
+        hidden = [folder for folder in script.get("hidden_paths", [])
+                  if top and (os.path.isfile(os.path.join(folder, top + ".py")) or os.path.isdir(os.path.join(folder, top)))]
+        if hidden:  # it is the project's own module, kept out of reach on purpose
+            message += (f" ({top} is a module in {hidden[0]}, beside the pipeline, which this step cannot import "
+                        f"because the pipeline has enable_local_imports=False; set it to True, or install {top} as a package)")
+        else:
+            message += " (not installed in the worker's environment: install it there, or declare it in packages=[...])"
     return message
 
 

@@ -50,6 +50,7 @@ def test_without_local_imports_the_component_cannot_see_the_module(tmp_path, sto
     assert proc.returncode != 0
     step = Task.get_tasks(project_name="e2e", task_filter={"type": ["training"]})[0]
     assert step.get_status() == "failed" and "mylocalhelper" in step.get_status_message()
+    assert "enable_local_imports=False" in step.get_status_message()  # says why, not "install it"
 
 
 SUBPACKAGE_SCRIPT = textwrap.dedent("""
