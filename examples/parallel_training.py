@@ -93,6 +93,9 @@ def peak_concurrency(intervals: list[tuple[float, float]]) -> int:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     pipe = build_pipeline()
     ok = pipe.start_locally()
     dag = pipe.get_pipeline_dag()

@@ -72,6 +72,19 @@ def test_archiving_the_reused_task_reruns_the_step_even_when_an_older_twin_exist
     assert _last_nodes()["add_up"]["status"] == "completed"  # not served from the older twin
 
 
+def test_refreshing_a_name_no_step_has_is_reported(caplog):
+    import logging
+
+    PipelineDecorator.refresh_cache(["add_upp"])
+    try:
+        with caplog.at_level(logging.WARNING, logger="labpipe"):
+            pc.chain_pipeline(n=4, bonus=1)
+    finally:
+        PipelineDecorator.refresh_cache(False)
+    assert "refresh asked for 'add_upp', but no step of this run has that name" in caplog.text
+    assert "add_up, make_numbers" in caplog.text
+
+
 def test_refresh_reruns_named_steps_without_touching_code(monkeypatch):
     pc.chain_pipeline(n=4, bonus=1)
     PipelineDecorator.refresh_cache(["add_up"])

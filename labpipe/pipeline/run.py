@@ -616,7 +616,20 @@ class PipelineRun:
             raise TimeoutError(f"pipeline {self.task.id} did not finish within {timeout} s")
         if self._thread_error is not None:
             raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
+        self._warn_unknown_refresh()
         return not self.errors
+
+    def _warn_unknown_refresh(self) -> None:
+        """A refresh asked for by a name no step has (a typo, or the function's name where the
+        component has name=...) refreshes nothing: say so rather than leave the user believing it did."""
+        if not isinstance(self.refresh, (set, frozenset)) or not self.refresh:
+            return
+        names = set(self.dag.names())
+        known = names | {n.rsplit("_", 1)[0] for n in names if n.rsplit("_", 1)[-1].isdigit()}
+        unknown = sorted(set(self.refresh) - known)
+        if unknown:
+            log.warning("pipeline %s: refresh asked for %s, but no step of this run has that name (its steps: %s)",
+                        self.task.id, ", ".join(map(repr, unknown)), ", ".join(sorted(names)) or "none")
 
     def stop(self, reason: str = "pipeline stopped") -> None:
         """Abort running steps, skip the rest, and end the scheduler."""

@@ -248,3 +248,12 @@ def test_the_examples_named_in_issue_5_exist():
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_example_runs_and_leaves_what_it_claims_in_the_store(name, store, tmp_path):
     CHECKS.get(name, check_generic(name))(store, tmp_path)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_example_help_describes_it_and_runs_nothing(name, store, tmp_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), "--help"], cwd=tmp_path, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage:") and len(proc.stdout.splitlines()) > 3  # the docstring is shown
+    assert not (store / "labpipe.db").exists()  # nothing ran
