@@ -223,8 +223,8 @@ def archive_cmd(task_ids, undo):
 @click.argument("task_id")
 @click.argument("name")
 @click.option("-o", "--output", required=True, type=click.Path(),
-              help="File (or folder, for a folder artifact) to write. An existing folder gets the artifact inside it "
-                   "under its file name (e.g. table.pkl), as cp does. The folder it goes into must exist.")
+              help="File (or folder, for a folder artifact) to write, or - for stdout. An existing folder gets the "
+                   "artifact inside it under its file name (e.g. table.pkl), as cp does. The folder it goes into must exist.")
 def artifact_cmd(task_id, name, output):
     """Write a task's artifact to a file (or folder)."""
     from .errors import ArtifactError
@@ -236,8 +236,15 @@ def artifact_cmd(task_id, name, output):
     if name not in arts:
         raise ArtifactError(f"task {task_id} has no artifact {name!r}; it has: {', '.join(arts) or 'none'}")
     art = arts[name]
-    out = _output_path(output, art.filename or name)
     src = Path(art.get_local_copy())
+    if output == "-":  # the bytes to stdout, for piping
+        if src.is_dir():
+            raise ArtifactError(f"artifact {name!r} of task {task_id} is a folder; it cannot go to stdout: give -o a folder path")
+        with open(src, "rb") as fh:
+            shutil.copyfileobj(fh, click.get_binary_stream("stdout"))
+        click.echo(f"wrote {art.filename or name} to stdout ({art.type}, {art.size:,d} bytes)", err=True)
+        return
+    out = _output_path(output, art.filename or name)
     try:
         if src.is_dir():
             shutil.copytree(src, out, dirs_exist_ok=True)
@@ -275,6 +282,8 @@ def plot_cmd(pipeline_id, output):
 
     require_store()
     out = _output_path(output, "dag.png")
+    if out.suffix.lower() != ".png":
+        raise click.UsageError(f"labpipe plot writes PNG: name the output {out.with_suffix('.png').name!r}, not {out.name!r}")
     png = plot_pipeline(pipeline_id)
     try:
         out.write_bytes(png)

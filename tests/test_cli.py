@@ -276,3 +276,14 @@ def test_agent_may_start_a_new_store_and_says_so(tmp_path):
     first = next(line for line in lines if line.startswith("labpipe agent:"))
     assert f"on a new store at {new}" in first and "serving q1" in first
     assert json.loads(run("--store", str(new), "queues", "--json").output)  # now it is a store the others open
+
+
+def test_artifact_to_stdout_and_plot_only_as_png(done_task, pipeline_run, tmp_path):
+    import pickle
+
+    result = CliRunner().invoke(main, ["artifact", done_task.id, "table", "-o", "-"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert pickle.loads(result.stdout_bytes) == {"a": [1, 2]} and "to stdout" in result.stderr
+    svg = tmp_path / "dag.svg"
+    result = run("plot", pipeline_run.id, "-o", str(svg), ok=False)
+    assert result.exit_code == 2 and "writes PNG" in result.output and not svg.exists()
