@@ -165,3 +165,12 @@ def reads_file(url: str = ""):
 
     with open(StorageManager.get_local_copy(url), "rb") as fh:
         return fh.read().decode()
+
+
+def reports_to_pipeline(x: int = 1):
+    """A controller's function step that reports on its pipeline through the class, as ClearML documents."""
+    from labpipe import PipelineController
+
+    PipelineController.get_logger().report_scalar("from-step", "x", float(x), 0)
+    PipelineController.upload_artifact("from-step", {"x": x})
+    return x

@@ -218,3 +218,43 @@ def test_cached_task_step_whose_outputs_are_gone_runs_again():
     get_database().execute("DELETE FROM inline_blobs WHERE hash IN (SELECT hash FROM artifacts WHERE task = ?)", (first.task_id,))
     again = run()
     assert again.status == "completed" and again.task_id != first.task_id
+
+
+def test_stop_after_a_finished_run_keeps_its_status_as_in_clearmls_example():
+    pipe = _pipe()
+    pipe.add_function_step("make", pc.numbers, function_kwargs={"n": 2}, function_return=["xs"])
+    assert pipe.start_locally(run_pipeline_steps_locally=True)
+    pipe.wait()
+    pipe.stop()  # ClearML's example: start(); wait(); stop()
+    assert pipe.task.get_status() == "completed" and pipe.is_successful()
+
+
+def test_steps_report_on_the_pipeline_through_the_class_and_tags_apply():
+    pipe = _pipe()
+    pipe.add_tags(["nightly"])
+    pipe.add_function_step("report", pc.reports_to_pipeline, function_kwargs={"x": 7}, function_return=["x"])
+    assert pipe.start_locally(run_pipeline_steps_locally=True)
+    task = Task.get_task(task_id=pipe.id)
+    assert task.get_last_scalar_metrics()["from-step"]["x"]["last"] == 7.0
+    assert task.artifacts["from-step"].get() == {"x": 7} and "nightly" in task.get_tags()
+
+
+def test_a_zero_time_limit_means_no_limit():
+    pipe = _pipe()
+    pipe.set_pipeline_execution_time_limit(0)
+    pipe.add_function_step("make", pc.numbers, function_kwargs={"n": 2}, function_return=["xs"])
+    assert pipe.start_locally(run_pipeline_steps_locally=True)
+
+
+def test_unpicklable_kwargs_and_unknown_continue_keys_fail_before_any_task_exists():
+    import threading
+
+    pipe = _pipe()
+    pipe.add_function_step("a", pc.total, function_kwargs={"xs": threading.Lock()})
+    with pytest.raises(PipelineError, match=r"step 'a': argument 'xs' of type _thread.lock cannot be pickled"):
+        pipe.start_locally(run_pipeline_steps_locally=True)
+    pipe = _pipe()
+    pipe.add_function_step("a", pc.numbers, continue_behaviour={"skip_children": False})
+    with pytest.raises(PipelineError, match="step 'a': continue_behaviour key 'skip_children' is unknown"):
+        pipe.start_locally(run_pipeline_steps_locally=True)
+    assert Task.get_tasks() == []

@@ -13,6 +13,7 @@ before anything runs, and launched as their parents complete.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -38,9 +39,33 @@ from .pipeline_task import (
 )
 from .proxy import StepResult
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec
+from .step import StepCodeKey, StepSpec, check_picklable
 
 log = logging.getLogger("labpipe")
+
+
+class _on_pipeline_task:  # noqa: N801 - a decorator, named like one
+    """A PipelineController method that acts on a pipeline task: this controller's when called on an
+    instance (`pipe.get_logger()`), the running pipeline's when called on the class from inside one of
+    its steps or callbacks (`PipelineController.get_logger()`), as ClearML documents both."""
+
+    def __init__(self, func: Callable) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)
+
+    def __get__(self, obj: Any, owner: type) -> Callable:
+        if obj is None:
+            def on_current(*args: Any, **kwargs: Any) -> Any:
+                from .decorator import PipelineDecorator
+
+                return self.func(None, PipelineDecorator._pipeline_task(), *args, **kwargs)
+
+            return functools.update_wrapper(on_current, self.func)
+
+        def on_own(*args: Any, **kwargs: Any) -> Any:
+            return self.func(obj, obj._ensure_task(_status.CREATED), *args, **kwargs)
+
+        return functools.update_wrapper(on_own, self.func)
 
 
 class PipelineController:
@@ -271,6 +296,9 @@ class PipelineController:
                     )
             parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
             dag.add_deferred(Node(name=name, parents=parents, kind=spec.kind))
+            spec.behaviour()  # an unknown continue_behaviour key is an error now, not mid-run
+            if spec.kind == "function":
+                check_picklable(name, {k: v for k, v in spec.kwargs.items() if not isinstance(v, str)})
         dag.validate()
 
     # -- running ----------------------------------------------------------------------------
@@ -351,6 +379,9 @@ class PipelineController:
         except KeyboardInterrupt:
             interrupt(run, task)
             raise
+        except PipelineError as exc:  # the scheduler itself failed: the run must not stay in progress
+            finish(task, _status.FAILED, str(exc))
+            raise
         if task.get_status() == _status.STOPPED:
             return False
         finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
@@ -373,6 +404,8 @@ class PipelineController:
                 spec.kwargs[key] = ArtifactRef(task.id, name)
 
     def _ensure_task(self, status: str) -> Task:
+        if self._task is None:
+            self._attached_task()  # a relaunched run: report on it, never on a new run of our own
         if self._task is not None:
             if status == _status.IN_PROGRESS and self._task.get_status() != _status.IN_PROGRESS:
                 tasks.set_status(self._task._db, self._task.id, _status.IN_PROGRESS, force=True)
@@ -398,8 +431,10 @@ class PipelineController:
 
     def _attached_task(self) -> Task | None:
         task_id = os.environ.get(ENV_TASK_ID)
-        if not task_id or (self._task is not None and self._task.id == task_id):
+        if not task_id:
             return None
+        if self._task is not None:  # attached already (reporting before start() attaches), or our own
+            return self._task if self._task.id == task_id else None
         try:
             task = Task.get_task(task_id=task_id)
         except TaskNotFound:
@@ -430,13 +465,26 @@ class PipelineController:
         return time.time() - t0
 
     def stop(self, timeout: float | None = None, mark_failed: bool = False, mark_aborted: bool = False) -> None:
-        """Stop the pipeline: running steps are stopped, the rest skipped; the pipeline task ends
-        stopped (or failed with mark_failed)."""
+        """Stop the pipeline, as ClearML's `stop()`: a run still going has its running steps stopped and
+        the rest skipped, and ends failed (mark_failed), stopped (mark_aborted), or else completed unless
+        a step failed. A run that already ended keeps its status (`start(); wait(); stop()` is ClearML's
+        own example)."""
+        if self._task is None:
+            return
+        if self._task.get_status() in _status.FINAL:
+            return
         if self._run is not None:
             self._run.stop("pipeline stopped")
-        if self._task is not None:
-            status = _status.FAILED if mark_failed else _status.STOPPED
-            tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
+        if mark_failed:
+            status = _status.FAILED
+        elif mark_aborted:
+            status = _status.STOPPED
+        else:
+            failed = any(n.status in ("failed", "aborted") for n in self.get_pipeline_dag().values() if n.status != "skipped")
+            status = _status.FAILED if failed and self._run is not None and self._run.errors else _status.COMPLETED
+        tasks.stop_below(self._task._db, self._task.id, "pipeline stopped")
+        tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
+        self._task.reload()
 
     def is_running(self) -> bool:
         return self._task is not None and self._task.get_status() in (_status.QUEUED, _status.IN_PROGRESS)
@@ -470,7 +518,8 @@ class PipelineController:
         self._default_queue = default_execution_queue
 
     def set_pipeline_execution_time_limit(self, max_execution_minutes: float | None) -> None:
-        self._time_limit = None if max_execution_minutes is None else float(max_execution_minutes) * 60
+        # ClearML: None or 0 disables the limit
+        self._time_limit = float(max_execution_minutes) * 60 if max_execution_minutes else None
 
     def create_draft(self) -> Task:
         """Create the pipeline task without running it (to clone, edit and enqueue later)."""
@@ -485,16 +534,26 @@ class PipelineController:
     def task(self) -> Task | None:
         return self._task
 
-    def get_logger(self):
-        return self._ensure_task(_status.CREATED).get_logger()
+    @_on_pipeline_task
+    def get_logger(self, task: Task):
+        """The pipeline task's Logger (`pipe.get_logger()`, or `PipelineController.get_logger()` in a step)."""
+        return task.get_logger()
 
-    def upload_artifact(self, name: str, artifact_object: Any, metadata: dict | None = None, **kwargs: Any) -> bool:
-        return self._ensure_task(_status.CREATED).upload_artifact(name, artifact_object, metadata=metadata, **kwargs)
+    @_on_pipeline_task
+    def upload_artifact(self, task: Task, name: str, artifact_object: Any, metadata: dict | None = None, **kwargs: Any) -> bool:
+        """Store an artifact on the pipeline task (on an instance, or on the class from inside a step)."""
+        return task.upload_artifact(name, artifact_object, metadata=metadata, **kwargs)
 
-    def upload_model(self, model_name: str, model_local_path: str, **_ignored: Any) -> str:
+    @_on_pipeline_task
+    def upload_model(self, task: Task, model_name: str, model_local_path: str, **_ignored: Any) -> str:
+        """Store a model (weights file or folder) on the pipeline task."""
         from ..models import OutputModel
 
-        return OutputModel(task=self._ensure_task(_status.CREATED), name=model_name).update_weights(weights_filename=model_local_path)
+        return OutputModel(task=task, name=model_name).update_weights(weights_filename=model_local_path)
+
+    def add_tags(self, tags: str | Sequence[str]) -> None:
+        """Add tags to the pipeline task (ClearML's `add_tags`)."""
+        self._ensure_task(_status.CREATED).add_tags([tags] if isinstance(tags, str) else list(tags))
 
     def plot_dag(self, path: str | os.PathLike | None = None) -> bytes:
         """Draw this run's DAG to PNG (and store it as a plot on the pipeline task)."""

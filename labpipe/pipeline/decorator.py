@@ -43,7 +43,7 @@ from .pipeline_task import (
 )
 from .proxy import is_result
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec
+from .step import StepCodeKey, StepSpec, check_picklable
 
 log = logging.getLogger("labpipe")
 
@@ -93,7 +93,7 @@ class Component:
             return self.func(*args, **kwargs)
         call_kwargs = _call_arguments(self._signature, args, kwargs, f"component {self.name!r}")
         name = run.unique_name(self.name)
-        _check_picklable(name, call_kwargs)
+        check_picklable(name, call_kwargs)
         s = self.settings
         spec = StepSpec(
             name=name, kind="function", function=self.func, kwargs=call_kwargs, return_values=self.return_values,
@@ -136,39 +136,10 @@ def _call_arguments(signature: inspect.Signature, args: tuple, kwargs: dict, wha
     return out
 
 
-def _check_picklable(step: str, kwargs: dict) -> None:
-    """A non-picklable argument is an error naming it and the step, before anything is launched."""
-    import io
-
-    for key, value in kwargs.items():
-        if is_result(value) or value is None or isinstance(value, (bool, int, float, str, bytes)):
-            continue
-        try:
-            _picklability_checker()(io.BytesIO(), protocol=5).dump(value)
-        except Exception as exc:
-            raise PipelineError(
-                f"step {step!r}: argument {key!r} of type {type(value).__module__}.{type(value).__qualname__} cannot be "
-                f"pickled ({type(exc).__name__}: {exc}), so it cannot be sent to a worker; pass something picklable"
-            ) from None
-
-
 def _recorded_refresh(task: Task) -> bool | set[str]:
     """The cache refresh recorded on a run when it was created (see PipelineFunction._create_task)."""
     recorded = task.data.runtime.get("refresh")
     return True if recorded is True else set(recorded or ())
-
-
-@functools.cache
-def _picklability_checker() -> type:
-    """A cloudpickle Pickler that leaves proxies out: a proxy inside a list or dict stands for a step's
-    result, and pickling it would wait for that step here, in the caller's thread, holding up the logic."""
-    import cloudpickle
-
-    class Checker(cloudpickle.CloudPickler):
-        def persistent_id(self, obj: Any) -> Any:
-            return 1 if is_result(obj) else None
-
-    return Checker
 
 
 class PipelineFunction:
@@ -277,6 +248,9 @@ class PipelineFunction:
                 ok = run.close()
         except KeyboardInterrupt:
             interrupt(run, task)
+            raise
+        except PipelineError as exc:  # the scheduler itself failed: the run must not stay in progress
+            finish(task, _status.FAILED, str(exc))
             raise
         if not ok:
             message = "; ".join(run.errors)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import PipelineError
+from .proxy import is_result
 
 #: ClearML's continue_behaviour keys and their defaults when continue_on_fail is False.
 CONTINUE_KEYS = ("continue_on_fail", "continue_on_abort", "skip_children_on_fail", "skip_children_on_abort")
@@ -151,3 +153,32 @@ def metric_pairs(items: list, step: str) -> list[tuple[tuple[str, str], tuple[st
                 f"step {step!r}: monitor_metrics entry {item!r} must be (title, series) or ((title, series), (target_title, target_series))"
             )
     return out
+
+
+def check_picklable(step: str, kwargs: dict) -> None:
+    """A non-picklable argument is an error naming it and the step, before anything is launched."""
+    import io
+
+    for key, value in kwargs.items():
+        if is_result(value) or value is None or isinstance(value, (bool, int, float, str, bytes)):
+            continue
+        try:
+            _picklability_checker()(io.BytesIO(), protocol=5).dump(value)
+        except Exception as exc:
+            raise PipelineError(
+                f"step {step!r}: argument {key!r} of type {type(value).__module__}.{type(value).__qualname__} cannot be "
+                f"pickled ({type(exc).__name__}: {exc}), so it cannot be sent to a worker; pass something picklable"
+            ) from None
+
+
+@functools.cache
+def _picklability_checker() -> type:
+    """A cloudpickle Pickler that leaves proxies out: a proxy inside a list or dict stands for a step's
+    result, and pickling it would wait for that step here, in the caller's thread, holding up the logic."""
+    import cloudpickle
+
+    class Checker(cloudpickle.CloudPickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return 1 if is_result(obj) else None
+
+    return Checker
