@@ -258,3 +258,40 @@ def test_unpicklable_kwargs_and_unknown_continue_keys_fail_before_any_task_exist
     with pytest.raises(PipelineError, match="step 'a': continue_behaviour key 'skip_children' is unknown"):
         pipe.start_locally(run_pipeline_steps_locally=True)
     assert Task.get_tasks() == []
+
+
+def test_unclosed_references_and_unknown_function_kwargs_are_refused_up_front():
+    pipe = _pipe()
+    with pytest.raises(PipelineError, match=r"step 'a': function 'numbers' has no parameter\(s\) m; it takes \(n: int = 3\)"):
+        pipe.add_function_step("a", pc.numbers, function_kwargs={"m": 2})
+    prod, _ = _templates()
+    pipe.add_step("b", base_task_id=prod.id, parameter_override={"kwargs/rows": "${pipeline.n"})
+    with pytest.raises(PipelineError, match=r"step 'b': '\$\{pipeline.n' holds a '\$\{' that is not closed"):
+        pipe.start_locally(run_pipeline_steps_locally=True)
+    assert Task.get_tasks(task_filter={"type": ["controller"]}) == []
+
+
+def test_wait_after_start_without_waiting_serves_the_run_and_the_object_shows_it(tmp_path):
+    import textwrap
+
+    script = tmp_path / "nowait.py"
+    script.write_text(textwrap.dedent("""
+        from labpipe import PipelineController
+
+        def double(x: int = 2):
+            return 2 * x
+
+        pipe = PipelineController(name="nowait", project="t", version="1")
+        pipe.add_function_step("double", double, function_kwargs={"x": 21}, function_return=["y"])
+        assert pipe.start(queue="services", wait=False)
+        pipe.wait(timeout=60)
+        dag = pipe.get_pipeline_dag()
+        print(pipe.task.reload().get_status(), dag["double"].status, pipe.get_processed_nodes())
+    """))
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["completed", "completed", "['double']"]

@@ -44,6 +44,37 @@ from .step import StepCodeKey, StepSpec, check_picklable
 log = logging.getLogger("labpipe")
 
 
+def _check_well_formed_refs(step: str, values: Any) -> None:
+    """A "${" that never closes is a typo of a reference, not a literal the user meant: say so."""
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "${" in references._REF.sub("", value):
+                raise PipelineError(f"step {step!r}: {value!r} holds a '${{' that is not closed by '}}'; "
+                                    "a reference is written ${step.field}")
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+
+
+def _check_kwargs_fit(step: str, function: Callable, kwargs: dict) -> None:
+    """function_kwargs the function cannot take are an error now, naming the step, not at launch."""
+    import inspect
+
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    unknown = sorted(set(kwargs) - set(signature.parameters))
+    if unknown:
+        raise PipelineError(f"step {step!r}: function {function.__name__!r} has no parameter(s) {', '.join(unknown)}; "
+                            f"it takes {signature}")
+
+
 class _on_pipeline_task:  # noqa: N801 - a decorator, named like one
     """A PipelineController method that acts on a pipeline task: this controller's when called on an
     instance (`pipe.get_logger()`), the running pipeline's when called on the class from inside one of
@@ -253,6 +284,7 @@ class PipelineController:
         from ..function_task import function_source
 
         function_source(function)  # fails now, naming the function, if its source is unreadable
+        _check_kwargs_fit(name, function, function_kwargs or {})
         returns = tuple(function_return) if function_return else ("return_object",)
         helpers = tuple(helper_functions or ())
         settings = {"return_values": list(returns), "packages": packages, "docker": docker, "repo": repo, "repo_commit": repo_commit}
@@ -296,6 +328,8 @@ class PipelineController:
                     )
             parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
             dag.add_deferred(Node(name=name, parents=parents, kind=spec.kind))
+            _check_well_formed_refs(name, [spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
+                                           spec.configuration_overrides])
             spec.behaviour()  # an unknown continue_behaviour key is an error now, not mid-run
             if spec.kind == "function":
                 check_picklable(name, {k: v for k, v in spec.kwargs.items() if not isinstance(v, str)})
@@ -456,10 +490,14 @@ class PipelineController:
     # -- while / after running ----------------------------------------------------------------
 
     def wait(self, timeout: float | None = None) -> float:
-        """Wait for the pipeline to end; returns the seconds waited."""
+        """Wait for the pipeline to end; returns the seconds waited. A run enqueued with
+        start(wait=False) is served meanwhile by this process's pool unless a daemon serves its queue."""
         t0 = time.time()
         if self._task is not None:
             from ..waiting import wait_for_tasks
+
+            if self._task.get_status() == _status.QUEUED and self._task.data.queue:
+                pool_starter(services=True)(self._task.data.queue)
 
             wait_for_tasks([self._task], status=_status.FINAL, raise_on_status=(), timeout=timeout)
         return time.time() - t0
@@ -500,19 +538,29 @@ class PipelineController:
         return not any(n.status in bad for n in self.get_pipeline_dag().values())
 
     def elapsed(self) -> float:
-        return 0.0 if self._started is None else time.time() - self._started
+        if self._started is not None:
+            return time.time() - self._started
+        if self._task is not None and self._task.reload().data.started:  # run by a worker: its task's times
+            return (self._task.data.completed or time.time()) - self._task.data.started
+        return 0.0
 
     def get_pipeline_dag(self) -> dict[str, Node]:
-        """{step name: Node} with status, task id, times."""
+        """{step name: Node} with status, task id, times (also for a run a services worker controls)."""
         if self._run is not None:
             return self._run.get_pipeline_dag()
+        if self._task is not None:
+            from .render import load_dag
+
+            recorded = {node.name: node for node in load_dag(self._task.id)}
+            if recorded:
+                return recorded
         return {name: Node(name=name, parents=list(spec.parents), kind=spec.kind) for name, spec in self._specs.items()}
 
     def get_running_nodes(self) -> list[str]:
-        return self._run.get_running_nodes() if self._run is not None else []
+        return [n.name for n in self.get_pipeline_dag().values() if n.status in ("queued", "running")]
 
     def get_processed_nodes(self) -> list[str]:
-        return self._run.get_processed_nodes() if self._run is not None else []
+        return [n.name for n in self.get_pipeline_dag().values() if n.done]
 
     def set_default_execution_queue(self, default_execution_queue: str) -> None:
         self._default_queue = default_execution_queue
