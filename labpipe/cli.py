@@ -335,7 +335,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     """
     from . import params
     from .errors import ParameterError, QueueError
-    from .store import tasks
+    from .store import leases
     from .task import Task
     from .waiting import WORKER_MAX_AGE
 
@@ -374,7 +374,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     if queue:
         if new_queue:
             click.echo(f"labpipe: queue {queue!r} did not exist; it was created", err=True)
-        if not any(queue in w["queues"] for w in tasks.live_workers(clone._db, WORKER_MAX_AGE)):
+        if not any(queue in w["queues"] for w in leases.live_workers(clone._db, WORKER_MAX_AGE)):
             click.echo(f"labpipe: no worker serves queue {queue!r} yet: start one with `labpipe agent --queue {queue}`", err=True)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from . import status as _status
 from .config import LEASE_SECONDS
 from .errors import IllegalTransition, LabpipeError
-from .store import outputs, tasks
+from .store import leases, outputs
 
 if TYPE_CHECKING:
     from .task import Task
@@ -47,7 +47,7 @@ class LocalSession:
             try:
                 for tee in self._tees:
                     tee.flush_to_store()
-                tasks.renew_lease(self.task._db, self.task.id, self.owner, 1, LEASE_SECONDS)
+                leases.renew_lease(self.task._db, self.task.id, self.owner, 1, LEASE_SECONDS)
             except LabpipeError:
                 pass
 
@@ -68,7 +68,7 @@ class LocalSession:
 
     def finish(self, status: str, message: str) -> None:
         self.stop()
-        tasks.finish(self.task._db, self.task.id, self.owner, 1, status, message)
+        leases.finish(self.task._db, self.task.id, self.owner, 1, status, message)
 
     def _excepthook(self, etype, value, tb) -> None:
         text = "".join(traceback.format_exception(etype, value, tb))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import status as _status
 from .errors import QueueError, StepFailed
-from .store import tasks
+from .store import leases, tasks
 
 if TYPE_CHECKING:
     from .task import Task
@@ -68,7 +68,7 @@ def wait_for_tasks(
             return list(waiting)
         now = time.monotonic()
         if now - last_reap >= _REAP_EVERY:
-            tasks.reap_expired(db)
+            leases.reap_expired(db)
             _check_served(db, queued, pending, unserved_since, unserved_limit, now)
             last_reap = now
         if deadline is not None and now >= deadline:
@@ -82,7 +82,7 @@ def _check_served(db, queued: dict[str, str], pending: dict, since: dict[str, fl
     if not queued:
         since.clear()
         return
-    served = {q for w in tasks.live_workers(db, WORKER_MAX_AGE) for q in w["queues"]}
+    served = {q for w in leases.live_workers(db, WORKER_MAX_AGE) for q in w["queues"]}
     for queue in set(since) - set(queued.values()) | (set(since) & served):
         del since[queue]
     for tid, queue in queued.items():

@@ -14,7 +14,7 @@ from processes import alive, sleeper, wait_until
 
 from labpipe import Task
 from labpipe.agent.commands import stop_command, workers_command
-from labpipe.store import tasks as store_tasks
+from labpipe.store import leases as store_leases
 from labpipe.store.db import get_database
 from labpipe.waiting import wait_for_tasks
 
@@ -49,10 +49,10 @@ def start_daemon():
 
     def start(*args: str) -> subprocess.Popen:
         db = get_database()
-        before = len([w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"])
+        before = len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"])
         proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", *args], stderr=subprocess.PIPE, text=True)
         procs.append(proc)
-        wait_until(lambda: len([w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"]) > before)
+        wait_until(lambda: len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"]) > before)
         return proc
 
     yield start
@@ -71,7 +71,7 @@ def test_sigterm_lets_the_running_task_finish_then_exits_cleanly(start_daemon, t
     assert daemon.wait(10) == 0
     assert task.get_status() == "completed"
     assert "stopped" in daemon.stderr.read()
-    assert store_tasks.live_workers(get_database(), 10) == []
+    assert store_leases.live_workers(get_database(), 10) == []
 
 
 def test_sigterm_requeues_a_task_that_outlasts_the_grace_period(start_daemon, tmp_path):

@@ -15,7 +15,7 @@ from processes import alive, sleeper, wait_until
 from labpipe import StepFailed, Task
 from labpipe.agent import Pool, ensure_pool
 from labpipe.agent import pool as pool_module
-from labpipe.store import tasks as store_tasks
+from labpipe.store import leases as store_leases
 from labpipe.store.db import get_database
 
 WAIT = 20
@@ -77,7 +77,7 @@ def test_pool_stop_ends_workers_and_running_tasks_and_requeues_them(tmp_path, st
     assert not [pid for pid in [*workers, child] if alive(pid)]
     assert task.get_status() == "queued"
     assert "re-queued" in task.get_status_message()
-    assert store_tasks.live_workers(get_database(), 10) == []
+    assert store_leases.live_workers(get_database(), 10) == []
 
 
 def test_owner_killed_with_sigkill_leaves_no_orphan_processes(tmp_path, store, start_method):
@@ -150,7 +150,7 @@ def test_pool_leaves_a_queue_served_by_a_daemon_alone(store):
                               stderr=subprocess.DEVNULL)
     try:
         db = get_database()
-        wait_until(lambda: [w for w in store_tasks.live_workers(db, 10) if w["kind"] == "daemon"])
+        wait_until(lambda: [w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"])
         with Pool({"shared": 1, "default": 1}) as pool:
             assert pool.skipped == ["shared"]
             assert pool.queues == {"default": 1}

@@ -412,12 +412,12 @@ def test_concurrent_waiters_and_workers_keep_each_task_single_owner(pool):
 
 
 def test_worker_exits_when_told_and_unregisters(store):
-    from labpipe.store import tasks as store_tasks
+    from labpipe.store import leases as store_leases
     from labpipe.store.db import get_database
 
     p = Pool({"default": 1}).start()
-    wait_until(lambda: store_tasks.live_workers(get_database(), 10))
+    wait_until(lambda: store_leases.live_workers(get_database(), 10))
     pid = p.pids[0]
     p.stop()
     assert not alive(pid)
-    assert store_tasks.live_workers(get_database(), 10) == []
+    assert store_leases.live_workers(get_database(), 10) == []

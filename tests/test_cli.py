@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from labpipe import PipelineDecorator, Task
 from labpipe.cli import main
-from labpipe.store import tasks
+from labpipe.store import leases, tasks
 from labpipe.store.db import get_database
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -213,7 +213,7 @@ def test_clone_enqueued_where_no_worker_serves_says_how_to_start_one(done_task):
     assert "no worker serves queue 'nosuchq' yet: start one with `labpipe agent --queue nosuchq`" in result.stderr
     result = run("clone", done_task.id, "--enqueue", "services")
     assert "no worker serves queue 'services' yet" in result.stderr and "did not exist" not in result.stderr
-    tasks.register_worker(get_database(), "agent:h:1", kind="agent", queues=["services"], host="h", pid=1)
+    leases.register_worker(get_database(), "agent:h:1", kind="agent", queues=["services"], host="h", pid=1)
     result = run("clone", done_task.id, "--enqueue", "services")
     assert result.stderr == "" and "enqueued on 'services'" in result.output
 

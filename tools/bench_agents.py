@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import labpipe  # noqa: E402
 from labpipe import Task  # noqa: E402
 from labpipe.agent import Pool  # noqa: E402
+from labpipe.store import leases as store_leases  # noqa: E402
 from labpipe.store import tasks as store_tasks  # noqa: E402
 from labpipe.store.db import get_database  # noqa: E402
 from labpipe.waiting import wait_for_tasks  # noqa: E402
@@ -82,7 +83,7 @@ def report(label: str, value: str, target: str, ok: bool, baseline: str) -> None
 def wait_idle(pool: Pool) -> None:
     db = get_database()
     deadline = time.monotonic() + 10
-    while len(store_tasks.live_workers(db, 10)) < sum(pool.queues.values()) and time.monotonic() < deadline:
+    while len(store_leases.live_workers(db, 10)) < sum(pool.queues.values()) and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(0.3)
 

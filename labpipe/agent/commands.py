@@ -68,7 +68,7 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def workers_command(as_json: bool) -> None:
     """List live workers (pools and agents) and the task each is running."""
-    from ..store import tasks
+    from ..store import leases, tasks
     from ..store.db import get_database
     from ..waiting import WORKER_MAX_AGE
 
@@ -77,7 +77,7 @@ def workers_command(as_json: bool) -> None:
     running = {t.worker: t for t in tasks.find_tasks(db, status=["in_progress"], include_archived=True) if t.worker}
     now = time.time()
     rows = []
-    for w in tasks.live_workers(db, WORKER_MAX_AGE):
+    for w in leases.live_workers(db, WORKER_MAX_AGE):
         t = running.get(w["id"])
         rows.append({
             "id": w["id"], "kind": w["kind"], "pid": w["pid"], "host": w["host"], "queues": w["queues"],
@@ -116,7 +116,7 @@ def _duration(seconds: float) -> str:
 def stop_command(task_ids: tuple[str, ...], message: str) -> None:
     """Stop tasks: a queued task leaves its queue, a running one's process ends within a second; a
     pipeline's queued and running steps are stopped with it."""
-    from ..store import tasks
+    from ..store import leases
     from ..task import Task
 
     _require_store()
@@ -127,7 +127,7 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
             before, runner = task.get_status(), task.data.worker or ""
             task.mark_stopped(status_message=message)
             # a pipeline's steps (and nested runs) stop with it, even if its controller is gone
-            below = tasks.stop_below(task._db, task.id, message) if task.task_type == "controller" else []
+            below = leases.stop_below(task._db, task.id, message) if task.task_type == "controller" else []
         except LabpipeError as exc:
             click.echo(f"labpipe stop: {exc}", err=True)
             failed = True

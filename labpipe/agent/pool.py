@@ -32,7 +32,7 @@ from typing import Any
 
 from ..config import LEASE_SECONDS, store_path
 from ..errors import LabpipeError
-from ..store import tasks
+from ..store import leases
 from ..store.db import get_database
 from ..waiting import WORKER_MAX_AGE
 from .spawned import FreshWorker, start_method
@@ -189,7 +189,7 @@ class Pool:
         served: set[str] = set()
         if self._respect_daemons and self._pending:
             db = get_database(self.store)
-            served = {q for w in tasks.live_workers(db, WORKER_MAX_AGE) if w["kind"] == "daemon" for q in w["queues"]}
+            served = {q for w in leases.live_workers(db, WORKER_MAX_AGE) if w["kind"] == "daemon" for q in w["queues"]}
         for queue, count in self._pending:
             if queue in served:
                 log.info("queue %r is served by a labpipe agent daemon; the pool leaves it to it", queue)
@@ -259,10 +259,10 @@ class Pool:
         worker_id = f"{self.kind}:{socket.gethostname()}:{pid}"
         try:
             db = get_database(self.store)
-            if tasks.expire_worker(db, worker_id):
-                for task_id, status in tasks.reap_expired(db):
+            if leases.expire_worker(db, worker_id):
+                for task_id, status in leases.reap_expired(db):
                     log.warning("task %s: its worker %s died; now %s", task_id, worker_id, status)
-            tasks.unregister_worker(db, worker_id)
+            leases.unregister_worker(db, worker_id)
         except LabpipeError as exc:
             log.warning("could not clean up after worker %s: %s", worker_id, exc)
 

@@ -39,7 +39,7 @@ from .. import params as _params
 from ..config import LEASE_SECONDS
 from ..errors import LabpipeError
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
-from ..store import blobs, outputs, tasks, wakeup
+from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
 from ..store.records import TaskRow
 from . import child as _child
@@ -128,18 +128,18 @@ class Worker:
         if self.config.kind == "daemon":
             # a long-lived agent imports, once at start, the libraries its queues' recent tasks used, so
             # its first task does not pay for them (a pool, started on demand, learns them as it goes)
-            self._warm(tasks.recent_imports(self.db, self.config.queues))
+            self._warm(leases.recent_imports(self.db, self.config.queues))
             if self._warmed:
                 log.info("worker %s imported ahead: %s", self.id, ", ".join(sorted(self._warmed)))
         gc.freeze()  # objects inherited by every child: keep the collector from touching (copying) their pages
-        tasks.register_worker(self.db, self.id, kind=self.config.kind, queues=self.config.queues,
+        leases.register_worker(self.db, self.id, kind=self.config.kind, queues=self.config.queues,
                               host=socket.gethostname(), pid=os.getpid())
         self._listener = wakeup.Listener(self.store_root, self.config.queues)
         queues = list(self.config.queues)
         sleep, look = 0.0, True
         try:
             while not self._should_exit():
-                row = tasks.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
+                row = leases.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
                 if row is not None:
                     self.run_task(row)
                     sleep, look = 0.0, True
@@ -148,12 +148,12 @@ class Worker:
                 self._reap_children()
                 sleep = min(max(sleep * 2, 0.002), IDLE_MAX_SLEEP)
                 woken = self._wait(sleep)
-                look = woken or tasks.has_queued(self.db, queues)
+                look = woken or leases.has_queued(self.db, queues)
         finally:
             self._reap_children(block=True)
             self._listener.close()
             try:
-                tasks.unregister_worker(self.db, self.id)
+                leases.unregister_worker(self.db, self.id)
             except LabpipeError:
                 pass
         return 0
@@ -163,9 +163,9 @@ class Worker:
         self._reap_children()
         # A step left queued by a pipeline that was stopped or killed: nobody waits for it. (A pipeline
         # run is a controller whose parent may be the run it was cloned from: that one may have ended.)
-        gone = tasks.ended_controller(self.db, row.parent) if row.type != "controller" else None
+        gone = leases.ended_controller(self.db, row.parent) if row.type != "controller" else None
         if gone:
-            tasks.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
+            leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
             return STOPPED
         problem, workdir = self._prepare(row)  # its packages, its repo checkout
         if problem:
@@ -173,7 +173,7 @@ class Worker:
         if row.script.get("kind") == "function":
             self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
         if time.time() - (row.started or 0) > self.config.lease_seconds / 4:  # a slow checkout or import
-            if tasks.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds) != IN_PROGRESS:
+            if leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds) != IN_PROGRESS:
                 return None  # stopped or taken from us meanwhile: not ours to run
         try:
             child = self._fork(row, workdir)
@@ -363,7 +363,7 @@ class Worker:
                 self._flush(row.id, pending)
                 next_flush = now + FLUSH_SECONDS
             if now >= next_check:
-                state = tasks.run_state(self.db, row.id)
+                state = leases.run_state(self.db, row.id)
                 if state is None or state[1] != self.id or state[2] != row.attempt:
                     end("lost")
                 elif state[0] != IN_PROGRESS:
@@ -371,7 +371,7 @@ class Worker:
                 next_check = now + CHECK_SECONDS
             if now >= next_renew:
                 if ending is None:
-                    held = tasks.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
+                    held = leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
                     if held is None:
                         end("lost")
                     elif held != IN_PROGRESS:
@@ -459,7 +459,7 @@ class Worker:
                 for a in outcome.artifacts
             ]
             runtime = {"worker": self.id, "imports": outcome.imports} if outcome.imports else {"worker": self.id}
-            status = tasks.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
+            status = leases.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
                                       artifacts=arts, runtime=runtime, retry=True)
             if status == QUEUED:
                 wakeup.poke(self.store_root, row.queue or "default")
@@ -467,11 +467,11 @@ class Worker:
                 wakeup.poke(self.store_root, wakeup.pipeline_channel(row.parent))
             return status
         if outcome.status == "requeue":
-            gone = tasks.ended_controller(self.db, row.parent) if row.type != "controller" else None
+            gone = leases.ended_controller(self.db, row.parent) if row.type != "controller" else None
             if gone:  # a pipeline step whose controller is gone: nobody would collect a re-run
-                tasks.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
+                leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
                 return STOPPED
-            if tasks.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
+            if leases.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
                 wakeup.poke(self.store_root, row.queue or "default")
                 return QUEUED
             return None
@@ -505,13 +505,13 @@ class Worker:
         if now < self._next_beat:
             return
         self._beat(None)
-        if tasks.has_expired_leases(self.db):
-            for task_id, status in tasks.reap_expired(self.db):
+        if leases.has_expired_leases(self.db):
+            for task_id, status in leases.reap_expired(self.db):
                 log.warning("task %s: its worker was lost; now %s", task_id, status)
 
     def _beat(self, task_id: str | None) -> None:
         try:
-            tasks.worker_heartbeat(self.db, self.id, task_id)
+            leases.worker_heartbeat(self.db, self.id, task_id)
         except LabpipeError as exc:  # a locked store must not kill the worker; the next beat retries
             log.warning("worker %s: heartbeat failed: %s", self.id, exc)
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS

@@ -23,7 +23,7 @@ from typing import Any
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, TaskNotFound
-from ..store import tasks
+from ..store import leases, tasks
 from ..task import ENV_TASK_ID, Task
 from . import references
 from .dag import DAG, Node
@@ -520,7 +520,7 @@ class PipelineController:
         else:
             failed = any(n.status in ("failed", "aborted") for n in self.get_pipeline_dag().values() if n.status != "skipped")
             status = _status.FAILED if failed and self._run is not None and self._run.errors else _status.COMPLETED
-        tasks.stop_below(self._task._db, self._task.id, "pipeline stopped")
+        leases.stop_below(self._task._db, self._task.id, "pipeline stopped")
         tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
         self._task.reload()
 

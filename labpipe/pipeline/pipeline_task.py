@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import params as _params
 from .. import status as _status
-from ..store import pipelines, tasks
+from ..store import leases, pipelines, tasks
 from ..store.db import get_database
 from ..task import Task
 
@@ -81,13 +81,13 @@ def ensure_progress_handler() -> None:
 
 def finish(task: Task, status: str, message: str) -> None:
     """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
-    tasks.end_run(task._db, task.id, status, message)
+    leases.end_run(task._db, task.id, status, message)
     task.reload()
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
     """Stop a pipeline task and every step below it that is still queued or running."""
-    tasks.stop_below(task._db, task.id, reason)
+    leases.stop_below(task._db, task.id, reason)
     tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import status as _status
 from ..errors import ArtifactError, LabpipeError, PipelineError, StepFailed, Unfingerprintable
-from ..store import outputs, pipelines, tasks
+from ..store import leases, outputs, pipelines, tasks
 from ..task import Task
 from . import references
 from .dag import DAG, Node
@@ -248,7 +248,7 @@ class PipelineRun:
             now = time.monotonic()
             if now - self._last_reap > _REAP_EVERY:
                 self._last_reap = now
-                tasks.reap_expired(self.db)
+                leases.reap_expired(self.db)
         # Node states are for people (progress, `labpipe pipelines`, plots): written in batches, and
         # at once when nothing runs.
         if self._dirty and time.monotonic() - self._last_persist > 0.1:

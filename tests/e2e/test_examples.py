@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from labpipe import Task
-from labpipe.store import pipelines, tasks
+from labpipe.store import leases, pipelines
 from labpipe.store.db import get_database
 from labpipe.waiting import WORKER_MAX_AGE
 
@@ -78,7 +78,7 @@ def run_example(name: str, store: Path, cwd: Path, *args: str) -> subprocess.Com
             pass
     assert not left, f"{name} left processes running after it exited: {left}"
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n--- stdout\n{out}\n--- stderr\n{err}"
-    live = tasks.live_workers(get_database(store), WORKER_MAX_AGE)
+    live = leases.live_workers(get_database(store), WORKER_MAX_AGE)
     assert live == [], f"{name} exited but workers are still registered as live: {live}"
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 

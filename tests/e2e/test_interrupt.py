@@ -129,14 +129,14 @@ def test_labpipe_stop_on_a_local_pipeline_stops_its_steps_and_it_stays_stopped(t
 
 def test_a_killed_controller_is_failed_by_the_next_look_and_its_steps_never_rerun(tmp_path, store):
     from labpipe.agent import Pool
-    from labpipe.store import tasks as store_tasks
+    from labpipe.store import leases as store_leases
     from labpipe.store.db import get_database
 
     proc, step = _start(tmp_path, store)
     proc.kill()  # SIGKILL: nothing in the process can react; its pool's workers end with it
     _finish(proc)
     pipe = Task.get_tasks(task_filter={"type": ["controller"]})[0]
-    store_tasks.reap_expired(get_database())  # what any worker, pool or waiting process does
+    store_leases.reap_expired(get_database())  # what any worker, pool or waiting process does
     assert pipe.get_status() == "failed" and "ended without finishing it" in pipe.get_status_message()
     with Pool({"default": 1}):  # the next pool on this store must not run the dead run's step
         deadline = time.time() + 20

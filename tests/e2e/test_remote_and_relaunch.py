@@ -82,7 +82,7 @@ def test_a_refresh_asked_by_the_caller_reaches_a_controller_run_by_a_daemon(tmp_
 
     from processes import wait_until
 
-    from labpipe.store import tasks as store_tasks
+    from labpipe.store import leases as store_leases
 
     script = tmp_path / "remote_chain.py"
     script.write_text(SCRIPT)
@@ -93,7 +93,7 @@ def test_a_refresh_asked_by_the_caller_reaches_a_controller_run_by_a_daemon(tmp_
     daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--queue", "services", "--workers", "1"],
                               env=clean_env, stderr=subprocess.DEVNULL)
     try:
-        wait_until(lambda: any(w["kind"] == "daemon" for w in store_tasks.live_workers(get_database(), 10)))
+        wait_until(lambda: any(w["kind"] == "daemon" for w in store_leases.live_workers(get_database(), 10)))
         again = subprocess.run([sys.executable, str(script)], env=dict(clean_env, LABPIPE_REFRESH="all"),
                                capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
