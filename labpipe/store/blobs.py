@@ -147,8 +147,9 @@ class _ChunkWriter:
         write = os.write
         for start in range(pos, size, _PAGE):
             piece = chunk[start:start + _PAGE]
-            if write(self.fd, piece) < piece.nbytes:
-                _write_all(self.fd, piece)  # never for a regular file; kept for correctness
+            written = write(self.fd, piece)
+            if written < piece.nbytes:  # a short write (never seen for a regular file): finish the rest
+                _write_all(self.fd, piece[written:])
         # start writing this chunk back to disk now, while the next one is copied: the final fsync
         # then waits for far less
         _start_writeback(self.fd, self.offset, size)
