@@ -16,8 +16,9 @@ from pathlib import Path
 import click
 
 from . import config
-from .errors import LabpipeError, StoreError
+from .errors import LabpipeError
 from .status import STATUSES
+from .store.db import require_store
 
 
 def _when(ts: float | None) -> str:
@@ -45,23 +46,6 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 def _emit(as_json: bool, payload, text: str) -> None:
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
-
-
-def require_store() -> None:
-    """Refuse to go on when there is no store where LABPIPE_STORE / --store point.
-
-    Commands that only look at or change what a store holds call this first: opening a store creates
-    it, so a typo in the path would otherwise show an empty new store. `labpipe agent` (which starts
-    things) and running a pipeline create the store.
-    """
-    from .store.db import get_database
-
-    db = get_database()  # opens nothing yet: only says which folder the commands would open
-    if not db.path.is_file():
-        raise StoreError(
-            f"no labpipe store at {db.root} (LABPIPE_STORE / --store); run a pipeline or `labpipe agent` there "
-            "first, or check the path"
-        )
 
 
 def _output_path(output: str, name: str) -> Path:
@@ -335,7 +319,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     """
     from . import params
     from .errors import ParameterError, QueueError
-    from .store import leases
+    from .store import leases, tasks
     from .task import Task
     from .waiting import WORKER_MAX_AGE
 
@@ -367,7 +351,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
         clone.update_parameters(values)
     new_queue = False
     if queue:
-        new_queue = clone._db.query_one("SELECT 1 FROM queues WHERE name = ?", (queue,)) is None
+        new_queue = not tasks.queue_exists(clone._db, queue)
         Task.enqueue(clone, queue_name=queue)
     _emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
           f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))

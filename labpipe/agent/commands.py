@@ -14,14 +14,7 @@ import time
 import click
 
 from ..errors import LabpipeError
-
-
-def _require_store() -> None:
-    """Commands that look at or change an existing store refuse a store that is not there (a typo
-    would otherwise create an empty one); `labpipe agent` creates it."""
-    from ..cli import require_store
-
-    require_store()
+from ..store.db import require_store
 
 
 @click.command("agent")
@@ -72,7 +65,7 @@ def workers_command(as_json: bool) -> None:
     from ..store.db import get_database
     from ..waiting import WORKER_MAX_AGE
 
-    _require_store()
+    require_store()
     db = get_database()
     running = {t.worker: t for t in tasks.find_tasks(db, status=["in_progress"], include_archived=True) if t.worker}
     now = time.time()
@@ -119,7 +112,7 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
     from ..store import leases
     from ..task import Task
 
-    _require_store()
+    require_store()
     failed = False
     for tid in task_ids:
         try:

@@ -178,40 +178,37 @@ class Database:
         return self._run(self.connection(), fn)
 
     def _run(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-        waited = _Backoff(self.path)
-        while True:
-            with self._lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                    return result
-                except sqlite3.OperationalError as exc:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    if not _busy(exc):
-                        raise _store_error(exc, self.path) from None
-                    busy = exc
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            waited.sleep(busy)  # outside the lock: this process's other threads may read meanwhile
+        def transaction() -> T:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                result = fn(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        return self._retrying(transaction)
 
     def query(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
-        """Rows of one read-only statement (WAL readers see the last committed state)."""
+        """Rows of one read-only statement (WAL readers see the last committed state; one is kept
+        waiting only rarely, while another process recovers the WAL)."""
         conn = self.connection()
+        return self._retrying(lambda: conn.execute(sql, params).fetchall())
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """`attempt()` under this process's lock, tried again while the database is busy (see _Backoff)."""
         waited = _Backoff(self.path)
         while True:
             with self._lock:
                 try:
-                    return conn.execute(sql, params).fetchall()
+                    return attempt()
                 except sqlite3.OperationalError as exc:
-                    # a WAL reader is kept waiting only rarely (another process recovering the WAL)
                     if not _busy(exc):
                         raise _store_error(exc, self.path) from None
                     busy = exc
-            waited.sleep(busy)
+            waited.sleep(busy)  # outside the lock: this process's other threads may go on meanwhile
 
     def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)
@@ -244,6 +241,22 @@ class _Backoff:
             raise _store_error(exc, self.path) from None
         time.sleep(self.delay * (0.5 + random.random()))
         self.delay = min(self.delay * 2, _MAX_WAIT)
+
+
+def require_store(store: str | os.PathLike | None = None) -> Database:
+    """The store's Database, refusing a store that is not there yet.
+
+    For what only looks at or changes what a store holds (most `labpipe` commands): opening a store
+    creates it, so a typo in the path would otherwise show an empty new store. `labpipe agent` (which
+    starts things) and running a pipeline create the store.
+    """
+    db = get_database(store)  # opens nothing yet: only says which folder would be opened
+    if not db.path.is_file():
+        raise StoreError(
+            f"no labpipe store at {db.root} (LABPIPE_STORE / --store); run a pipeline or `labpipe agent` there "
+            "first, or check the path"
+        )
+    return db
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:

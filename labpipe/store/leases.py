@@ -186,24 +186,32 @@ def has_expired_leases(db: Database, now: float | None = None) -> bool:
 
 
 def _dead_local_owners(db: Database) -> list[tuple[str, int]]:
-    """(task id, pid) of in_progress tasks run by a process of this host that no longer exists.
+    """(task id, pid) of in_progress tasks run, without a lease, by a process of this host that no
+    longer exists.
 
-    Such a task is a `Task.init` session or a pipeline controller running in a user's own process
-    (owner 'local:<host>:<pid>'): it holds no lease, since nothing would renew it between the user's
-    own statements, so it is its process's death that ends it. A pid reused since then keeps the
-    task in_progress (the safe side).
+    Such a task is a pipeline controller running in a user's own process (local or debug mode, owner
+    'local:<host>:<pid>'): nothing would renew a lease between the user's own statements, so it is
+    its process's death that ends it. (A `Task.init` session renews a lease from a thread of its own.)
     """
-    prefix = f"local:{os.uname().nodename}:"
     rows = db.query(
         "SELECT id, worker FROM tasks WHERE status = 'in_progress' AND lease_until IS NULL AND worker LIKE ? || '%'",
-        (prefix,),
+        (_local_prefix(),),
     )
-    dead = []
-    for row in rows:
-        pid = row["worker"][len(prefix):]
-        if pid.isdigit() and not _alive(int(pid)):
-            dead.append((row["id"], int(pid)))
-    return dead
+    return [(row["id"], pid) for row in rows if (pid := _dead_local_pid(row["worker"])) is not None]
+
+
+def _local_prefix() -> str:
+    return f"local:{os.uname().nodename}:"
+
+
+def _dead_local_pid(owner: str | None) -> int | None:
+    """The pid of `owner` if it names a process of this host ('local:<host>:<pid>') that is gone.
+    A pid reused since then counts as alive: the task stays in_progress (the safe side)."""
+    prefix = _local_prefix()
+    if not owner or not owner.startswith(prefix) or not owner[len(prefix):].isdigit():
+        return None
+    pid = int(owner[len(prefix):])
+    return None if _alive(pid) else pid
 
 
 def _alive(pid: int) -> bool:
@@ -244,11 +252,9 @@ def ended_controller(db: Database, parent_id: str | None) -> str | None:
         return None
     if row["status"] in (STOPPED, FAILED, COMPLETED):
         return f"its pipeline {parent_id} has ended ({row['status']})"
-    prefix = f"local:{os.uname().nodename}:"
-    owner = row["worker"] or ""
-    if row["status"] == IN_PROGRESS and row["lease_until"] is None and owner.startswith(prefix):
-        pid = owner[len(prefix):]
-        if pid.isdigit() and not _alive(int(pid)):
+    if row["status"] == IN_PROGRESS and row["lease_until"] is None:
+        pid = _dead_local_pid(row["worker"])
+        if pid is not None:
             return f"its pipeline {parent_id} is no longer running (its process, pid {pid}, died)"
     return None
 

@@ -374,6 +374,10 @@ def _queue_names(c: sqlite3.Connection) -> list[str]:
     return [r[0] for r in c.execute("SELECT name FROM queues ORDER BY name")]
 
 
+def queue_exists(db: Database, name: str) -> bool:
+    return db.query_one("SELECT 1 FROM queues WHERE name = ?", (name,)) is not None
+
+
 def create_queue(db: Database, name: str) -> None:
     db.execute("INSERT OR IGNORE INTO queues(name, created) VALUES (?, ?)", (name, time.time()))
 
