@@ -51,6 +51,27 @@ class ConsoleTee(io.TextIOBase):
             outputs.add_console(self._db, self._task_id, self._stream, text)
 
 
+def tee_streams(db: Database, task_id: str) -> list[ConsoleTee]:
+    """Point sys.stdout/sys.stderr at tees into the task's console; returns [stdout tee, stderr tee]."""
+    import sys
+
+    tees = [ConsoleTee(sys.stdout, db, task_id, "stdout"), ConsoleTee(sys.stderr, db, task_id, "stderr")]
+    sys.stdout, sys.stderr = tees
+    return tees
+
+
+def untee_streams(tees: list[ConsoleTee]) -> None:
+    """Undo `tee_streams` (where the streams are still ours) and move what is buffered to the store."""
+    import sys
+
+    if tees and sys.stdout is tees[0]:
+        sys.stdout = tees[0].original
+    if tees and sys.stderr is tees[1]:
+        sys.stderr = tees[1].original
+    for tee in tees:
+        tee.flush_to_store()
+
+
 class captured_console:  # noqa: N801 - used as a context manager, like contextlib's
     """Tee this process's stdout/stderr into a task's console while the block runs (a pipeline
     controller running in the user's own process: what it prints shows in `labpipe show ID --log`,
@@ -73,9 +94,7 @@ class captured_console:  # noqa: N801 - used as a context manager, like contextl
         if threading.current_thread() is not threading.main_thread() or os.environ.get("LABPIPE_TASK_ID") \
                 or isinstance(sys.stdout, ConsoleTee) or isinstance(sys.stderr, ConsoleTee):
             return self
-        self._tees = [ConsoleTee(sys.stdout, self._db, self._task_id, "stdout"),
-                      ConsoleTee(sys.stderr, self._db, self._task_id, "stderr")]
-        sys.stdout, sys.stderr = self._tees
+        self._tees = tee_streams(self._db, self._task_id)
         self._thread = threading.Thread(target=self._flush_every_second, name="labpipe-console", daemon=True)
         self._thread.start()
         return self
@@ -92,15 +111,12 @@ class captured_console:  # noqa: N801 - used as a context manager, like contextl
                 pass
 
     def __exit__(self, *exc: object) -> None:
-        import sys
-
         if not self._tees:
             return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        if sys.stdout is self._tees[0]:
-            sys.stdout = self._tees[0].original
-        if sys.stderr is self._tees[1]:
-            sys.stderr = self._tees[1].original
-        self._flush()
+        try:
+            untee_streams(self._tees)
+        except Exception:  # noqa: BLE001 - a busy store must not break the user's program
+            pass

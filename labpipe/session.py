@@ -32,10 +32,9 @@ class LocalSession:
         self._stop = threading.Event()
         self._tees = []
         if capture_output:
-            from .console import ConsoleTee
+            from .console import tee_streams
 
-            self._tees = [ConsoleTee(sys.stdout, task._db, task.id, "stdout"), ConsoleTee(sys.stderr, task._db, task.id, "stderr")]
-            sys.stdout, sys.stderr = self._tees
+            self._tees = tee_streams(task._db, task.id)
         self._prev_hook = sys.excepthook
         sys.excepthook = self._excepthook
         atexit.register(self._atexit)
@@ -56,12 +55,10 @@ class LocalSession:
         if self._stop.is_set():
             return
         self._stop.set()
-        for tee in self._tees:
-            tee.flush_to_store()
-        if self._tees and sys.stdout is self._tees[0]:
-            sys.stdout = self._tees[0].original
-        if self._tees and sys.stderr is self._tees[1]:
-            sys.stderr = self._tees[1].original
+        if self._tees:
+            from .console import untee_streams
+
+            untee_streams(self._tees)
         if sys.excepthook == self._excepthook:
             sys.excepthook = self._prev_hook
         atexit.unregister(self._atexit)

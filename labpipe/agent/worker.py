@@ -161,10 +161,8 @@ class Worker:
     def run_task(self, row: TaskRow) -> str | None:
         """Run one claimed task from start to recorded end; returns the status it ended with."""
         self._reap_children()
-        # A step left queued by a pipeline that was stopped or killed: nobody waits for it. (A pipeline
-        # run is a controller whose parent may be the run it was cloned from: that one may have ended.)
-        gone = leases.ended_controller(self.db, row.parent) if row.type != "controller" else None
-        if gone:
+        gone = self._pipeline_gone(row)
+        if gone:  # a step left queued by a pipeline that was stopped or killed: nobody waits for it
             leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
             return STOPPED
         problem, workdir = self._prepare(row)  # its packages, its repo checkout
@@ -185,6 +183,12 @@ class Worker:
         return status
 
     # -- before the run ------------------------------------------------------------------
+
+    def _pipeline_gone(self, row: TaskRow) -> str | None:
+        """Why this task, a pipeline's step, has nobody left to run for (its pipeline ended or died);
+        None otherwise. A pipeline run itself is a controller whose parent may be the run it was cloned
+        from, which may well have ended: that does not count."""
+        return None if row.type == "controller" else leases.ended_controller(self.db, row.parent)
 
     def _prepare(self, row: TaskRow) -> tuple[str | None, str | None]:
         """(why it cannot run here, or None; the working folder a repo checkout gives it, or None)."""
@@ -467,7 +471,7 @@ class Worker:
                 wakeup.poke(self.store_root, wakeup.pipeline_channel(row.parent))
             return status
         if outcome.status == "requeue":
-            gone = leases.ended_controller(self.db, row.parent) if row.type != "controller" else None
+            gone = self._pipeline_gone(row)
             if gone:  # a pipeline step whose controller is gone: nobody would collect a re-run
                 leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
                 return STOPPED

@@ -430,8 +430,7 @@ class PipelineRun:
             return True
         if not self.refresh:
             return False
-        base = name.rsplit("_", 1)[0] if name.rsplit("_", 1)[-1].isdigit() else name
-        return name in self.refresh or base in self.refresh
+        return name in self.refresh or _base_name(name) in self.refresh
 
     def _cache_key(self, spec: StepSpec, kwargs: dict) -> str | None:
         from ..hashing import args_key, cache_key
@@ -625,7 +624,7 @@ class PipelineRun:
         if not isinstance(self.refresh, (set, frozenset)) or not self.refresh:
             return
         names = set(self.dag.names())
-        known = names | {n.rsplit("_", 1)[0] for n in names if n.rsplit("_", 1)[-1].isdigit()}
+        known = names | {_base_name(n) for n in names}
         unknown = sorted(set(self.refresh) - known)
         if unknown:
             log.warning("pipeline %s: refresh asked for %s, but no step of this run has that name (its steps: %s)",
@@ -668,6 +667,12 @@ class PipelineRun:
     def get_processed_nodes(self) -> list[str]:
         with self._lock:
             return [n.name for n in self.dag if n.done]
+
+
+def _base_name(name: str) -> str:
+    """The name a repeated step was declared with: `train` for `train_2` (ClearML names repeats so)."""
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
 
 
 def _result_parents(kwargs: dict) -> list[str]:
