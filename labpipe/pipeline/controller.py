@@ -28,13 +28,12 @@ from ..task import ENV_TASK_ID, Task
 from . import references
 from .dag import DAG, Node
 from .pipeline_task import (
+    close_run,
     create_pipeline_task,
     finish,
-    interrupt,
     param_rows,
     pool_starter,
     require_script_file,
-    sigterm_as_interrupt,
     wait_on_services,
 )
 from .proxy import StepResult
@@ -404,18 +403,11 @@ class PipelineController:
             run.add(spec)
         run.start()
         try:
-            with sigterm_as_interrupt():
-                ok = run.close(timeout=self._time_limit)
+            ok = close_run(run, task, timeout=self._time_limit)
         except TimeoutError:
             run.stop(f"pipeline execution time limit of {self._time_limit} s exceeded")
             finish(task, _status.FAILED, f"pipeline execution time limit of {self._time_limit} s exceeded")
             return False
-        except KeyboardInterrupt:
-            interrupt(run, task)
-            raise
-        except PipelineError as exc:  # the scheduler itself failed: the run must not stay in progress
-            finish(task, _status.FAILED, str(exc))
-            raise
         if task.get_status() == _status.STOPPED:
             return False
         finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))

@@ -31,6 +31,7 @@ from .. import status as _status
 from ..errors import PipelineError, StepFailed
 from ..task import ENV_TASK_ID, Task, _context_task
 from .pipeline_task import (
+    close_run,
     create_pipeline_task,
     ensure_progress_handler,
     finish,
@@ -243,15 +244,7 @@ class PipelineFunction:
         finally:
             _context_task.reset(task_token)
             _current.reset(token)
-        try:
-            with sigterm_as_interrupt():
-                ok = run.close()
-        except KeyboardInterrupt:
-            interrupt(run, task)
-            raise
-        except PipelineError as exc:  # the scheduler itself failed: the run must not stay in progress
-            finish(task, _status.FAILED, str(exc))
-            raise
+        ok = close_run(run, task)
         if not ok:
             message = "; ".join(run.errors)
             finish(task, _status.FAILED, message)

@@ -168,6 +168,26 @@ def wait_on_services(task: Task, queue: str) -> Task:
         raise
 
 
+def close_run(run, task: Task, timeout: float | None = None) -> bool:
+    """Wait for a controller's declared steps to end (`PipelineRun.close`); True if the run succeeded.
+
+    Ctrl-C or SIGTERM meanwhile stops the run (`interrupt`) and is raised; a failed scheduler ends the
+    run failed and is raised, so that it never stays in progress. TimeoutError (past `timeout`) is the
+    caller's to handle.
+    """
+    from ..errors import PipelineError
+
+    try:
+        with sigterm_as_interrupt():
+            return run.close(timeout=timeout)
+    except KeyboardInterrupt:
+        interrupt(run, task)
+        raise
+    except PipelineError as exc:
+        finish(task, _status.FAILED, str(exc))
+        raise
+
+
 def interrupt(run, task: Task) -> None:
     """Ctrl-C in the controller: stop the running steps, skip the rest, mark the pipeline stopped."""
     run.stop(INTERRUPTED)
