@@ -199,7 +199,7 @@ class Database:
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """`attempt()` under this process's lock, tried again while the database is busy (see _Backoff)."""
-        waited = _Backoff(self.path)
+        waited: _Backoff | None = None  # made only when the database is busy: most calls never are
         while True:
             with self._lock:
                 try:
@@ -208,6 +208,7 @@ class Database:
                     if not _busy(exc):
                         raise _store_error(exc, self.path) from None
                     busy = exc
+            waited = waited or _Backoff(self.path)
             waited.sleep(busy)  # outside the lock: this process's other threads may go on meanwhile
 
     def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
