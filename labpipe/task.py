@@ -257,9 +257,10 @@ class Task:
         task_name: str | None = None,
         allow_archived: bool = True,
     ) -> Task:
-        """A task by id, or the newest task with this name (in this project, if given).
+        """A task by id (or a unique prefix of one, 4+ characters, as git takes), or the newest task with
+        this name (in this project, if given).
 
-        Raises TaskNotFound naming what was looked for.
+        Raises TaskNotFound naming what was looked for (an ambiguous prefix: its candidates).
         """
         db = get_database()
         if task_id:

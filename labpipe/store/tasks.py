@@ -103,12 +103,42 @@ def create_task(
     )
 
 
+#: the shortest id prefix taken for a whole id (as git's abbreviated hashes)
+MIN_PREFIX = 4
+
+
 def get_task(db: Database, task_id: str) -> TaskRow:
-    """The task with this id, or TaskNotFound naming it."""
+    """The task with this id, or with an id starting with it (a unique prefix of 4 or more characters,
+    as in git); TaskNotFound naming it (and, for an ambiguous prefix, its candidates) otherwise."""
     row = db.query_one("SELECT * FROM tasks WHERE id = ?", (task_id,))
     if row is None:
-        raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+        row = db.query_one("SELECT * FROM tasks WHERE id = ?", (resolve_prefix(db, task_id),))
     return TaskRow.from_row(row)
+
+
+def resolve_prefix(db: Database, prefix: str) -> str:
+    """The one task id that starts with `prefix`; TaskNotFound if none or several do.
+
+    One range scan of the primary key (ids are lowercase hex), so it costs the same over 100,000 tasks.
+    """
+    text = str(prefix).strip().lower()
+    if len(text) >= MIN_PREFIX and all(c in "0123456789abcdef" for c in text):
+        ids = [r[0] for r in db.query("SELECT id FROM tasks WHERE id >= ? AND id < ? ORDER BY id LIMIT 11", (text, text + "g"))]
+    else:
+        ids = []
+    if len(ids) == 1:
+        return ids[0]
+    if ids:
+        listed = "\n".join(f"  {_describe(db, i)}" for i in ids[:10]) + ("\n  ..." if len(ids) > 10 else "")
+        raise TaskNotFound(f"the id prefix {prefix!r} is ambiguous: {'more than 10' if len(ids) > 10 else len(ids)} tasks "
+                           f"start with it; give more characters:\n{listed}")
+    hint = "" if len(text) >= MIN_PREFIX else f" (a prefix needs {MIN_PREFIX} or more hex characters)"
+    raise TaskNotFound(f"no task with id {prefix!r}{hint} in the store {db.root}")
+
+
+def _describe(db: Database, task_id: str) -> str:
+    row = db.query_one("SELECT name, status, created FROM tasks WHERE id = ?", (task_id,))
+    return f"{task_id}  {row['status']:<11}  {row['name']}" if row else task_id
 
 
 def find_tasks(
