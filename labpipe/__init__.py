@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 from .config import set_store, store_path
+from .dataset import Dataset
 from .errors import (
     ArtifactError,
     BlobCorrupted,
+    DatasetError,
     IllegalTransition,
     LabpipeError,
     ParameterError,
@@ -33,6 +35,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError",
     "BlobCorrupted",
+    "Dataset",
+    "DatasetError",
     "IllegalTransition",
     "LabpipeError",
     "Logger",

@@ -323,8 +323,15 @@ def _register_results_commands() -> None:
         main.add_command(command)
 
 
+def _register_dataset_commands() -> None:
+    from . import dataset_commands
+
+    main.add_command(dataset_commands.datasets_command)
+
+
 _register_agent_commands()
 _register_results_commands()
+_register_dataset_commands()
 
 
 if __name__ == "__main__":

@@ -45,3 +45,7 @@ class PipelineError(LabpipeError):
 
 class Unfingerprintable(LabpipeError, TypeError):
     """A value has no stable fingerprint, so a call that receives it is not cached."""
+
+
+class DatasetError(LabpipeError, ValueError):
+    """A dataset is unknown, finalized when a draft is needed (or the other way), or given a bad path."""

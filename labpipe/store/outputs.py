@@ -158,7 +158,7 @@ def read_console(db: Database, task_id: str, after: int = 0) -> list[sqlite3.Row
 
 def referenced_hashes(db: Database) -> set[str]:
     rows = db.query(
-        "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots"
+        "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots UNION SELECT hash FROM dataset_files"
     )
     return {r[0] for r in rows}
 
@@ -166,6 +166,7 @@ def referenced_hashes(db: Database) -> set[str]:
 def delete_unreferenced_inline(db: Database, older_than: float) -> int:
     return db.execute(
         "DELETE FROM inline_blobs WHERE created < ? AND hash NOT IN "
-        "(SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots)",
+        "(SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots "
+        "UNION SELECT hash FROM dataset_files)",
         (older_than,),
     )
