@@ -482,7 +482,7 @@ class Task:
 
     def add_tags(self, tags: str | Iterable[str]) -> None:
         """Add tags, keeping the task's others (also those other processes add at the same time)."""
-        self._row = tasks.edit_tags(self._db, self.id, add=[tags] if isinstance(tags, str) else list(tags))
+        self._row.tags = tasks.edit_tags(self._db, self.id, add=[tags] if isinstance(tags, str) else list(tags))
 
     def set_tags(self, tags: Iterable[str]) -> None:
         """Replace all tags with these."""
@@ -499,10 +499,13 @@ class Task:
 
     def archive(self) -> None:
         """Add the 'archived' system tag: hidden from default listings, never a cache hit."""
-        self._row = tasks.edit_tags(self._db, self.id, add=[tasks.ARCHIVED_TAG], system=True)
+        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, add=[tasks.ARCHIVED_TAG], system=True))
 
     def unarchive(self) -> None:
-        self._row = tasks.edit_tags(self._db, self.id, remove=[tasks.ARCHIVED_TAG], system=True)
+        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, remove=[tasks.ARCHIVED_TAG], system=True))
+
+    def _set_system_tags_read(self, tags: list[str]) -> None:
+        self._row.system_tags, self._row.archived = tags, tasks.ARCHIVED_TAG in tags
 
     def set_archived(self, archive: bool) -> None:
         self.archive() if archive else self.unarchive()

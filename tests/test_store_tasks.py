@@ -52,11 +52,15 @@ def test_modify_task_returns_the_new_row_and_a_failing_change_writes_nothing():
 def test_edit_tags_adds_once_removes_and_keeps_the_order_and_the_archived_flag():
     db = get_database()
     task = Task.create(task_name="t", tags=["x", "y"])
-    assert tasks.edit_tags(db, task.id, add=["z", "x", "z"]).tags == ["x", "y", "z"]
-    assert tasks.edit_tags(db, task.id, add=["w"], remove=["y"]).tags == ["x", "z", "w"]
-    row = tasks.edit_tags(db, task.id, add=["archived"], system=True)
+    assert tasks.edit_tags(db, task.id, add=["z", "x", "z"]) == ["x", "y", "z"]
+    assert tasks.edit_tags(db, task.id, add=["w"], remove=["y"]) == ["x", "z", "w"]
+    assert tasks.edit_tags(db, task.id, add=["archived"], system=True) == ["archived"]
+    row = tasks.get_task(db, task.id)
     assert row.system_tags == ["archived"] and row.archived and row.tags == ["x", "z", "w"]
-    assert not tasks.edit_tags(db, task.id, remove=["archived"], system=True).archived
+    assert tasks.edit_tags(db, task.id, remove=["archived"], system=True) == []
+    assert not tasks.get_task(db, task.id).archived
+    with pytest.raises(TaskNotFound, match="no task with id 'nope'"):
+        tasks.edit_tags(db, "nope", add=["x"])
 
 
 def test_set_params_only_missing_keeps_a_value_already_there():

@@ -202,20 +202,28 @@ def modify_task(db: Database, task_id: str, change: Callable[[TaskRow], Mapping[
     return db.write(edit)
 
 
-def edit_tags(db: Database, task_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), system: bool = False) -> TaskRow:
-    """Add and remove tags (system tags if `system`) of a task, keeping the others and their order; returns the new row.
+def edit_tags(db: Database, task_id: str, *, add: Iterable[str] = (), remove: Iterable[str] = (), system: bool = False) -> list[str]:
+    """Add and remove tags (system tags if `system`) of a task, keeping the others and their order;
+    returns the task's tags now.
 
-    One transaction (`modify_task`), so tags added from several processes at once are all kept.
+    One transaction that reads the tags it changes, so tags added from several processes at once are
+    all kept. (Reads only that column: a task's other JSON columns can be large.)
     """
     adding, removing = list(dict.fromkeys(add)), set(remove)
     column = "system_tags" if system else "tags"
 
-    def change(row: TaskRow) -> dict:
-        old = row.system_tags if system else row.tags
+    def edit(c: sqlite3.Connection) -> list[str]:
+        row = c.execute(f"SELECT {column} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise TaskNotFound(f"no task with id {task_id!r} in the store {db.root}")
+        old = json.loads(row[0])
         new = [t for t in old if t not in removing] + [t for t in adding if t not in old and t not in removing]
-        return {column: new} if new != old else {}
+        if new != old:
+            sql, args = _update_sql({column: new})
+            c.execute(sql, (*args, task_id))
+        return new
 
-    return modify_task(db, task_id, change)
+    return db.write(edit)
 
 
 def _update_sql(fields: Mapping[str, Any]) -> tuple[str, list]:
