@@ -19,6 +19,7 @@ from .errors import (
     QueueError,
     StepFailed,
     StoreError,
+    StoreTooNew,
     TaskNotFound,
 )
 from .logger import Logger
@@ -46,6 +47,7 @@ __all__ = [
     "StepFailed",
     "StorageManager",
     "StoreError",
+    "StoreTooNew",
     "Task",
     "TaskNotFound",
     "TaskTypes",
