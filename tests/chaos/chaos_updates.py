@@ -4,7 +4,7 @@ Each scenario runs real processes against a real store under `workdir` and retur
 - concurrent_tags / concurrent_params: many processes edit one task at once; nothing may be lost.
 - racing_transitions: processes race to start, then to complete or stop, the same tasks; each
   transition has exactly one winner and no winner's status is overwritten.
-- version_skew: older-labpipe workers (one running a task, one idle) and writers hold the store open
+- version_skew: older-labpipe workers (one running a task, idle ones) and writers hold the store open
   while a newer labpipe migrates it; each stops at its next write, writing nothing more, and each
   worker exits with code 3 and one line.
 """
@@ -197,10 +197,12 @@ def version_skew(workdir: Path, full: bool) -> dict:
             db.connection()  # the store, at this (older) labpipe's version
             busy = Task.create_function_task(_sleep_task, task_name="running during the upgrade")
             Task.enqueue(busy, queue_name="skew")
-            worker_config = json.dumps({"store": str(root), "queues": ["skew"], "kind": "pool", "lease_seconds": 4.0, "grace": 1.0})
-            old_workers = [subprocess.Popen([sys.executable, "-m", "labpipe.agent.spawned", worker_config, str(os.getpid())],
-                                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                           for _ in range(workers)]
+            # the last worker serves a queue nobody enqueues on: nothing wakes it, its heartbeat must stop it
+            old_workers = [subprocess.Popen(
+                [sys.executable, "-m", "labpipe.agent.spawned",
+                 json.dumps({"store": str(root), "queues": ["skew" if k < workers - 1 else "elsewhere"], "kind": "pool",
+                             "lease_seconds": 4.0, "grace": 1.0}), str(os.getpid())],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(workers)]
             procs += old_workers
             old_writers = [subprocess.Popen([sys.executable, "-c", OLD_WRITER], env=env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(writers)]
