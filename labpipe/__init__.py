@@ -21,6 +21,7 @@ from .errors import (
     QueueError,
     StepFailed,
     StoreError,
+    StoreTooNew,
     TaskNotFound,
 )
 from .logger import Logger
@@ -50,6 +51,7 @@ __all__ = [
     "StepFailed",
     "StorageManager",
     "StoreError",
+    "StoreTooNew",
     "Task",
     "TaskNotFound",
     "TaskTypes",

@@ -11,6 +11,11 @@ class StoreError(LabpipeError):
     """The store cannot be opened or used (bad path, newer schema, not SQLite, network filesystem)."""
 
 
+class StoreTooNew(StoreError):
+    """The store's schema is newer than this labpipe's: a newer labpipe upgraded it (maybe while this
+    process ran). This process must stop writing to it: upgrade labpipe and restart it."""
+
+
 class TaskNotFound(LabpipeError, LookupError):
     """No task matches the id or the project + name that was asked for."""
 
