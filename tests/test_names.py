@@ -191,3 +191,10 @@ def test_file_name_for_is_always_one_safe_path_component(name, suffix):
         return
     if len((name + suffix).encode("utf-8")) <= 255:
         assert safe == name + suffix  # a valid name keeps its file name (table -> table.pkl)
+
+
+def test_a_monitor_artifacts_target_is_an_artifact_name_checked_at_declaration():
+    with pytest.raises(InvalidName, match=r"step 'step_fn': monitor_artifacts: artifact name '\.\./up'"):
+        PipelineDecorator.component(monitor_artifacts=[("return_object", "../up")])(step_fn)
+    with pytest.raises(InvalidName, match=r"step 'a': monitor_artifacts: artifact name 'x/y'"):
+        PipelineController(name="ctl", project="t", version="1").add_function_step("a", step_fn, monitor_artifacts=["x/y"])

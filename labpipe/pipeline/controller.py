@@ -39,7 +39,7 @@ from .pipeline_task import (
 )
 from .proxy import StepResult
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable
+from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
 
@@ -211,6 +211,7 @@ class PipelineController:
         cache_executed_step: reuse an identical earlier run. Raises TaskNotFound for a missing base task.
         """
         self._check_new(name, execution_queue)
+        monitor_pairs(monitor_artifacts, "monitor_artifacts", name)
         if base_task_factory is None:
             if base_task_id is None:
                 if not base_task_name:
@@ -282,6 +283,7 @@ class PipelineController:
         to values at launch. function_return: the names of the return values (artifacts).
         """
         self._check_new(name, execution_queue, task_name)
+        monitor_pairs(monitor_artifacts, "monitor_artifacts", name)
         for value in function_return or ():
             names.check_artifact_name(value, kind="return value", where=f"step {name!r}")
         if not callable(function):

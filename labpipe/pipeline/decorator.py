@@ -45,7 +45,7 @@ from .pipeline_task import (
 )
 from .proxy import is_result
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable
+from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
 
@@ -73,6 +73,7 @@ class Component:
             names.check_artifact_name(value, kind="return value", where=f"step {self.name!r}")
         if settings.get("execution_queue") is not None:
             names.check_queue_name(settings["execution_queue"], where=f"step {self.name!r}")
+        monitor_pairs(settings.get("monitor_artifacts"), "monitor_artifacts", self.name)
         self._code_key: StepCodeKey | None = None
         self._signature = inspect.signature(func)
 
