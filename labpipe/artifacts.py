@@ -236,5 +236,6 @@ class Artifact:
     def get_local_copy(self, extract_archive: bool = True) -> str:
         """A local path with the artifact's content (a folder for folder artifacts)."""
         kind = self.type if extract_archive else "file"
-        name = self.filename if (extract_archive or self.type != "folder") else self.filename + ".zip"
+        zipped = not extract_archive and self.type == "folder"
+        name = contained.file_name_for(self.filename, ".zip", fallback=self.hash) if zipped else self.filename
         return str(materialize(self._db, self.hash, kind, name, what=self.what))

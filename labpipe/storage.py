@@ -95,7 +95,7 @@ class StorageManager:
             kind = "folder" if model["filename"].endswith("/") else "file"
             fname = model["filename"].rstrip("/")
         if kind == "folder" and not extract_archive:
-            kind, fname = "file", fname + ".zip"
+            kind, fname = "file", contained.file_name_for(fname, ".zip", fallback=digest)
         elif kind not in ("file", "folder"):
             kind = "file"  # a pickle or .npy: hand out the file itself
         return str(_artifacts.materialize(db, digest, kind, fname or filename, what=f"labpipe://{digest}"))

@@ -186,3 +186,16 @@ def test_a_damaged_content_address_in_a_row_is_refused(store):
     with pytest.raises(ArtifactError, match="is not a blob hash"):
         task.artifacts["bad"].get_local_copy()
     assert not (store.parent / "x").exists()
+
+
+def test_a_folder_artifact_named_at_the_length_limit_keeps_its_zip_apart_from_its_folder(tmp_path):
+    name = "d" * 255
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "f.txt").write_text("x")
+    task = Task.create(task_name="t")
+    task.upload_artifact("data", folder)
+    art = task.artifacts["data"]
+    extracted, zipped = Path(art.get_local_copy()), Path(art.get_local_copy(extract_archive=False))
+    assert extracted.is_dir() and zipped.is_file() and zipped.name.endswith(".zip") and extracted != zipped
+    assert Path(StorageManager.get_local_copy(art.url, extract_archive=False)) == zipped
