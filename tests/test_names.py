@@ -168,7 +168,7 @@ def test_cli_artifact_with_a_nul_or_five_thousand_character_name_is_one_line():
         assert "has no artifact" in result.output and len(result.output) < 400 and "Traceback" not in result.output
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)  # no .hypothesis folder in the checkout
 @given(st.text(max_size=300))
 def test_any_text_is_either_a_valid_name_or_a_typed_refusal(name):
     for check in (check_artifact_name, check_step_name, check_queue_name,
@@ -179,7 +179,7 @@ def test_any_text_is_either_a_valid_name_or_a_typed_refusal(name):
             assert "is not valid:" in str(exc)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)  # no .hypothesis folder in the checkout
 @given(st.text(max_size=400), st.sampled_from(["", ".pkl", ".npy", ".zip"]))
 def test_file_name_for_is_always_one_safe_path_component(name, suffix):
     safe = file_name_for(name, suffix, fallback="h" * 32)

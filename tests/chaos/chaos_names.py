@@ -142,6 +142,7 @@ def fuzzed_names(workdir: Path, full: bool) -> dict:
     from click.testing import CliRunner
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import strategies as st
+    from hypothesis.configuration import set_hypothesis_home_dir
 
     from labpipe import PipelineController, PipelineDecorator, Task
     from labpipe.cli import main
@@ -159,6 +160,7 @@ def fuzzed_names(workdir: Path, full: bool) -> dict:
     untyped: list[str] = []
     old_cwd = os.getcwd()
     os.chdir(cwd)
+    set_hypothesis_home_dir(Path(workdir) / ".hypothesis")  # its caches go under workdir, not the checkout
     runner = CliRunner()
     try:
         with _Store(store_root):
@@ -276,6 +278,7 @@ def fuzzed_names(workdir: Path, full: bool) -> dict:
                             if Path(p).parent != store_root)
     finally:
         os.chdir(old_cwd)
+        set_hypothesis_home_dir(None)
     return {
         **counts,
         "outside_files": len(escaped),
