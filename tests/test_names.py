@@ -166,6 +166,10 @@ def test_cli_artifact_with_a_nul_or_five_thousand_character_name_is_one_line():
         result = CliRunner().invoke(main, ["artifact", task.id, name, "-o", "-"])
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, no exception
         assert "has no artifact" in result.output and len(result.output) < 400 and "Traceback" not in result.output
+    for output in ("x" * 5000, "y" * 300 + "/z"):  # -o paths the filesystem cannot take: one line too
+        result = CliRunner().invoke(main, ["artifact", task.id, "table", "-o", output])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert result.output.startswith("labpipe: cannot write")
 
 
 @settings(max_examples=200, deadline=None, database=None)  # no .hypothesis folder in the checkout
