@@ -62,8 +62,8 @@ def _output_path(output: str, name: str) -> tuple[Path, bool]:
     try:
         if out.is_dir():
             inner = out / contained.file_name_for(name, fallback="artifact")
-            if not contained.inside(out, inner.parent):
-                raise LabpipeError(f"cannot write {inner}: it would land outside {out}")
+            if not contained.inside(out, inner):  # e.g. a link planted there, pointing elsewhere
+                raise LabpipeError(f"cannot write {inner}: it leads outside {out} (a link?); remove it or choose another path")
             return inner, False
         if output.endswith(("/", os.sep)):
             raise LabpipeError(f"cannot write {output}: no such folder; create it first (mkdir -p {output}) or choose another path")

@@ -138,8 +138,14 @@ def test_labpipe_artifact_o_never_writes_through_a_link_inside_the_folder(tmp_pa
     victim.write_text("keep")
     (out / "table.pkl").symlink_to(victim)
     result = CliRunner().invoke(main, ["artifact", task.id, "table", "-o", str(out)])
-    assert result.exit_code == 1 and "symbolic link" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 1 and "leads outside" in result.output and "Traceback" not in result.output
     assert victim.read_text() == "keep"
+    (out / "table.pkl").unlink()
+    (out / "inner-victim").write_text("keep")
+    (out / "table.pkl").symlink_to(out / "inner-victim")  # a link that stays inside: refused all the same
+    result = CliRunner().invoke(main, ["artifact", task.id, "table", "-o", str(out)])
+    assert result.exit_code == 1 and "symbolic link" in result.output
+    assert (out / "inner-victim").read_text() == "keep"
     # a folder artifact into a folder holding a link where one of its sub-folders goes
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
