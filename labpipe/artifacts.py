@@ -15,20 +15,25 @@ import io
 import logging
 import os
 import pickle
+import re
 import reprlib
+import shutil
+import stat
 import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ArtifactError
+from . import contained
+from .errors import ArtifactError, UnsafePath
 from .store import blobs
 
 if TYPE_CHECKING:
     from .store.db import Database
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_DIGEST = re.compile(r"[0-9a-f]{32}")
 _repr = reprlib.Repr()
 _repr.maxstring = 200
 _repr.maxother = 200
@@ -84,7 +89,7 @@ def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) 
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(arr))
         body = (arr.T if not arr.flags.c_contiguous else arr).reshape(-1).view(np.uint8)
-        return blobs.prepare(db, [header.getvalue(), body]), "numpy", f"{name}.npy"
+        return blobs.prepare(db, [header.getvalue(), body]), "numpy", contained.file_name_for(name, ".npy", fallback="artifact")
     try:
         import cloudpickle
 
@@ -95,7 +100,7 @@ def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) 
             f"it cannot be pickled ({type(exc).__name__}: {exc}); store something picklable, or a file path"
         ) from None
     kind = "pandas" if type(obj).__module__.startswith("pandas") else "pickle"
-    return blobs.prepare(db, [data]), kind, f"{name}.pkl"
+    return blobs.prepare(db, [data]), kind, contained.file_name_for(name, ".pkl", fallback="artifact")
 
 
 def decode(data: bytearray, kind: str) -> Any:
@@ -152,32 +157,46 @@ def materialize(db: Database, digest: str, kind: str, filename: str, *, what: st
 
     Copies live in `<store>/cache/<hash>/`, made once per content and verified first; the store's
     own blob files are never handed out (editing one would corrupt every artifact sharing it).
-    """
-    target_dir = db.root / "cache" / digest
-    target = target_dir / (filename or digest)
-    if target.exists():
-        return target
-    data = blobs.read(db, digest, what=what)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target_dir / f".tmp-{os.getpid()}"
-    if kind == "folder":
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            zf.extractall(tmp)
-            for info in zf.infolist():
-                mode = (info.external_attr >> 16) & 0o777
-                if mode and not info.is_dir():
-                    os.chmod(tmp / info.filename, mode)
-    else:
-        tmp.write_bytes(data)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process placed it first
-        if tmp.is_dir():
-            import shutil
 
+    `filename` comes from a row (maybe written by another user or an older labpipe), so it is never
+    used as a path: the copy is named `contained.file_name_for(filename)`, made through
+    `contained` (no link followed, 0700 folders, 0600 files) and renamed into place when complete.
+    """
+    if not _DIGEST.fullmatch(digest or ""):
+        raise ArtifactError(f"{what}: its recorded content address {digest[:80]!r} is not a blob hash; the row is damaged")
+    try:
+        cache = contained.private_dir(db.root / "cache")
+        target_dir = contained.private_dir(cache / digest)
+    except UnsafePath as exc:
+        raise UnsafePath(f"{what}: {exc}") from None
+    target = target_dir / contained.file_name_for(filename, fallback=digest)
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        wanted = stat.S_ISDIR if kind == "folder" else stat.S_ISREG
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePath(f"{what}: {target} is a symbolic link; labpipe never follows links in its cache: remove it")
+        if wanted(st.st_mode):
+            return target
+        raise UnsafePath(f"{what}: {target} is not a {'folder' if kind == 'folder' else 'file'}; move it away")
+    data = blobs.read(db, digest, what=what)
+    tmp = contained.temp_name(target_dir)
+    try:
+        if kind == "folder":
+            contained.extract_zip(data, tmp, what=what)
+        else:
+            contained.write_new_file(tmp, data)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process placed it first (a folder cannot replace a full folder)
+            pass
+    finally:
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
-            tmp.unlink()
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
     return target
 
 
@@ -217,5 +236,6 @@ class Artifact:
     def get_local_copy(self, extract_archive: bool = True) -> str:
         """A local path with the artifact's content (a folder for folder artifacts)."""
         kind = self.type if extract_archive else "file"
-        name = self.filename if (extract_archive or self.type != "folder") else self.filename + ".zip"
+        zipped = not extract_archive and self.type == "folder"
+        name = contained.file_name_for(self.filename, ".zip", fallback=self.hash) if zipped else self.filename
         return str(materialize(self._db, self.hash, kind, name, what=self.what))

@@ -156,14 +156,17 @@ def archive_cmd(task_ids, undo):
                    "artifact inside it under its file name (e.g. table.pkl), as cp does. The folder it goes into must exist.")
 def artifact_cmd(task_id, name, output):
     """Write a task's artifact to a file (or folder)."""
+    from . import contained
     from .errors import ArtifactError
+    from .names import shown
     from .task import Task
 
     require_store()
     t = Task.get_task(task_id=task_id)
     arts = t.artifacts
     if name not in arts:
-        raise ArtifactError(f"task {task_id} has no artifact {name!r}; it has: {', '.join(arts) or 'none'}")
+        listed = ", ".join(shown(a) for a in list(arts)[:20]) + (", ..." if len(arts) > 20 else "")
+        raise ArtifactError(f"task {task_id} has no artifact {shown(name)}; it has: {listed or 'none'}")
     art = arts[name]
     src = Path(art.get_local_copy())
     if output == "-":  # the bytes to stdout, for piping
@@ -173,12 +176,12 @@ def artifact_cmd(task_id, name, output):
             shutil.copyfileobj(fh, click.get_binary_stream("stdout"))
         click.echo(f"wrote {art.filename or name} to stdout ({art.type}, {art.size:,d} bytes)", err=True)
         return
-    out = output_path(output, art.filename or name)
-    try:
+    out, typed = output_path(output, art.filename or name)
+    try:  # nothing below a typed path, nor a name labpipe chose, is written through a link
         if src.is_dir():
-            shutil.copytree(src, out, dirs_exist_ok=True)
+            contained.copy_tree(src, out, follow=typed)
         else:
-            shutil.copyfile(src, out)
+            contained.copy_file(src, out, follow=typed)
     except OSError as exc:
         raise cannot_write(out, exc) from None
     click.echo(f"wrote {out} ({art.type}, {art.size:,d} bytes)")
@@ -210,12 +213,17 @@ def plot_cmd(pipeline_id, output):
     from .pipeline.render import plot_pipeline
 
     require_store()
-    out = output_path(output, "dag.png")
+    out, typed = output_path(output, "dag.png")
     if out.suffix.lower() != ".png":
         raise click.UsageError(f"labpipe plot writes PNG: name the output {out.with_suffix('.png').name!r}, not {out.name!r}")
     png = plot_pipeline(pipeline_id)
     try:
-        out.write_bytes(png)
+        if typed:
+            out.write_bytes(png)
+        else:  # dag.png inside a folder: never written through a link there
+            from . import contained
+
+            contained.replace_file(out, png)
     except OSError as exc:
         raise cannot_write(out, exc) from None
     click.echo(f"wrote {out} ({len(png):,d} bytes)")
@@ -264,6 +272,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     """
     from . import params
     from .errors import ParameterError, QueueError
+    from .names import check_label, check_queue_name
     from .store import leases, tasks
     from .task import Task
     from .waiting import WORKER_MAX_AGE
@@ -281,6 +290,10 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
         given[key] = item
     if queue is not None and not queue.strip():
         raise QueueError("--enqueue needs a queue name, e.g. --enqueue default (a pipeline: --enqueue services)")
+    if queue is not None:
+        check_queue_name(queue, where="--enqueue")
+    if name is not None:
+        check_label(name, kind="task", where="--name", allow_empty=False)
     source = Task.get_task(task_id=task_id)
     known = source.get_parameters()
     for key, value in list(values.items()):

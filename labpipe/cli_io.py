@@ -44,23 +44,33 @@ def emit(as_json: bool, payload, text: str) -> None:
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 
-def output_path(output: str, name: str) -> Path:
-    """Where an `-o` output goes: into an existing folder as `name`, else at `output` itself.
+def output_path(output: str, name: str) -> tuple[Path, bool]:
+    """Where an `-o` output goes, and whether it is the path the user typed: into an existing folder
+    as `name`, else at `output` itself.
 
-    The folder it lands in must exist already (no folders are made up from a mistyped path); a missing
-    or wrong one is one clear error naming it.
+    `name` comes from the store (a recorded file name), so it is made a safe file name first and a
+    link at the resulting path is never followed (see `contained`). The folder it lands in must exist
+    already (no folders are made up from a mistyped path); a missing or wrong one is one clear error.
     """
+    from . import contained
+
     out = Path(output).expanduser()
-    if out.is_dir():
-        return out / name
-    if output.endswith(("/", os.sep)):
-        raise LabpipeError(f"cannot write {output}: no such folder; create it first (mkdir -p {output}) or choose another path")
-    folder = out.parent
-    if not folder.is_dir():
-        if folder.exists():
-            raise LabpipeError(f"cannot write {out}: {folder} is not a folder; choose another path")
-        raise LabpipeError(f"cannot write {out}: no such folder {folder}; create it first (mkdir -p {folder}) or choose another path")
-    return out
+    try:
+        if out.is_dir():
+            inner = out / contained.file_name_for(name, fallback="artifact")
+            if not contained.inside(out, inner):  # e.g. a link planted there, pointing elsewhere
+                raise LabpipeError(f"cannot write {inner}: it leads outside {out} (a link?); remove it or choose another path")
+            return inner, False
+        if output.endswith(("/", os.sep)):
+            raise LabpipeError(f"cannot write {output}: no such folder; create it first (mkdir -p {output}) or choose another path")
+        folder = out.parent
+        if not folder.is_dir():
+            if folder.exists():
+                raise LabpipeError(f"cannot write {out}: {folder} is not a folder; choose another path")
+            raise LabpipeError(f"cannot write {out}: no such folder {folder}; create it first (mkdir -p {folder}) or choose another path")
+    except OSError as exc:  # a name too long for the filesystem, a folder we may not look into, ...
+        raise cannot_write(out, exc) from None
+    return out, True
 
 
 def cannot_write(out: Path, exc: OSError) -> LabpipeError:

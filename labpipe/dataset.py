@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from . import contained, names
 from .config import INLINE_BLOB_MAX
 from .errors import DatasetError
 from .store import blobs
@@ -123,7 +124,8 @@ class Dataset:
             raise DatasetError("Dataset.create needs dataset_name= (and dataset_project=, unless a parent gives it)")
         if dataset_project is None:
             raise DatasetError(f"Dataset.create({dataset_name!r}) needs dataset_project= (or parent_datasets= to take it from)")
-        name, project = str(dataset_name), str(dataset_project)
+        name = names.check_label(dataset_name, kind="dataset", where="Dataset.create", allow_empty=False)
+        project = names.check_label(dataset_project, kind="project", where="Dataset.create")
         if dataset_version is None:
             versions = [d.version for d, _, _ in store.find_datasets(db, project=project, name=name)]
             dataset_version = next_version(max(versions, key=_version_key)) if versions else DEFAULT_VERSION
@@ -449,7 +451,7 @@ class Dataset:
         target = self._db.root / "cache" / "datasets" / self.id
         if (target / _COMPLETE_MARK).is_file():
             return str(target)
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        contained.private_dirs(self._db.root, ["cache", "datasets"])  # 0700, never through a link
         tmp = target.parent / f".tmp-{self.id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -546,11 +548,11 @@ def _walk(source: str, recursive: bool) -> Iterable[tuple[str, int, int]]:
     if stat.S_ISREG(st.st_mode):
         yield source, st.st_size, stat.S_IMODE(st.st_mode)
         return
-    for dirpath, dirs, names in os.walk(source):
+    for dirpath, dirs, file_names in os.walk(source):
         dirs.sort()
         if not recursive:
             dirs.clear()
-        for name in sorted(names):
+        for name in sorted(file_names):
             file = os.path.join(dirpath, name)
             st = os.stat(file)
             if stat.S_ISREG(st.st_mode):

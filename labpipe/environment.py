@@ -46,12 +46,13 @@ def installed() -> tuple[dict[str, list[str]], dict[str, str]]:
     except (OSError, ValueError, KeyError):
         pass
     modules, versions = _scan()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"modules": modules, "versions": versions}), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:  # a read-only store still works, just slower
+    from . import contained
+    from .errors import UnsafePath
+
+    try:  # 0600 in a 0700 folder, like everything in the store
+        contained.private_dir(path.parent)
+        contained.replace_file(path, json.dumps({"modules": modules, "versions": versions}).encode("utf-8"))
+    except (OSError, UnsafePath):  # a read-only store (or none yet, or a link planted there) works, just slower
         pass
     return modules, versions
 

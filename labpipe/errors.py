@@ -32,6 +32,14 @@ class BlobCorrupted(ArtifactError):
     """A blob's bytes no longer match the hash that names them."""
 
 
+class InvalidName(LabpipeError, ValueError):
+    """A name (artifact, return value, step, task, project, queue, model) breaks the rules in labpipe/names.py."""
+
+
+class UnsafePath(ArtifactError):
+    """A file labpipe was about to write would land outside its folder, or through a symbolic link."""
+
+
 class ParameterError(LabpipeError, ValueError):
     """A hyperparameter name or value is malformed."""
 

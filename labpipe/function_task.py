@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import names as _names
 from . import params as _params
 from .errors import LabpipeError
 from .source import is_library_path
@@ -326,8 +327,11 @@ def build_function_task(
     main = function_source(func)
     helpers = [function_source(h) for h in helper_functions]
     names = [return_values] if isinstance(return_values, str) else list(return_values or ())
-    if any(not isinstance(n, str) or not n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"return_values must be distinct non-empty names, got {return_values!r}")
+    label = f"function task {task_name or func_name or main.name!r}"
+    for name in names:
+        _names.check_artifact_name(name, kind="return value", where=label)
+    if len(set(names)) != len(names):
+        raise ValueError(f"return_values must be distinct names, got {return_values!r}")
     unknown = set(kwargs) - main.parameters
     if unknown and not main.takes_any_keyword:
         raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {main.signature}")
@@ -367,6 +371,13 @@ def build_function_task(
         else:
             objects[arg] = value
 
+    for arg in objects:  # uploaded as artifacts once the task exists: checked before it does
+        _names.check_artifact_name(KWARG_ARTIFACT_PREFIX + arg, where=f"{label}, argument {arg!r}")
+    for value, check in ((task_name, "task"), (project_name, "project")):
+        if value is not None:
+            _names.check_label(value, kind=check, where=label)
+    if queue is not None:
+        _names.check_queue_name(queue, where=label)
     db = get_database()
     row = tasks.create_task(
         db,

@@ -7,6 +7,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from . import artifacts as _artifacts
+from . import names as _names
 from .errors import ArtifactError
 from .store import outputs
 
@@ -73,6 +74,8 @@ class OutputModel:
                  tags: list[str] | None = None, comment: str | None = None, **_ignored: Any):
         from .task import Task
 
+        if name is not None:
+            _names.check_label(name, kind="model", where="OutputModel")
         task = task or Task.current_task()
         if task is None:
             raise ArtifactError("OutputModel needs a task: pass task=..., or call Task.init() first")

@@ -115,7 +115,7 @@ def prepare_repo(store_root: Path, repo: str, branch: str | None, commit: str | 
             commit=sha,
             timeout=_CHECKOUT_TIMEOUT,
         )
-        ready.touch()
+        os.close(os.open(ready, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
     log.info("prepared worktree of %s at %s in %s", path, sha[:12], tree)
     return tree
 
@@ -170,7 +170,8 @@ def _git(
     env.update(GIT_TERMINAL_PROMPT="0", LC_ALL="C")  # never prompt; English messages we can read
     cmd = ["git", "-C", str(path), *args]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+        # umask 077: a worktree's files and folders are the user's code, private like the rest of the store
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False, umask=0o077)
     except FileNotFoundError as exc:
         raise RepoError(
             f"repo {repo!r} (commit {commit or 'HEAD'}): the `git` command is not installed; install git to run tasks with repo="

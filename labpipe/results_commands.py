@@ -7,7 +7,6 @@ drawing is `labpipe.figures` (matplotlib, imported only when something is drawn)
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -44,18 +43,13 @@ def _pick(scalars: dict, metrics: tuple[str, ...], task) -> dict:
 
 
 def _write(out: Path, data: bytes) -> None:
-    """Write a new file or replace a regular one; never follow a symlink someone left at that name."""
+    """Write a new file or replace one, privately; never through a link someone left at that name."""
+    from . import contained
+
     try:
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        contained.replace_file(out, data)
     except OSError as exc:
-        if os.path.islink(out):
-            raise LabpipeError(f"cannot write {out}: it is a symbolic link; remove it or choose another path") from None
         raise cannot_write(out, exc) from None
-    with os.fdopen(fd, "wb") as fh:
-        try:
-            fh.write(data)
-        except OSError as exc:
-            raise cannot_write(out, exc) from None
 
 
 @click.command("scalars")
@@ -75,7 +69,7 @@ def scalars_command(task_id: str, metrics: tuple[str, ...], output: str | None, 
             raise LabpipeError(f"cannot write {output}: scalars are drawn as PNG; give a .png file name or a folder")
         from .figures import draw_scalars
 
-        out = output_path(output, "scalars.png")
+        out, _typed = output_path(output, "scalars.png")
         _write(out, draw_scalars([(task.id[:8], scalars)]))
         click.echo(f"wrote {out}")
         return
@@ -178,7 +172,7 @@ def compare_command(task_ids: tuple[str, ...], show_all: bool, output: str | Non
         curves = [(r.id[:8], r.get_reported_scalars()) for r in runs]
         if not any(c for _, c in curves):
             raise LabpipeError("none of these runs reported scalars; there are no curves to overlay")
-        out = output_path(output, "compare.png")
+        out, _typed = output_path(output, "compare.png")
         _write(out, draw_scalars(curves))
     text = table(rows, ["", "kind", "name", *columns]) if rows else "(no differences; --all lists everything)"
     if output and not as_json:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import xxhash
 
-from .errors import ArtifactError
+from . import contained
+from .errors import ArtifactError, UnsafePath
 from .store.db import get_database
 
 
@@ -48,26 +49,34 @@ class StorageManager:
             return cls._labpipe_copy(db, parsed.netloc, parsed.path.lstrip("/"), extract_archive)
         if parsed.scheme in ("http", "https"):
             key = xxhash.xxh3_128(url.encode()).hexdigest()
-            folder = db.root / "cache" / "http" / key
-            target = folder / (name or os.path.basename(parsed.path) or "download")
-            if target.exists() and not force_download:
+            # the file name comes from the url (or the caller): made safe, never a path of its own
+            db.connection()  # the store folder exists (and is checked) before anything goes into it
+            folder = contained.private_dirs(db.root, ("cache", "http", key))
+            target = folder / contained.file_name_for(name or os.path.basename(parsed.path), fallback="download")
+            if os.path.lexists(target) and not force_download:
+                if os.path.islink(target):
+                    raise UnsafePath(f"StorageManager.get_local_copy: {target} is a symbolic link; remove it")
                 return str(target)
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".tmp-{os.getpid()}"
+            tmp = contained.temp_name(folder)
             from urllib.request import urlopen
 
             try:
-                with urlopen(url, timeout=60) as resp, open(tmp, "wb") as fh:
-                    shutil.copyfileobj(resp, fh)
+                with urlopen(url, timeout=60) as resp:
+                    contained.write_new_file(tmp, resp)
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 raise FileNotFoundError(f"StorageManager.get_local_copy: cannot download {url}: {exc}") from None
             os.replace(tmp, target)
             if extract_archive and zipfile.is_zipfile(target):
-                out = folder / (target.stem + "_extracted")
-                if not out.exists():
-                    with zipfile.ZipFile(target) as zf:
-                        zf.extractall(out)
+                out = folder / contained.file_name_for(target.stem, "_extracted", fallback="download")
+                if not os.path.lexists(out):
+                    part = contained.temp_name(folder)
+                    try:
+                        contained.extract_zip(target, part, what=f"StorageManager.get_local_copy({url})")
+                        os.replace(part, out)
+                    finally:
+                        if os.path.isdir(part):
+                            shutil.rmtree(part, ignore_errors=True)
                 return str(out)
             return str(target)
         raise ValueError(f"StorageManager: unsupported url scheme {parsed.scheme!r} in {url}; labpipe handles local paths, file://, http(s):// and labpipe://")
@@ -86,7 +95,7 @@ class StorageManager:
             kind = "folder" if model["filename"].endswith("/") else "file"
             fname = model["filename"].rstrip("/")
         if kind == "folder" and not extract_archive:
-            kind, fname = "file", fname + ".zip"
+            kind, fname = "file", contained.file_name_for(fname, ".zip", fallback=digest)
         elif kind not in ("file", "folder"):
             kind = "file"  # a pickle or .npy: hand out the file itself
         return str(_artifacts.materialize(db, digest, kind, fname or filename, what=f"labpipe://{digest}"))

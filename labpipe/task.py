@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts as _artifacts
+from . import names as _names
 from . import params as _params
 from . import status as _status
 from .config import LEASE_SECONDS
-from .errors import ArtifactError, TaskNotFound
+from .errors import TaskNotFound
 from .session import LocalSession
 from .store import outputs, tasks
 from .store.db import Database, get_database
@@ -139,6 +140,7 @@ class Task:
         docker, docker_args, docker_bash_setup_script, repo, branch, commit: recorded requirements for
         the worker that runs it.
         """
+        _check_task_names(task_name, project_name, "Task.create")
         definition: dict[str, Any] = {}
         if script is not None:
             path = Path(script).expanduser().absolute()
@@ -206,6 +208,7 @@ class Task:
         console log. Under a worker running an enqueued task: returns that task, with the parameters
         (possibly overridden on a clone) that `connect()` then applies.
         """
+        _check_task_names(task_name, project_name, "Task.init")
         with cls._current_lock:
             if cls._current is not None:
                 return cls._current
@@ -320,6 +323,7 @@ class Task:
 
         name: the clone's name (default: the source's). parent: default the source task.
         """
+        _check_task_names(name, project, "Task.clone")
         source_id = source_task.id if isinstance(source_task, Task) else str(source_task)
         db = get_database()
         row = tasks.clone_task(db, source_id, name=name, parent=parent, project=project)
@@ -331,6 +335,8 @@ class Task:
     @classmethod
     def enqueue(cls, task: Task | str, queue_name: str | None = None, priority: int = 0, **_ignored: Any) -> Task:
         """Put a task on a queue for a worker to run (default queue: 'default')."""
+        if queue_name is not None:
+            _names.check_queue_name(queue_name, where="Task.enqueue")
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
         task._row = tasks.enqueue(task._db, task.id, queue_name or "default", priority)
         from .store.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
@@ -397,6 +403,7 @@ class Task:
         return self.reload()._row.status_message
 
     def set_name(self, name: str) -> None:
+        _names.check_label(name, kind="task", where=f"task {self.id}: set_name", allow_empty=False)
         tasks.update_task(self._db, self.id, name=name)
         self._row.name = name
 
@@ -589,8 +596,7 @@ class Task:
         Replaces an artifact of the same name. An object that cannot be pickled raises ArtifactError
         naming the artifact and the type, and nothing is written.
         """
-        if not isinstance(name, str) or not name:
-            raise ArtifactError(f"artifact name must be a non-empty string, got {name!r}")
+        _names.check_artifact_name(name, where=f"task {self.id}: upload_artifact")
         what = f"artifact {name!r} of task {self.id}"
         ref, kind, filename = _artifacts.encode(self._db, name, artifact_object, what=what)
         text = str(preview) if preview is not None else (
@@ -663,6 +669,14 @@ class Task:
     def delete(self) -> None:
         """Delete the task and its records (blobs go at the next `labpipe gc`)."""
         tasks.delete_task(self._db, self.id)
+
+
+def _check_task_names(task_name: Any, project_name: Any, where: str) -> None:
+    """Refuse a bad explicit task or project name before anything is created (labpipe/names.py)."""
+    if task_name is not None:
+        _names.check_label(task_name, kind="task", where=where)
+    if project_name is not None:
+        _names.check_label(project_name, kind="project", where=where)
 
 
 def _merge(args: tuple, kwargs: dict) -> dict:

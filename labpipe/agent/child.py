@@ -162,9 +162,11 @@ def exec_script(row: TaskRow, store_root: Path, args: list[str]) -> None:
     entry = script.get("entry_point", "")
     if not os.path.isfile(entry):
         # The file moved or was deleted since the task was created: run the snapshot taken then.
-        snapshot = store_root / "scripts" / f"{row.id}.py"
-        snapshot.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        snapshot.write_text(script.get("source", ""), encoding="utf-8")
+        from .. import contained
+
+        # 0600 in a 0700 folder, whatever the umask: the script is the user's code
+        snapshot = contained.private_dir(store_root / "scripts") / contained.file_name_for(row.id, ".py", fallback="task")
+        contained.replace_file(snapshot, script.get("source", "").encode("utf-8"))
         print(f"labpipe: {entry} no longer exists; running the copy recorded when the task was created", file=sys.stderr)
         entry = str(snapshot)
     _enter_working_dir(script)

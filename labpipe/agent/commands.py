@@ -33,9 +33,12 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
     The store folder is created if there is none yet (the start-up line then says so).
     """
     from ..config import store_path
+    from ..names import check_queue_name
     from ..store.db import get_database
     from .daemon import run_daemon
 
+    for queue in queues:  # before the store is opened or any process started
+        check_queue_name(queue, where="--queue")
     names = list(dict.fromkeys(queues)) + (["services"] if services and "services" not in queues else [])
     if not names:
         names = ["default"]

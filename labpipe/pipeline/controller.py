@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import names
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, TaskNotFound
@@ -38,7 +39,7 @@ from .pipeline_task import (
 )
 from .proxy import StepResult
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable
+from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
 
@@ -135,6 +136,9 @@ class PipelineController:
     ):
         if not name:
             raise PipelineError("PipelineController needs a name")
+        for value, kind in ((name, "pipeline"), (project, "project"), (target_project if isinstance(target_project, str) else None, "project")):
+            if value is not None:
+                names.check_label(value, kind=kind, where="PipelineController")
         self._name = name
         self._project = project or ""
         self._version = str(version) if version is not None else "1.0.0"
@@ -206,7 +210,8 @@ class PipelineController:
         a parent even if `parents` does not name it. time_limit: seconds before the step is stopped.
         cache_executed_step: reuse an identical earlier run. Raises TaskNotFound for a missing base task.
         """
-        self._check_new(name)
+        self._check_new(name, execution_queue)
+        monitor_pairs(monitor_artifacts, "monitor_artifacts", name)
         if base_task_factory is None:
             if base_task_id is None:
                 if not base_task_name:
@@ -277,7 +282,10 @@ class PipelineController:
         function step's returned object (by reference, store -> worker), other `${...}` forms resolve
         to values at launch. function_return: the names of the return values (artifacts).
         """
-        self._check_new(name)
+        self._check_new(name, execution_queue, task_name)
+        monitor_pairs(monitor_artifacts, "monitor_artifacts", name)
+        for value in function_return or ():
+            names.check_artifact_name(value, kind="return value", where=f"step {name!r}")
         if not callable(function):
             raise PipelineError(f"step {name!r}: function must be callable, got {type(function).__name__}")
         from ..function_task import function_source
@@ -302,9 +310,12 @@ class PipelineController:
         )
         return True
 
-    def _check_new(self, name: str) -> None:
-        if not isinstance(name, str) or not name or "." in name:
-            raise PipelineError(f"step name {name!r} is not valid: use a non-empty name without dots")
+    def _check_new(self, name: str, queue: str | None = None, task_name: str | None = None) -> None:
+        names.check_step_name(name, where=f"pipeline {self._name!r}", references=True)
+        if queue is not None and "${" not in queue:  # a reference is checked once resolved, at launch
+            names.check_queue_name(queue, where=f"step {name!r}")
+        if task_name is not None:
+            names.check_label(task_name, kind="task", where=f"step {name!r}")
         if name in self._specs:
             raise PipelineError(f"step {name!r} is defined twice; step names must be unique in a pipeline")
         if name == "pipeline":
@@ -343,6 +354,7 @@ class PipelineController:
         wait: block until the pipeline ends (showing progress); False returns after enqueueing.
         Returns True if the pipeline succeeded (or was enqueued, with wait=False).
         """
+        names.check_queue_name(queue, where=f"pipeline {self._name!r}: start")
         attached = self._attached_task()
         if attached is not None:
             return self._control(attached, step_task_created_callback, step_task_completed_callback, pool=True)
@@ -555,6 +567,7 @@ class PipelineController:
         return [n.name for n in self.get_pipeline_dag().values() if n.done]
 
     def set_default_execution_queue(self, default_execution_queue: str) -> None:
+        names.check_queue_name(default_execution_queue, where=f"pipeline {self._name!r}: set_default_execution_queue")
         self._default_queue = default_execution_queue
 
     def set_pipeline_execution_time_limit(self, max_execution_minutes: float | None) -> None:

@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import names
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
@@ -44,7 +45,7 @@ from .pipeline_task import (
 )
 from .proxy import is_result
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable
+from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
 
@@ -66,6 +67,13 @@ class Component:
         rv = settings.get("return_values", ("return_object",))
         self.return_values: tuple[str, ...] = (rv,) if isinstance(rv, str) else tuple(rv or ())
         self.name = settings.get("name") or func.__name__
+        # refused here, at decoration, before any pipeline runs or anything is stored
+        names.check_step_name(self.name, where=f"component {getattr(func, '__qualname__', self.name)!r}")
+        for value in self.return_values:
+            names.check_artifact_name(value, kind="return value", where=f"step {self.name!r}")
+        if settings.get("execution_queue") is not None:
+            names.check_queue_name(settings["execution_queue"], where=f"step {self.name!r}")
+        monitor_pairs(settings.get("monitor_artifacts"), "monitor_artifacts", self.name)
         self._code_key: StepCodeKey | None = None
         self._signature = inspect.signature(func)
 
@@ -457,6 +465,15 @@ class PipelineDecorator:
             )
         settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
         settings["version"] = str(version)
+        where = f"pipeline {name!r}"
+        for value, kind in ((name, "pipeline"), (project, "project"), (target_project, "project")):
+            if value is not None:
+                names.check_label(value, kind=kind, where=where)
+        if return_value is not None:
+            names.check_artifact_name(return_value, where=where)
+        for queue in (default_queue, pipeline_execution_queue):
+            if queue is not None:
+                names.check_queue_name(queue, where=where)
 
         def wrap(func: Callable) -> PipelineFunction:
             settings["name"] = settings.get("name") or func.__name__
@@ -490,6 +507,8 @@ class PipelineDecorator:
 
     @classmethod
     def set_default_execution_queue(cls, default_execution_queue: str | None) -> None:
+        if default_execution_queue is not None:
+            names.check_queue_name(default_execution_queue, where="PipelineDecorator.set_default_execution_queue")
         cls._default_queue = default_execution_queue
 
     @classmethod

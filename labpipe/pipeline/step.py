@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import names
 from ..errors import PipelineError
 from .proxy import is_result
 
@@ -127,7 +128,11 @@ class StepCodeKey:
 
 
 def monitor_pairs(items: list, what: str, step: str) -> list[tuple]:
-    """Normalise ClearML's monitor_* lists: plain names become (name, name) pairs."""
+    """Normalise ClearML's monitor_* lists: plain names become (name, name) pairs.
+
+    A monitor_artifacts target becomes an artifact of the pipeline task, so it must be a valid
+    artifact name (InvalidName otherwise); callers check at declaration, before anything runs.
+    """
     out = []
     for item in items or []:
         if isinstance(item, str):
@@ -136,6 +141,8 @@ def monitor_pairs(items: list, what: str, step: str) -> list[tuple]:
             out.append((item[0], item[1]))
         else:
             raise PipelineError(f"step {step!r}: {what} entry {item!r} must be a name or a (source, target) pair")
+        if what == "monitor_artifacts":
+            names.check_artifact_name(out[-1][1], where=f"step {step!r}: monitor_artifacts")
     return out
 
 

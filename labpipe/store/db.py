@@ -15,9 +15,11 @@ Why the rules here:
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from ..errors import StoreError, StoreTooNew
 from . import schema
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DB_NAME = "labpipe.db"
 BLOBS_DIR = "blobs"
@@ -79,10 +82,12 @@ def _check_folder(root: Path) -> None:
             "labpipe.set_store) at a folder, or remove that file"
         )
     try:
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private_folders(root)
         (root / BLOBS_DIR).mkdir(exist_ok=True, mode=0o700)
     except OSError as exc:
         raise StoreError(f"cannot create the labpipe store folder {root}: {exc.strerror}; choose a writable folder") from None
+    for folder in (root, root / BLOBS_DIR):
+        _tighten(folder)
     if not os.access(root, os.W_OK | os.X_OK):
         raise StoreError(f"the labpipe store folder {root} is not writable by this user; choose a writable folder")
     fstype = filesystem_type(root)
@@ -92,6 +97,54 @@ def _check_folder(root: Path) -> None:
             "shared memory and local file locks, which network filesystems do not provide, so the "
             "database would be corrupted. Put the store on a local disk (LABPIPE_STORE=/local/path)"
         )
+
+
+def _make_private_folders(root: Path) -> None:
+    """`root` and any missing folders above it, each made 0700 whatever the umask (pathlib's
+    `mkdir(parents=True)` would make the ones above with the umask's mode)."""
+    missing = []
+    path = root
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # another process made it meanwhile
+            continue
+        os.chmod(path, 0o700)
+
+
+_warned: set[str] = set()
+
+
+def _tighten(folder: Path) -> None:
+    """Warn about a store folder that others may read, and make it 0700 if it is ours.
+
+    A store holds the user's data and code (pickles that are loaded, scripts that are run), so
+    others must neither read nor write it. A folder that someone else owns is only warned about.
+    """
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    loose = stat.S_IMODE(st.st_mode) & 0o077
+    if not loose:
+        return
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == os.getuid():
+        try:
+            os.chmod(folder, mode & 0o700)
+        except OSError:
+            pass
+        else:
+            log.warning("the labpipe store folder %s could be read by others (mode %04o); made it %04o (owner only)",
+                        folder, mode, mode & 0o700)
+            return
+    if str(folder) not in _warned:
+        _warned.add(str(folder))
+        log.warning("the labpipe store folder %s can be read by others (mode %04o) and is not this user's to change; "
+                    "its owner should run `chmod 700 %s`", folder, mode, folder)
 
 
 class Database:
