@@ -44,6 +44,18 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain", disable_numparse=True)
 
 
+def _reap(db) -> None:
+    """Release runs whose owner is gone before showing statuses, so a dead run never shows as running.
+    Runs of this machine are judged at once by their process (store/owners.py); a store this user
+    may only read is shown as it is."""
+    from .store import leases
+
+    try:
+        leases.reap_expired(db)
+    except LabpipeError:
+        pass
+
+
 def _emit(as_json: bool, payload, text: str) -> None:
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
@@ -105,11 +117,12 @@ def main(store: str | None) -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
-    """List tasks, newest first."""
+    """List tasks, newest first (a run whose process is gone is released first, never shown running)."""
     from .store import tasks
     from .store.db import get_database
 
     require_store()
+    _reap(get_database())
     rows = tasks.find_tasks(get_database(), project=project, name=name, status=list(status) or None,
                             type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
     payload = [{
@@ -133,7 +146,7 @@ def show_cmd(task_id, show_log, follow, as_json):
     from .store import outputs
     from .task import Task
 
-    require_store()
+    _reap(require_store())
     t = Task.get_task(task_id=task_id)
     r = t.data
     if show_log:
@@ -185,6 +198,7 @@ def queues_cmd(as_json):
     from .store.db import get_database
 
     require_store()
+    _reap(get_database())
     rows = tasks.queue_stats(get_database())
     _emit(as_json, rows, _table(rows, ["name", "queued", "running"]))
 

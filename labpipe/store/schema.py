@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Queued tasks are the rows with status 'queued': the queue, priority and enqueue order are columns
 # of the task, and a partial index over exactly those rows makes dequeue one indexed UPDATE.
@@ -32,6 +32,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     worker         TEXT,
     attempt        INTEGER NOT NULL DEFAULT 0,
     lease_until    REAL,
+    lease_seconds  REAL,
+    lease_beat     INTEGER NOT NULL DEFAULT 0,
+    owner_proc     TEXT,
+    lost_runs      INTEGER NOT NULL DEFAULT 0,
     retries_left   INTEGER NOT NULL DEFAULT 0,
     cache_key      TEXT,
     tags           TEXT NOT NULL DEFAULT '[]',
@@ -75,6 +79,7 @@ CREATE TABLE IF NOT EXISTS workers (
     queues    TEXT NOT NULL,
     host      TEXT NOT NULL,
     pid       INTEGER NOT NULL,
+    proc      TEXT,
     task      TEXT,
     started   REAL NOT NULL,
     last_seen REAL NOT NULL
@@ -172,7 +177,20 @@ INSERT OR IGNORE INTO queues(name, created) VALUES ('default', (julianday('now')
 #: target version -> function that brings a store from version-1 up to it. Each receives a
 #: `sqlite_utils.Database` over the open connection (its `add_column`/`transform` handle SQLite's
 #: limited ALTER TABLE) and runs inside the migration transaction.
-MIGRATIONS: dict[int, Callable] = {}
+
+
+def _v2_lease_heartbeats(db) -> None:
+    """Leases judged without comparing clocks (store/leases.py): each renewal bumps `lease_beat`, which
+    observers watch on their own monotonic clock for `lease_seconds`; `owner_proc` (and the workers'
+    `proc`) is the owner's process identity (store/owners.py) for same-host liveness checks;
+    `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed."""
+    for column, decl in (("lease_seconds", "REAL"), ("lease_beat", "INTEGER NOT NULL DEFAULT 0"),
+                         ("owner_proc", "TEXT"), ("lost_runs", "INTEGER NOT NULL DEFAULT 0")):
+        db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {decl}")
+    db.execute("ALTER TABLE workers ADD COLUMN proc TEXT")
+
+
+MIGRATIONS: dict[int, Callable] = {2: _v2_lease_heartbeats}
 
 
 def create_or_migrate(conn: sqlite3.Connection, found: int) -> None:
