@@ -46,8 +46,8 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 def _reap(db) -> None:
     """Release runs whose owner is gone before showing statuses, so a dead run never shows as running.
-    Runs of this machine are judged at once by their process (store/owners.py); a store this user
-    may only read is shown as it is."""
+    Runs of this machine are judged at once (their process gone, or silent for a lease: see
+    store/leases.py); a store this user may only read is shown as it is."""
     from .store import leases
 
     try:

@@ -35,10 +35,11 @@ def queued(queue="q", retries=0) -> Task:
 def test_owner_state_judges_a_process_of_this_machine_by_pid_and_start_time():
     me = f"pool:{socket.gethostname()}:{os.getpid()}"
     identity = owners.process_identity()
-    boot, pidns, start = identity.split("/")
+    boot, pidns, timens, start = identity.split("/")
     assert owners.owner_state(me, identity) == "alive"
-    assert owners.owner_state(me, f"{boot}/{pidns}/{int(start) + 1}") == "dead"  # the pid was reused
-    assert owners.owner_state(me, f"another-boot/{pidns}/{start}") is None  # cannot tell: not this boot
+    assert owners.owner_state(me, f"{boot}/{pidns}/{timens}/{int(start) + 1}") == "dead"  # the pid was reused
+    assert owners.owner_state(me, f"another-boot/{pidns}/{timens}/{start}") is None  # cannot tell: not this boot
+    assert owners.same_clock(identity) and not owners.same_clock(f"{boot}/{pidns}/another-time-ns/{start}")
     assert owners.owner_state(ELSEWHERE, None) is None
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -97,6 +98,33 @@ def test_a_dead_owner_of_this_machine_is_released_at_once_whatever_its_lease(sto
     assert "is gone" in task.get_status_message()
 
 
+def test_a_hung_owner_of_this_machine_is_judged_by_its_own_monotonic_renewal_time(store):
+    """A fresh observer (a `labpipe tasks`, an agent just started) need not watch a silent owner of
+    this machine for a whole lease: the owner's last renewal, on the machine's monotonic clock, says."""
+    task = queued()
+    code = textwrap.dedent(f"""
+        import socket, os, sys, time
+        from labpipe.store import leases
+        from labpipe.store.db import get_database
+        from labpipe import clock
+        clock.set_offset(600.0)  # its wall clock 10 minutes ahead: lease_until says 'alive' for 10 minutes
+        leases.claim_next(get_database({str(store)!r}), ["q"], f"daemon:{{socket.gethostname()}}:{{os.getpid()}}", 0.5)
+        print("claimed", flush=True)
+        time.sleep(60)  # alive, never renewing: hung
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "claimed"
+        time.sleep(0.6)
+        fresh = subprocess.run([sys.executable, "-c", "from labpipe.store import leases; from labpipe.store.db import "
+                                "get_database; print(leases.reap_expired(get_database()))"], capture_output=True, text=True)
+        assert fresh.stdout.strip() == str([(task.id, "failed")]), fresh.stderr
+        assert "no heartbeat" in task.get_status_message()
+    finally:
+        owner.kill()
+        owner.wait(5)
+
+
 def test_a_task_whose_worker_dies_three_times_is_failed_as_poison_naming_it():
     db = get_database()
     task = queued(retries=10)
@@ -133,12 +161,12 @@ def test_a_version_1_store_is_migrated_to_lease_heartbeats(tmp_path):
     root = tmp_path / "old"
     db = Database(root)
     conn = db.connection()
-    for column in ("lease_seconds", "lease_beat", "owner_proc", "lost_runs"):
+    for column in ("lease_seconds", "lease_beat", "lease_mono", "owner_proc", "lost_runs"):
         conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
     conn.execute("ALTER TABLE workers DROP COLUMN proc")
     conn.execute("PRAGMA user_version = 1")
     db.close()
     db = get_database(root)
     columns = {r["name"] for r in db.query("PRAGMA table_info(tasks)")}
-    assert {"lease_seconds", "lease_beat", "owner_proc", "lost_runs"} <= columns
+    assert {"lease_seconds", "lease_beat", "lease_mono", "owner_proc", "lost_runs"} <= columns
     assert db.query_one("PRAGMA user_version")[0] >= 2

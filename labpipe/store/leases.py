@@ -9,10 +9,12 @@ process may call, re-queues the task (while `retries_left`) or fails it.
 
 A lease is never judged by comparing wall-clock times written by different processes (a clock step
 of 30 s would fail healthy runs; an owner whose clock ran ahead would hide its death). Instead:
-- each renewal bumps the task's heartbeat counter `lease_beat`, and each observer process watches it
-  on its *own* monotonic clock (`LeaseWatch`): unchanged for `lease_seconds` means lapsed;
 - an owner of this machine is checked directly (store/owners.py): a claim records the owner's process
-  identity, and once that process is gone its lease is lapsed at once, whatever the clocks say.
+  identity, and once that process is gone its lease is lapsed at once, whatever the clocks say;
+- each renewal bumps the task's heartbeat counter `lease_beat` and records the owner's
+  `time.monotonic()` (`lease_mono`): an observer sharing that clock (same boot and time namespace)
+  compares it with its own; any other watches the counter on its own monotonic clock (`LeaseWatch`).
+  Silent for `lease_seconds` means lapsed.
 `lease_until` is still written (owner's clock) for people reading the row; nothing decides by it.
 
 A task run in a user's own process (`local:<host>:<pid>`) holds no lease: that process's death is
@@ -53,11 +55,11 @@ def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: 
         for queue in queues:
             row = c.execute(
                 "UPDATE tasks SET status = 'in_progress', worker = ?, attempt = attempt + 1, lease_until = ?, "
-                "lease_seconds = ?, lease_beat = lease_beat + 1, owner_proc = ?, "
+                "lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, owner_proc = ?, "
                 "started = ?, last_update = ?, status_message = '' "
                 "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND queue = ? "
                 "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING *",
-                (worker, now + lease_seconds, lease_seconds, proc, now, now, queue),
+                (worker, now + lease_seconds, lease_seconds, time.monotonic(), proc, now, now, queue),
             ).fetchone()
             if row is not None:
                 return TaskRow.from_row(row)
@@ -81,9 +83,9 @@ def renew_lease(db: Database, task_id: str, worker: str, attempt: int, lease_sec
             return None
         if row["status"] == IN_PROGRESS:
             c.execute(
-                "UPDATE tasks SET lease_until = ?, lease_seconds = ?, lease_beat = lease_beat + 1, owner_proc = ?, "
-                "last_update = ? WHERE id = ?",
-                (now + lease_seconds, lease_seconds, proc, now, task_id),
+                "UPDATE tasks SET lease_until = ?, lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, "
+                "owner_proc = ?, last_update = ? WHERE id = ?",
+                (now + lease_seconds, lease_seconds, time.monotonic(), proc, now, task_id),
             )
         return row["status"]
 
@@ -205,9 +207,11 @@ class LeaseWatch:
     Per task: the (owner, attempt, heartbeat) last seen and when this process first saw it. A lease
     whose heartbeat has not moved for its `lease_seconds`, as this observer measured it, has lapsed.
     No wall time written by another process enters the decision, so clock steps (NTP, a resumed VM, a
-    clock set ahead on the owner) change nothing. A process that starts watching needs a whole lease
-    to judge a silent owner; owners of this machine are judged at once by their process
-    (store/owners.py), so in practice that wait only applies to hung owners and other hosts.
+    clock set ahead on the owner) change nothing. An owner of this machine is judged at once: dead
+    when its process is gone (store/owners.py), silent when the `time.monotonic()` of its last
+    renewal (`lease_mono`; the same clock for every process of one boot and time namespace) is a
+    lease old. Only an owner elsewhere (another host or container) needs an observer that watched it
+    for a whole lease.
     """
 
     def __init__(self) -> None:
@@ -233,8 +237,11 @@ class LeaseWatch:
                 if row["lease_until"] is None:  # no lease (a local controller): only its death ends it
                     continue
                 window = row["lease_seconds"] if row["lease_seconds"] is not None else LEASE_SECONDS
-                if now - seen[1] >= window:
-                    out.append((row, f"no heartbeat for {now - seen[1]:.1f} s (lease {window:g} s)"))
+                silent = now - seen[1]
+                if row["lease_mono"] is not None and owners.same_clock(row["owner_proc"]):
+                    silent = max(silent, now - row["lease_mono"])  # its renewal time, on our clock
+                if silent >= window:
+                    out.append((row, f"no heartbeat for {silent:.1f} s (lease {window:g} s)"))
             for task_id in set(self._seen) - live:
                 del self._seen[task_id]
         return out
@@ -325,7 +332,7 @@ def expire_worker(db: Database, worker: str) -> int:
 
 
 _RUNNING = (
-    "SELECT id, name, worker, attempt, lease_until, lease_seconds, lease_beat, owner_proc, retries_left, lost_runs "
+    "SELECT id, name, worker, attempt, lease_until, lease_seconds, lease_beat, lease_mono, owner_proc, retries_left, lost_runs "
     "FROM tasks WHERE status = 'in_progress' AND worker IS NOT NULL"
 )
 

@@ -2,9 +2,11 @@
 
 An owner id is `<kind>:<host>:<pid>` (a pool or daemon worker, or `local:` for a user's own
 process). A pid alone is a weak name: once its process dies the kernel may hand it to another one.
-So a claim also records the owner's *process identity*, `<boot id>/<pid namespace>/<start time>`:
-the kernel's random boot id, the inode of the pid namespace, and the process's start time in clock
-ticks since boot (field 22 of /proc/<pid>/stat), which a reused pid does not share.
+So a claim also records the owner's *process identity*, `<boot id>/<pid ns>/<time ns>/<start time>`:
+the kernel's random boot id, the inodes of the pid and time namespaces, and the process's start time
+in clock ticks since boot (field 22 of /proc/<pid>/stat), which a reused pid does not share. Same boot
+and time namespace also mean the same CLOCK_MONOTONIC (`same_clock`): a renewal time the owner wrote
+with `time.monotonic()` can be compared with the observer's own.
 
 `owner_state` judges an owner from this process: "dead" when it is a process of this machine and
 pid namespace that no longer exists (or whose pid now belongs to a newer process, or is a zombie),
@@ -32,29 +34,46 @@ def _stat_fields(pid: int | str) -> list[str] | None:
 
 
 @lru_cache(maxsize=1)
-def _machine() -> tuple[str, str] | None:
-    """(boot id, pid namespace) of this process, or None where /proc cannot tell."""
+def _machine() -> tuple[str, str, str] | None:
+    """(boot id, pid namespace, time namespace) of this process, or None where /proc cannot tell."""
     try:
         with open(f"{_PROC}/sys/kernel/random/boot_id", encoding="ascii") as fh:
             boot = fh.read().strip()
         pidns = str(os.stat(f"{_PROC}/self/ns/pid").st_ino)
     except OSError:
         return None
-    return boot, pidns
+    try:
+        timens = str(os.stat(f"{_PROC}/self/ns/time").st_ino)
+    except OSError:  # a kernel before 5.6: one time namespace for all
+        timens = "-"
+    return boot, pidns, timens
 
 
 _me: tuple[int, str | None] | None = None
 
 
 def process_identity() -> str | None:
-    """This process's identity, `<boot id>/<pid namespace>/<start time>` (None without /proc)."""
+    """This process's identity, `<boot id>/<pid ns>/<time ns>/<start time>` (None without /proc)."""
     global _me
     pid = os.getpid()
     if _me is None or _me[0] != pid:  # a forked child is another process
         machine = _machine()
         fields = _stat_fields("self")
-        _me = (pid, f"{machine[0]}/{machine[1]}/{fields[19]}" if machine and fields and len(fields) > 19 else None)
+        _me = (pid, "/".join((*machine, fields[19])) if machine and fields and len(fields) > 19 else None)
     return _me[1]
+
+
+def _parse(identity: str | None) -> tuple[tuple[str, str, str], str] | None:
+    parts = identity.split("/") if identity else []
+    return ((parts[0], parts[1], parts[2]), parts[3]) if len(parts) == 4 else None
+
+
+def same_clock(identity: str | None) -> bool:
+    """Whether the process with this identity reads the same CLOCK_MONOTONIC as this one (same boot,
+    same time namespace), so `time.monotonic()` values it wrote can be compared with ours. That clock
+    never steps, and stands still while the machine is suspended."""
+    parsed = _parse(identity)
+    return parsed is not None and parsed[0] == _machine()
 
 
 def host() -> str:
@@ -82,10 +101,10 @@ def owner_state(owner: str | None, identity: str | None) -> str | None:
         return None
     start = None
     if identity:
-        boot, _, rest = identity.partition("/")
-        pidns, _, start = rest.partition("/")
-        if _machine() != (boot, pidns):  # another boot of this host, or another container: cannot tell
+        parsed = _parse(identity)
+        if parsed is None or parsed[0][:2] != (_machine() or ())[:2]:  # another boot, or container: cannot tell
             return None
+        start = parsed[1]
     fields = _stat_fields(pid)
     if fields is None:
         if not os.path.isdir(_PROC):  # no /proc: ask the kernel about the pid only

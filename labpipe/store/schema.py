@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_until    REAL,
     lease_seconds  REAL,
     lease_beat     INTEGER NOT NULL DEFAULT 0,
+    lease_mono     REAL,
     owner_proc     TEXT,
     lost_runs      INTEGER NOT NULL DEFAULT 0,
     retries_left   INTEGER NOT NULL DEFAULT 0,
@@ -180,11 +181,12 @@ INSERT OR IGNORE INTO queues(name, created) VALUES ('default', (julianday('now')
 
 
 def _v2_lease_heartbeats(db) -> None:
-    """Leases judged without comparing clocks (store/leases.py): each renewal bumps `lease_beat`, which
-    observers watch on their own monotonic clock for `lease_seconds`; `owner_proc` (and the workers'
-    `proc`) is the owner's process identity (store/owners.py) for same-host liveness checks;
-    `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed."""
-    for column, decl in (("lease_seconds", "REAL"), ("lease_beat", "INTEGER NOT NULL DEFAULT 0"),
+    """Leases judged without comparing wall clocks (store/leases.py): each renewal bumps `lease_beat`,
+    which observers watch on their own monotonic clock for `lease_seconds`, and records `lease_mono`,
+    the owner's time.monotonic(), which observers on the same machine compare with theirs; `owner_proc`
+    (and the workers' `proc`) is the owner's process identity (store/owners.py) for same-host liveness
+    checks; `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed."""
+    for column, decl in (("lease_seconds", "REAL"), ("lease_beat", "INTEGER NOT NULL DEFAULT 0"), ("lease_mono", "REAL"),
                          ("owner_proc", "TEXT"), ("lost_runs", "INTEGER NOT NULL DEFAULT 0")):
         db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {decl}")
     db.execute("ALTER TABLE workers ADD COLUMN proc TEXT")

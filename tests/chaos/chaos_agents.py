@@ -5,9 +5,10 @@ tools/chaos.py). Task-side evidence is a log file every task appends to with O_A
 <attempt>" when its body finished), so what ran is counted from the tasks, not from the store.
 
 - kills: agents serving one queue, SIGKILLs of single workers, of agents (their workers then re-queue
-  their tasks on the way out) and of whole agents with their workers (the leases lapse; another agent
-  reaps them), replacement agents started like a service manager would; lost, double-completed, and
-  the max seconds from a kill until each task the victim held was released.
+  their tasks on the way out) and of whole agents with their workers (another agent sees their
+  processes gone), and SIGSTOPs of whole agents (alive but silent: another agent sees their heartbeats
+  stop), replacement agents started like a service manager would; lost, double-completed, and the max
+  seconds from a kill until each task the victim held was released.
 - poison_storm: tasks that SIGKILL their own worker, then good tasks; the poison ones are failed
   naming themselves, the agent stays up and the good ones run.
 - bad_stores: `labpipe agent` on each kind of unusable store: exit code and seconds.
@@ -207,7 +208,7 @@ def _children(pid: int) -> set[int]:
 def kills(workdir: Path, full: bool) -> dict:
     """Agents × workers serving N tasks while K kills hit single workers, agents, and agents with their workers."""
     agents_n, per_agent = (4, 2) if full else (2, 2)
-    n_tasks, n_kills = (1000, 60) if full else (150, 8)
+    n_tasks, n_kills = (1000, 60) if full else (150, 9)
     lease = 2.0
     log = workdir / "runs.log"
     rng = random.Random(9)
@@ -230,35 +231,46 @@ def kills(workdir: Path, full: bool) -> dict:
             kinds = Counter()
             victims: set[tuple[str, str, int]] = set()
             killed: set[int] = set()  # worker pids killed, or orphaned by their agent's kill
-            pending: list[tuple[tuple[str, str, int], float]] = []
-            releases: list[float] = []
+            pending: list[tuple[tuple[str, str, int], float, str]] = []
+            hung: list[tuple[subprocess.Popen, set, float]] = []  # SIGSTOPped agents, until their runs are released
+            releases: dict[str, list[float]] = {kind: [] for kind in KILL_KINDS}
             deadline = start + (600 if full else 60)
             done = 0
             while time.monotonic() < deadline:
                 states = tasks.task_states(db, ids)
                 done = sum(1 for s in states.values() if s[0] in TERMINAL)
                 now = time.monotonic()
-                for run, t_kill in list(pending):
-                    if _released(db, run):
-                        releases.append(now - t_kill)
-                        pending.remove((run, t_kill))
+                for entry in list(pending):
+                    if _released(db, entry[0]):
+                        releases[entry[2]].append(now - entry[1])
+                        pending.remove(entry)
+                for agent, held, t_stop in list(hung):  # released (or given up on): now kill it for good
+                    if all(_released(db, run) for run in held) or now - t_stop > lease + 10:
+                        hung.remove((agent, held, t_stop))
+                        os.killpg(agent.pid, signal.SIGKILL)
+                        agent.wait(5)
+                        agents.start("chaos", per_agent, lease, wait=False)
                 if done == n_tasks and not pending:
                     break
                 if thresholds and done >= thresholds[0]:
-                    thresholds.pop(0)
-                    kind = ("worker", "agent", "agent_with_workers")[sum(kinds.values()) % 3]
-                    held = _kill(agents, db, kind, rng, per_agent, lease, killed)
-                    if held is not None:
+                    kind = KILL_KINDS[sum(kinds.values()) % len(KILL_KINDS)]
+                    outcome = _kill(agents, db, kind, rng, per_agent, lease, killed, {a.pid for a, _, _ in hung})
+                    if outcome is not None:  # else tried again on the next round
+                        thresholds.pop(0)
+                        held, agent = outcome
                         kinds[kind] += 1
                         victims |= held
                         t_kill = time.monotonic()
-                        pending += [(run, t_kill) for run in held]
+                        pending += [(run, t_kill, kind) for run in held]
+                        if kind == "agent_hung":
+                            hung.append((agent, held, t_kill))
                 time.sleep(0.02)
             elapsed = time.monotonic() - start
             states = tasks.task_states(db, ids)
             final = {r.id: r for r in (Task.get_task(task_id=i).data for i in ids)}
         finally:
             agents.stop_all()
+    all_releases = [x for r in releases.values() for x in r]
     by_tag: dict[str, list[tuple[int, int]]] = {}
     for tag, attempt, worker in _log_lines(log):
         by_tag.setdefault(tag, []).append((attempt, worker))
@@ -273,20 +285,26 @@ def kills(workdir: Path, full: bool) -> dict:
         reruns += max(0, len(runs) - 1)
     return {
         "tasks": n_tasks, "workers": agents_n * per_agent, "kills": sum(kinds.values()),
-        "worker_kills": kinds["worker"], "agent_kills": kinds["agent"], "agent_with_workers_kills": kinds["agent_with_workers"],
+        **{f"{kind}_kills": kinds[kind] for kind in KILL_KINDS},
         "runs_hit": len(victims), "lost": lost, "double_completed": double,
         "bodies_rerun_after_a_kill": reruns, "failed": sum(1 for s in states.values() if s[0] == "failed"),
-        "unreleased": len(pending), "max_release_s": round(max(releases, default=0.0), 2),
-        "median_release_s": round(sorted(releases)[len(releases) // 2], 2) if releases else 0.0,
+        "unreleased": len(pending), "max_release_s": round(max(all_releases, default=0.0), 2),
+        "median_release_s": round(sorted(all_releases)[len(all_releases) // 2], 2) if all_releases else 0.0,
+        **{f"max_release_s_{kind}": round(max(r, default=0.0), 2) for kind, r in releases.items()},
         "lease_s": lease, "release_limit_s": lease + 2.0, "elapsed_s": round(elapsed, 1),
     }
 
 
-def _kill(agents: _Agents, db, kind: str, rng: random.Random, per_agent: int, lease: float, killed: set[int]) -> set | None:
-    """One kill of `kind`; returns the runs the victim held (before and right after), or None if no
-    victim; adds the worker pids it killed or orphaned to `killed`."""
-    live = [p for p in agents.alive() if agents.workers_of(p)]
-    if not live:
+KILL_KINDS = ("worker", "agent", "agent_with_workers", "agent_hung")
+
+
+def _kill(agents: _Agents, db, kind: str, rng: random.Random, per_agent: int, lease: float, killed: set[int],
+          hung: set[int]) -> tuple[set, subprocess.Popen] | None:
+    """One kill of `kind` (an agent_hung one is SIGSTOPped: alive, silent; the caller kills it later);
+    returns (the runs the victim held, before and right after; the agent hit), or None if there was no
+    victim; adds the worker pids it killed, orphaned or stopped to `killed`."""
+    live = [p for p in agents.alive() if p.pid not in hung and agents.workers_of(p)]
+    if not live or (kind == "agent_hung" and len(live) < 2):  # a hung agent needs another one to notice
         return None
     agent = rng.choice(live)
     workers = agents.workers_of(agent)
@@ -297,9 +315,12 @@ def _kill(agents: _Agents, db, kind: str, rng: random.Random, per_agent: int, le
         killed.add(int(victim.rsplit(":", 1)[1]))
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(victim.rsplit(":", 1)[1]), signal.SIGKILL)
-        return held | _held(db, [victim])
+        return held | _held(db, [victim]), agent
     held = _held(db, workers)
     killed.update(_children(agent.pid), (int(w.rsplit(":", 1)[1]) for w in workers))
+    if kind == "agent_hung":  # pids alive, heartbeats stopped: only watching them tells
+        _freeze_outside_a_transaction(agent, db.path)
+        return held | _held(db, workers), agent
     if kind == "agent":
         agent.kill()  # its workers get SIGTERM from the kernel and re-queue their tasks on the way out
     else:
@@ -307,7 +328,27 @@ def _kill(agents: _Agents, db, kind: str, rng: random.Random, per_agent: int, le
     held |= _held(db, workers)
     agent.wait(5)
     agents.start("chaos", per_agent, lease, wait=False)  # what a service manager does
-    return held
+    return held, agent
+
+
+def _freeze_outside_a_transaction(agent: subprocess.Popen, path: Path) -> None:
+    """SIGSTOP an agent and its workers at a moment none of them holds the store's write lock.
+
+    A process frozen inside a write transaction keeps SQLite's lock, and every writer of the store
+    waits (up to the 10 s busy timeout, then fails): no lease design helps there, so it is not what
+    this scenario measures."""
+    for _ in range(50):
+        os.killpg(agent.pid, signal.SIGSTOP)
+        probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.killpg(agent.pid, signal.SIGCONT)
+            time.sleep(0.005)
+        finally:
+            probe.close()
 
 
 def poison_storm(workdir: Path, full: bool) -> dict:
