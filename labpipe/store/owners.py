@@ -72,8 +72,8 @@ def same_clock(identity: str | None) -> bool:
     """Whether the process with this identity reads the same CLOCK_MONOTONIC as this one (same boot,
     same time namespace), so `time.monotonic()` values it wrote can be compared with ours. That clock
     never steps, and stands still while the machine is suspended."""
-    parsed = _parse(identity)
-    return parsed is not None and parsed[0] == _machine()
+    parsed, machine = _parse(identity), _machine()
+    return parsed is not None and machine is not None and (parsed[0][0], parsed[0][2]) == (machine[0], machine[2])
 
 
 def host() -> str:
