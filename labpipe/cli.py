@@ -20,6 +20,18 @@ from .status import STATUSES
 from .store.db import require_store
 
 
+def _reap(db) -> None:
+    """Release runs whose owner is gone before showing statuses, so a dead run never shows as running.
+    Runs of this machine are judged at once (their process gone, or silent for a lease: see
+    store/leases.py); a store this user may only read is shown as it is."""
+    from .store import leases
+
+    try:
+        leases.reap_expired(db)
+    except LabpipeError:
+        pass
+
+
 class _Group(click.Group):
     """Turns labpipe errors into one clear line and exit code 1, never a traceback."""
 
@@ -50,11 +62,12 @@ def main(store: str | None) -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
-    """List tasks, newest first."""
+    """List tasks, newest first (a run whose process is gone is released first, never shown running)."""
     from .store import tasks
     from .store.db import get_database
 
     require_store()
+    _reap(get_database())
     rows = tasks.find_tasks(get_database(), project=project, name=name, status=list(status) or None,
                             type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
     payload = [{
@@ -78,7 +91,7 @@ def show_cmd(task_id, show_log, follow, as_json):
     from .store import outputs
     from .task import Task
 
-    require_store()
+    _reap(require_store())
     t = Task.get_task(task_id=task_id)
     r = t.data
     if show_log:
@@ -130,6 +143,7 @@ def queues_cmd(as_json):
     from .store.db import get_database
 
     require_store()
+    _reap(get_database())
     rows = tasks.queue_stats(get_database())
     emit(as_json, rows, table(rows, ["name", "queued", "running"]))
 

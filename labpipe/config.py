@@ -20,6 +20,10 @@ INLINE_BLOB_MAX = 64 * 1024
 #: How long a worker's lease on a task lasts before someone else may declare the worker lost.
 LEASE_SECONDS = 10.0
 
+#: A task whose worker dies this many times while running it is failed, whatever its retries: it is
+#: most likely what kills its workers (a poison task), and re-queueing it would only kill more.
+POISON_RUNS = 3
+
 _explicit: Path | None = None
 
 

@@ -148,3 +148,44 @@ def test_a_starting_daemon_imports_what_its_queues_recent_tasks_imported(start_d
     Task.enqueue(second, queue_name="warmq")
     wait_for_tasks([second], timeout=WAIT)
     assert second.artifacts["return_object"].get() is True  # the new daemon imported it at start
+
+
+def test_listings_never_show_a_killed_workers_task_as_running(tmp_path, store):
+    """No pool, no waiter: the worker holding the task is killed with a 60 s lease left; `labpipe
+    tasks`, `show` and `workers` release it before they show anything."""
+    from labpipe.cli import main
+
+    code = f"from labpipe.agent.worker import Worker, WorkerConfig; Worker(WorkerConfig({str(store)!r}, ('q',), lease_seconds=60)).serve()"
+    worker = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        pid_file = tmp_path / "pid"
+        task = Task.create_function_task(sleeper, pid_file=str(pid_file))
+        Task.enqueue(task, queue_name="q")
+        wait_until(lambda: pid_file.exists())
+        worker.kill()
+        worker.wait(5)
+        assert task.get_status() == "in_progress"  # a plain read changes nothing
+        listed = CliRunner().invoke(main, ["tasks", "--json"])
+        assert listed.exit_code == 0, listed.output
+        (row,) = json.loads(listed.output)
+        assert row["status"] == "failed"
+        shown = CliRunner().invoke(main, ["show", task.id, "--json"])
+        assert "worker lost" in json.loads(shown.output)["status_message"]
+        assert json.loads(CliRunner().invoke(workers_command, ["--json"]).output) == []
+    finally:
+        worker.kill()
+        worker.wait(5)
+
+
+def test_an_agent_whose_store_goes_bad_exits_1_saying_it_cannot_serve(start_daemon, store):
+    import os
+
+    daemon = start_daemon("--queue", "q", "--workers", "1")
+    (worker,) = store_leases.live_workers(get_database(), 10)
+    (store / "labpipe.db").write_bytes(b"no longer a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (store / f"labpipe.db{suffix}").unlink(missing_ok=True)
+    os.kill(worker["pid"], signal.SIGKILL)  # its replacement cannot open the store
+    assert daemon.wait(WAIT) == 1
+    last = daemon.stderr.read().strip().splitlines()[-1]
+    assert last.startswith("labpipe agent: stopped: cannot serve:") and "not a labpipe store database" in last

@@ -17,6 +17,7 @@ from labpipe.agent import Pool, ensure_pool
 from labpipe.agent import pool as pool_module
 from labpipe.store import leases as store_leases
 from labpipe.store.db import get_database
+from labpipe.waiting import wait_for_tasks
 
 WAIT = 20
 
@@ -224,3 +225,73 @@ def test_start_method_follows_the_owners_memory_unless_told(monkeypatch):
     monkeypatch.setenv("LABPIPE_WORKER_START", "thread")
     with pytest.raises(ValueError, match="LABPIPE_WORKER_START='thread': expected 'fork' or 'fresh'"):
         Pool({"default": 1}).start()
+
+
+def kills_its_worker():
+    import os
+    import signal
+    import time
+
+    os.kill(os.getppid(), signal.SIGKILL)  # what an out-of-memory kill or a native crash in the worker does
+    time.sleep(5)
+
+
+def test_a_task_that_keeps_killing_its_worker_is_failed_by_name_and_the_pool_keeps_serving():
+    with Pool({"default": 1}, lease_seconds=2.0) as pool:
+        poison = [Task.create_function_task(kills_its_worker, retry_on_failure=10) for _ in range(3)]
+        for t in poison:
+            Task.enqueue(t)
+        good = Task.enqueue(Task.create_function_task(add, a=1))
+        wait_for_tasks([*poison, good], status=["completed", "failed"], raise_on_status=None, timeout=WAIT)
+        assert good.artifacts["return_object"].get() == 2
+        for t in poison:
+            t.reload()
+            assert t.status == "failed" and t.data.attempt == 3
+            assert t.id in t.get_status_message() and "worker lost 3 times" in t.get_status_message()
+        assert pool.running and len(pool.pids) == 1
+
+
+def test_a_pool_on_a_store_that_went_bad_stops_and_says_why(store):
+    pool = Pool({"default": 1}).start()
+    try:
+        wait_until(lambda: store_leases.live_workers(get_database(), 10))
+        (store / "labpipe.db").write_bytes(b"no longer a database" * 100)
+        for suffix in ("-wal", "-shm"):
+            (store / f"labpipe.db{suffix}").unlink(missing_ok=True)
+        os.kill(pool.pids[0], signal.SIGKILL)  # its replacement cannot open the store
+        wait_until(lambda: not pool.running, timeout=10)
+        assert "not a labpipe store database" in pool.failure
+    finally:
+        pids = pool.pids
+        pool.stop()
+    assert not [p for p in pids if alive(p)]
+
+
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_busy_pool_releases_a_lost_owners_task_within_the_lease(tmp_path, store, how):
+    """The pool's only worker is busy, nobody waits: the monitor's timer is what releases the task
+    of another owner that was killed (lease 60 s: judged by its process) or hung (lease 1 s: judged by
+    its silent heartbeat)."""
+    lease = 60.0 if how == "killed" else 1.0
+    code = textwrap.dedent(f"""
+        from labpipe.agent.worker import Worker, WorkerConfig
+        Worker(WorkerConfig({str(store)!r}, ("elsewhere",), lease_seconds={lease})).serve()
+    """)
+    owner = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with Pool({"default": 1}):
+            busy = Task.enqueue(Task.create_function_task(sleeper, pid_file=str(tmp_path / "busy")))
+            started_child(tmp_path / "busy")
+            lost = Task.create_function_task(sleeper, pid_file=str(tmp_path / "lost"))
+            Task.enqueue(lost, queue_name="elsewhere")
+            started_child(tmp_path / "lost")
+            owner.send_signal(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+            start = time.monotonic()
+            wait_until(lambda: lost.get_status() != "in_progress", timeout=lease + 5 if how == "hung" else 10)
+            assert time.monotonic() - start <= (2.0 if how == "killed" else lease + 2.0)
+            assert lost.get_status() == "failed" and "worker lost" in lost.get_status_message()
+            assert busy.get_status() == "in_progress"
+            busy.mark_stopped()
+    finally:
+        owner.kill()
+        owner.wait(5)

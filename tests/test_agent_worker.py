@@ -421,3 +421,22 @@ def test_worker_exits_when_told_and_unregisters(store):
     p.stop()
     assert not alive(pid)
     assert store_leases.live_workers(get_database(), 10) == []
+
+
+def test_a_lease_is_kept_while_a_worker_prepares_a_task_for_longer_than_the_lease(store):
+    """Warm imports or a repo checkout can outlast the lease (seen: 10 s on a loaded box): the worker's
+    lease keeper renews meanwhile, so no observer takes the task away before it even started."""
+    from labpipe.agent import worker as worker_module
+    from labpipe.store import leases
+    from labpipe.store.db import get_database
+
+    worker = worker_module.Worker(worker_module.WorkerConfig(str(store), ("prep",), lease_seconds=0.4))
+    task = Task.enqueue(Task.create_function_task(add, a=1), queue_name="prep")
+    row = leases.claim_next(get_database(), ["prep"], worker.id, 0.4)
+    with worker_module._LeaseKeeper(worker, row) as keeper:
+        for _ in range(10):  # 1 s of "preparation", watched by a reaper all along
+            time.sleep(0.1)
+            assert leases.reap_expired(get_database()) == []
+    assert keeper.held == "in_progress" and task.get_status() == "in_progress"
+    time.sleep(0.5)  # no keeper now: silent for longer than the lease
+    assert leases.reap_expired(get_database()) == [(task.id, "failed")]

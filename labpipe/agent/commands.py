@@ -9,10 +9,10 @@ import json
 import logging
 import os
 import sys
-import time
 
 import click
 
+from ..clock import wall
 from ..errors import LabpipeError
 from ..store.db import require_store
 
@@ -30,11 +30,13 @@ from ..store.db import require_store
 def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, grace: float, lease_seconds: float | None) -> None:
     """Run workers that serve queues of the store until stopped (like `clearml-agent daemon`).
 
-    The store folder is created if there is none yet (the start-up line then says so).
+    The store folder is created if there is none yet (the start-up line then says so). A store that
+    cannot be served (a file, not SQLite, truncated, a newer schema, a network filesystem) is one
+    line on stderr and exit status 1, before anything starts; so is a pool that stops serving later.
     """
     from ..config import store_path
     from ..names import check_queue_name
-    from ..store.db import get_database
+    from ..store.db import check_store, get_database
     from .daemon import run_daemon
 
     for queue in queues:  # before the store is opened or any process started
@@ -44,10 +46,17 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
         names = ["default"]
     if workers is None:
         workers = 1 if names == ["services"] else (os.cpu_count() or 1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     new_store = not get_database().path.is_file()
+    try:
+        check_store()
+    except LabpipeError as exc:
+        click.echo(f"labpipe agent: {exc}", err=True)
+        sys.exit(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    pools = []
 
     def started(pool) -> None:
+        pools.append(pool)
         click.echo(
             f"labpipe agent: {workers} worker(s) serving {', '.join(names)} on "
             f"{'a new store at ' if new_store else 'store '}{store_path()} "
@@ -56,7 +65,8 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
         )
 
     code = run_daemon(names, workers, grace=grace, lease_seconds=lease_seconds, on_start=started)
-    click.echo("labpipe agent: stopped", err=True)
+    failure = pools[0].failure if pools else None
+    click.echo(f"labpipe agent: stopped: cannot serve: {failure}" if failure else "labpipe agent: stopped", err=True)
     sys.exit(code)
 
 
@@ -70,8 +80,12 @@ def workers_command(as_json: bool) -> None:
 
     require_store()
     db = get_database()
+    try:
+        leases.reap_expired(db)  # a killed agent's tasks are released (and its rows removed) before listing
+    except LabpipeError:
+        pass
     running = {t.worker: t for t in tasks.find_tasks(db, status=["in_progress"], include_archived=True) if t.worker}
-    now = time.time()
+    now = wall()
     rows = []
     for w in leases.live_workers(db, WORKER_MAX_AGE):
         t = running.get(w["id"])

@@ -30,6 +30,8 @@ def run_daemon(
 
     queues: served in this order by every worker (the first non-empty one wins).
     grace: seconds a running task may go on after a stop signal before it is re-queued.
+    Returns 1 when the pool stopped on its own because it cannot serve (its `failure` says why: the
+    store went bad, or its workers keep dying before they serve), so a service manager restarts it.
     """
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
@@ -39,7 +41,7 @@ def run_daemon(
         if on_start is not None:
             on_start(pool)
         while not stop.wait(0.5):
-            if not pool.running:  # the monitor gave up (every worker kept dying)
+            if not pool.running:  # the monitor stopped: it cannot serve (pool.failure says why)
                 return 1
     finally:
         pool.stop()

@@ -13,6 +13,14 @@ watch their parent pid as well), end their tasks' processes and exit: no orphans
 The monitor also notices a worker that died (kill -9, out of memory): it ends that worker's lease at
 once, so its task is re-queued or failed "worker lost" without waiting for the lease to lapse, and
 starts a replacement. A queue that a live `labpipe agent` daemon serves is left to the daemon.
+
+A slot whose worker dies is always restarted, never given up: at once when the death is explained
+(it was running a task: that task is charged, and failed as poison after config.POISON_RUNS deaths;
+or it had been serving), with a doubling backoff (0.1 s up to 5 s) while its workers die before they
+ever serve. When every slot's workers keep dying that way, or the store itself has gone bad, the pool
+stops and says why in `failure`: an agent that cannot serve exits (non-zero) rather than idle on.
+Twice a second the monitor also reaps lapsed leases of any owner (store/leases.py), so a dead agent's
+tasks are released within the lease even while every worker is busy.
 """
 
 from __future__ import annotations
@@ -31,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import LEASE_SECONDS, store_path
-from ..errors import LabpipeError
+from ..errors import LabpipeError, StoreError
 from ..store import leases
-from ..store.db import get_database
+from ..store.db import check_store, get_database
 from ..waiting import WORKER_MAX_AGE
 from .spawned import FreshWorker, start_method
 from .worker import WorkerConfig, worker_main
@@ -41,17 +49,21 @@ from .worker import WorkerConfig, worker_main
 log = logging.getLogger(__name__)
 
 MONITOR_SECONDS = 0.25
+REAP_SECONDS = 0.5  # how often the monitor reaps lapsed leases (of any owner, not only its own workers)
 _STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-_RESTARTS = 5  # a worker slot that dies this often within _RESTART_WINDOW seconds is given up
-_RESTART_WINDOW = 60.0
+_BACKOFF_FIRST = 0.1  # restart delay after a worker died before serving; doubles each time, up to:
+_BACKOFF_MAX = 5.0
+_EARLY_DEATHS = 3  # when every slot's workers died this often in a row before serving, the pool cannot serve
 
 
 @dataclass
 class _Slot:
     queues: tuple[str, ...]
     process: Any = None
-    deaths: deque = field(default_factory=lambda: deque(maxlen=_RESTARTS))
-    given_up: bool = False
+    served: bool = False  # whether its current worker has registered (got to its serving loop)
+    early_deaths: int = 0  # consecutive deaths of its workers before they registered
+    restart_at: float = 0.0  # monotonic time before which no replacement is started
+    exit_codes: deque = field(default_factory=lambda: deque(maxlen=3))
 
 
 def _plan(queues: Mapping[str, int] | Iterable[str] | None) -> dict[str, int]:
@@ -105,6 +117,8 @@ class Pool:
         self._thread: threading.Thread | None = None
         self._owner = os.getpid()
         self._start_method = "fork"  # decided at start(): see agent/spawned.py
+        self.failure: str | None = None  # why the pool stopped on its own (it could not serve), if it did
+        self._next_reap = 0.0
 
     @classmethod
     def for_daemon(cls, queues: Iterable[str], workers: int, store: str | os.PathLike | None = None, *,
@@ -167,9 +181,8 @@ class Pool:
         out: dict[str, int] = {}
         with self._lock:
             for slot in self._slots:
-                if not slot.given_up:
-                    for q in slot.queues:
-                        out[q] = out.get(q, 0) + 1
+                for q in slot.queues:
+                    out[q] = out.get(q, 0) + 1
         return out
 
     def add_queues(self, queues: Mapping[str, int] | Iterable[str]) -> None:
@@ -209,16 +222,20 @@ class Pool:
         try:
             while True:
                 with self._lock:
-                    stopping = self._stopping
+                    stopping = self._stopping or self.failure is not None
                     if not stopping:
+                        now = time.monotonic()
                         for slot in self._slots:
-                            if slot.process is None and not slot.given_up:
+                            if slot.process is None and now >= slot.restart_at:
                                 self._launch(slot)
                 self._launched.set()
                 if stopping:
                     break
                 self._check_workers()
-                self._kick.wait(MONITOR_SECONDS)
+                self._reap()
+                now = time.monotonic()
+                waits = [s.restart_at - now for s in self._slots if s.process is None]
+                self._kick.wait(max(0.0, min([MONITOR_SECONDS, *waits])))
                 self._kick.clear()
         finally:
             self._launched.set()
@@ -238,33 +255,81 @@ class Pool:
         slot.process = proc
 
     def _check_workers(self) -> None:
-        """A worker that died on its own: free its task now, and start another in its place."""
-        for slot in list(self._slots):
+        """A worker that died on its own: free its task now, and start another in its place (see the
+        module docstring for when, and for when the pool gives up altogether)."""
+        unserved = [s for s in self._slots if s.process is not None and not s.served]
+        if unserved:  # workers still starting: has each got to serving yet? (another process may
+            try:      # remove a dead worker's row before this pool notices the death)
+                registered = leases.registered_workers(get_database(self.store), [self._worker_id(s.process.pid) for s in unserved])
+            except LabpipeError:
+                registered = set()
+            for slot in unserved:
+                slot.served = self._worker_id(slot.process.pid) in registered
+        for slot in self._slots:
             proc = slot.process
             if proc is None or proc.exitcode is None:
                 continue
-            self._forget(proc.pid)
-            now = time.monotonic()
-            slot.deaths.append(now)
-            slot.process = None
-            if len(slot.deaths) == _RESTARTS and now - slot.deaths[0] < _RESTART_WINDOW:
-                slot.given_up = True
-                log.error("pool worker for %s died %d times within %.0f s; not restarting it",
-                          "+".join(slot.queues), _RESTARTS, _RESTART_WINDOW)
-            else:
-                log.warning("pool worker %d for %s exited (code %s); starting another", proc.pid, "+".join(slot.queues), proc.exitcode)
+            held = self._forget(proc.pid)
+            served = slot.served
+            slot.process, slot.served = None, False
+            slot.exit_codes.append(proc.exitcode)
+            where = "+".join(slot.queues)
+            if held or served:
+                slot.early_deaths, slot.restart_at = 0, 0.0
+                log.warning("pool worker %d for %s exited (code %s)%s; starting another", proc.pid, where, proc.exitcode,
+                            f" while running {', '.join(held)}" if held else "")
+                continue
+            slot.early_deaths += 1
+            delay = min(_BACKOFF_FIRST * 2 ** (slot.early_deaths - 1), _BACKOFF_MAX)
+            slot.restart_at = time.monotonic() + delay
+            log.warning("pool worker %d for %s exited (code %s) before it served; starting another in %.1f s",
+                        proc.pid, where, proc.exitcode, delay)
+            self._check_can_serve()
 
-    def _forget(self, pid: int) -> None:
-        """Expire the leases and remove the row of a dead worker process of this pool."""
-        worker_id = f"{self.kind}:{socket.gethostname()}:{pid}"
+    def _check_can_serve(self) -> None:
+        """Stop the pool (setting `failure`) when the store went bad or no slot's workers get to serve."""
+        try:
+            check_store(self.store)
+        except StoreError as exc:
+            self.failure = str(exc)
+        else:
+            if all(s.early_deaths >= _EARLY_DEATHS for s in self._slots):
+                codes = sorted({c for s in self._slots for c in s.exit_codes})
+                self.failure = (f"its worker processes for {', '.join(sorted(self.queues))} keep exiting before they serve "
+                                f"(exit codes {', '.join(map(str, codes))}; the log above says why)")
+        if self.failure is not None:
+            log.error("labpipe %s on %s cannot serve, stopping: %s", self.kind, self.store, self.failure)
+
+    def _reap(self) -> None:
+        """Release tasks whose owner died or went silent, whoever owned them (see store/leases.py)."""
+        now = time.monotonic()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + REAP_SECONDS
+        try:
+            for task_id, status in leases.reap_expired(get_database(self.store)):
+                log.warning("task %s: its worker was lost; now %s", task_id, status)
+        except LabpipeError as exc:
+            log.warning("could not reap lapsed leases in %s: %s", self.store, exc)
+
+    def _worker_id(self, pid: int) -> str:
+        return f"{self.kind}:{socket.gethostname()}:{pid}"
+
+    def _forget(self, pid: int) -> list[str]:
+        """Expire the leases and remove the row of a dead worker process of this pool; returns the
+        tasks it was running."""
+        worker_id = self._worker_id(pid)
         try:
             db = get_database(self.store)
-            if leases.expire_worker(db, worker_id):
+            held = leases.worker_tasks(db, worker_id)
+            if held and leases.expire_worker(db, worker_id):
                 for task_id, status in leases.reap_expired(db):
                     log.warning("task %s: its worker %s died; now %s", task_id, worker_id, status)
             leases.unregister_worker(db, worker_id)
+            return held
         except LabpipeError as exc:
             log.warning("could not clean up after worker %s: %s", worker_id, exc)
+            return []
 
     def _shutdown(self) -> None:
         """SIGTERM every worker, give them the grace period (plus a little), then SIGKILL what is left."""

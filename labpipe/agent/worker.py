@@ -29,6 +29,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -168,14 +169,14 @@ class Worker:
         if gone:  # a step left queued by a pipeline that was stopped or killed: nobody waits for it
             leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
             return STOPPED
-        problem, workdir = self._prepare(row)  # its packages, its repo checkout
+        with _LeaseKeeper(self, row) as keeper:  # a checkout or an import can outlast the lease
+            problem, workdir = self._prepare(row)  # its packages, its repo checkout
+            if not problem and row.script.get("kind") == "function":
+                self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
+        if keeper.held != IN_PROGRESS:
+            return None  # stopped or taken from us meanwhile: not ours to run
         if problem:
             return self._record(row, Outcome(FAILED, problem))
-        if row.script.get("kind") == "function":
-            self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
-        if time.time() - (row.started or 0) > self.config.lease_seconds / 4:  # a slow checkout or import
-            if leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds) != IN_PROGRESS:
-                return None  # stopped or taken from us meanwhile: not ours to run
         try:
             child = self._fork(row, workdir)
         except OSError as exc:  # out of processes or memory: the task did not start at all
@@ -508,13 +509,16 @@ class Worker:
         return woken
 
     def _housekeeping(self) -> None:
+        """While idle, every heartbeat: reap lapsed leases (a bare worker has no pool doing it)."""
         now = time.monotonic()
         if now < self._next_beat:
             return
         self._beat(None)
-        if leases.has_expired_leases(self.db):
+        try:
             for task_id, status in leases.reap_expired(self.db):
                 log.warning("task %s: its worker was lost; now %s", task_id, status)
+        except LabpipeError as exc:
+            log.warning("worker %s: could not reap lapsed leases: %s", self.id, exc)
 
     def _beat(self, task_id: str | None) -> None:
         try:
@@ -536,6 +540,35 @@ class Worker:
         grace = 0.0 if orphaned else self.config.grace
         by = time.monotonic() + grace
         self._stop_by = by if self._stop_by is None else min(self._stop_by, by)
+
+
+class _LeaseKeeper:
+    """Renews a claimed task's lease from a thread while the worker prepares it (a repo checkout, the
+    imports to warm: seen taking over 10 s on a loaded machine, longer than the lease). The thread is
+    joined before the worker forks the task's process, so no thread of the worker runs at fork time.
+    `held` is the task's status at the last renewal (None once the lease is no longer ours)."""
+
+    def __init__(self, worker: Worker, row: TaskRow) -> None:
+        self.worker, self.row = worker, row
+        self.held: str | None = IN_PROGRESS
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew_until_done, name="labpipe-lease", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _renew_until_done(self) -> None:
+        config = self.worker.config
+        while not self._done.wait(config.lease_seconds / 4) and self.held == IN_PROGRESS:
+            try:
+                self.held = leases.renew_lease(self.worker.db, self.row.id, self.worker.id, self.row.attempt, config.lease_seconds)
+            except LabpipeError as exc:  # a locked store: the next round retries
+                log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.row.id, exc)
 
 
 def _select(fds: list[int], timeout: float) -> list[int]:

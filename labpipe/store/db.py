@@ -333,6 +333,25 @@ def require_store(store: str | os.PathLike | None = None) -> Database:
     return db
 
 
+def check_store(root: str | os.PathLike | None = None) -> None:
+    """Open the store at `root` afresh and check that it can be served; StoreError says what is wrong.
+
+    What `labpipe agent` does before it starts anything, and a pool when its workers die before they
+    serve: a path that is a file, an unwritable folder, a network filesystem, a file that is not a
+    SQLite database or is truncated (SQLite finds the header's page count past the end of the file),
+    a newer schema. A new store is created, as opening one does. A few ms whatever the store's size.
+    """
+    cached = get_database(root)
+    db = Database(cached.root)  # a connection of its own: the cached one may predate the damage
+    with cached._lock:  # held across fork() by the at-fork hooks: no fork while this is inside SQLite
+        try:
+            db.connection().execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{db.path} cannot be read ({exc}); restore it from a backup or move it away") from None
+        finally:
+            db.close()
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text

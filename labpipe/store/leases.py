@@ -5,11 +5,22 @@
 becoming its owner (`worker`) with a new `attempt` and a `lease_until` it must keep renewing. Every
 end of a run (finish, requeue, finish_run) is fenced by `(worker, attempt)`, so a stale worker can
 never overwrite a newer attempt. When an owner dies its lease lapses and `reap_expired`, which any
-process may call, re-queues the task (while `retries_left`) or fails it. A task run in a user's own
-process (`local:<host>:<pid>`) holds no lease: that process's death is what ends it. Stopping a
-pipeline stops everything below it (`stop_below`), and a run's own ending never overwrites a stop
-(`end_run`). The `workers` table (register, heartbeat, live_workers) records who is serving which
-queues.
+process may call, re-queues the task (while `retries_left`) or fails it.
+
+A lease is never judged by comparing wall-clock times written by different processes (a clock step
+of 30 s would fail healthy runs; an owner whose clock ran ahead would hide its death). Instead:
+- an owner of this machine is checked directly (store/owners.py): a claim records the owner's process
+  identity, and once that process is gone its lease is lapsed at once, whatever the clocks say;
+- each renewal bumps the task's heartbeat counter `lease_beat` and records the owner's
+  `time.monotonic()` (`lease_mono`): an observer sharing that clock (same boot and time namespace)
+  compares it with its own; any other watches the counter on its own monotonic clock (`LeaseWatch`).
+  Silent for `lease_seconds` means lapsed.
+`lease_until` is still written (owner's clock) for people reading the row; nothing decides by it.
+
+A task run in a user's own process (`local:<host>:<pid>`) holds no lease: that process's death is
+what ends it. Stopping a pipeline stops everything below it (`stop_below`), and a run's own ending
+never overwrites a stop (`end_run`). The `workers` table (register, heartbeat, live_workers) records
+who is serving which queues.
 """
 
 from __future__ import annotations
@@ -17,12 +28,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 
+from ..clock import wall
+from ..config import LEASE_SECONDS, POISON_RUNS
 from ..errors import TaskNotFound
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_status
-from . import blobs
+from . import blobs, owners
 from .db import Database
 from .records import TaskRow
 from .tasks import _next_seq
@@ -34,15 +48,18 @@ def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: 
     One BEGIN IMMEDIATE transaction: marks it in_progress, owned by `worker`, attempt + 1, with a
     lease that the worker must renew; nobody else can claim it meanwhile.
     """
+    proc = owners.process_identity()  # the claimer is the owner: see store/owners.py
+
     def claim(c: sqlite3.Connection) -> TaskRow | None:
-        now = time.time()
+        now = wall()
         for queue in queues:
             row = c.execute(
                 "UPDATE tasks SET status = 'in_progress', worker = ?, attempt = attempt + 1, lease_until = ?, "
+                "lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, owner_proc = ?, "
                 "started = ?, last_update = ?, status_message = '' "
                 "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND queue = ? "
                 "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING *",
-                (worker, now + lease_seconds, now, now, queue),
+                (worker, now + lease_seconds, lease_seconds, time.monotonic(), proc, now, now, queue),
             ).fetchone()
             if row is not None:
                 return TaskRow.from_row(row)
@@ -55,14 +72,21 @@ def renew_lease(db: Database, task_id: str, worker: str, attempt: int, lease_sec
     """Extend this worker's lease; returns the task's status, or None if the lease is no longer ours.
 
     A status other than in_progress (e.g. 'stopped' set by a user) tells the worker to end the run.
+    Only the owner renews: the heartbeat counter goes up by one, which is what observers watch.
     """
+    proc = owners.process_identity()
+
     def renew(c: sqlite3.Connection) -> str | None:
-        now = time.time()
+        now = wall()
         row = c.execute("SELECT status, worker, attempt FROM tasks WHERE id = ?", (task_id,)).fetchone()
         if row is None or row["worker"] != worker or row["attempt"] != attempt:
             return None
         if row["status"] == IN_PROGRESS:
-            c.execute("UPDATE tasks SET lease_until = ?, last_update = ? WHERE id = ?", (now + lease_seconds, now, task_id))
+            c.execute(
+                "UPDATE tasks SET lease_until = ?, lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, "
+                "owner_proc = ?, last_update = ? WHERE id = ?",
+                (now + lease_seconds, lease_seconds, time.monotonic(), proc, now, task_id),
+            )
         return row["status"]
 
     return db.write(renew)
@@ -70,7 +94,7 @@ def renew_lease(db: Database, task_id: str, worker: str, attempt: int, lease_sec
 
 def finish(db: Database, task_id: str, worker: str, attempt: int, status: str, message: str = "") -> bool:
     """Record the end of a run, fenced by owner and attempt: a stale worker cannot overwrite a newer run."""
-    now = time.time()
+    now = wall()
     n = db.execute(
         "UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? "
         "WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
@@ -85,7 +109,7 @@ def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str)
         n = c.execute(
             "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, status_message = ?, enqueue_seq = ?, "
             "last_update = ? WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
-            (message, _next_seq(c, "enqueue"), time.time(), task_id, worker, attempt),
+            (message, _next_seq(c, "enqueue"), wall(), task_id, worker, attempt),
         ).rowcount
         return n == 1
 
@@ -113,7 +137,7 @@ def finish_run(
     the fence on (worker, attempt) means a stale worker can never overwrite a newer attempt.
     """
     check_status(status)
-    now = time.time()
+    now = wall()
 
     def record(c: sqlite3.Connection) -> str | None:
         row = c.execute(
@@ -177,57 +201,78 @@ def recent_imports(db: Database, queues: Sequence[str], limit: int = 50) -> list
     return list(names)
 
 
-def has_expired_leases(db: Database, now: float | None = None) -> bool:
-    """Whether reap_expired has anything to do (a read, so idle workers do not take the write lock for nothing)."""
-    t = time.time() if now is None else now
-    return db.query_one(
-        "SELECT 1 FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ? LIMIT 1", (t,)
-    ) is not None or bool(_dead_local_owners(db))
+class LeaseWatch:
+    """What one process has seen of the running leases, timed on its own monotonic clock.
 
-
-def _dead_local_owners(db: Database) -> list[tuple[str, int]]:
-    """(task id, pid) of in_progress tasks run, without a lease, by a process of this host that no
-    longer exists.
-
-    Such a task is a pipeline controller running in a user's own process (local or debug mode, owner
-    'local:<host>:<pid>'): nothing would renew a lease between the user's own statements, so it is
-    its process's death that ends it. (A `Task.init` session renews a lease from a thread of its own.)
+    Per task: the (owner, attempt, heartbeat) last seen and when this process first saw it. A lease
+    whose heartbeat has not moved for its `lease_seconds`, as this observer measured it, has lapsed.
+    No wall time written by another process enters the decision, so clock steps (NTP, a resumed VM, a
+    clock set ahead on the owner) change nothing. An owner of this machine is judged at once: dead
+    when its process is gone (store/owners.py), silent when the `time.monotonic()` of its last
+    renewal (`lease_mono`; the same clock for every process of one boot and time namespace) is a
+    lease old. Only an owner elsewhere (another host or container) needs an observer that watched it
+    for a whole lease.
     """
-    rows = db.query(
-        "SELECT id, worker FROM tasks WHERE status = 'in_progress' AND lease_until IS NULL AND worker LIKE ? || '%'",
-        (_local_prefix(),),
-    )
-    return [(row["id"], pid) for row in rows if (pid := _dead_local_pid(row["worker"])) is not None]
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple, float]] = {}
+        self._lock = threading.Lock()
+
+    def lapsed(self, rows: Sequence[sqlite3.Row], now: float) -> list[tuple[sqlite3.Row, str]]:
+        """The rows (in_progress tasks with an owner) whose run is over, each with why."""
+        out = []
+        with self._lock:
+            live = set()
+            for row in rows:
+                live.add(row["id"])
+                key = (row["worker"], row["attempt"], row["lease_beat"])
+                seen = self._seen.get(row["id"])
+                if seen is None or seen[0] != key:
+                    seen = self._seen[row["id"]] = (key, now)
+                state = owners.owner_state(row["worker"], row["owner_proc"])
+                if state == "dead":
+                    pid = owners.owner_pid(row["worker"])
+                    out.append((row, f"its process (pid {pid}) is gone"))
+                    continue
+                if row["lease_until"] is None:  # no lease (a local controller): only its death ends it
+                    continue
+                window = row["lease_seconds"] if row["lease_seconds"] is not None else LEASE_SECONDS
+                silent = now - seen[1]
+                if row["lease_mono"] is not None and owners.same_clock(row["owner_proc"]):
+                    silent = max(silent, now - row["lease_mono"])  # its renewal time, on our clock
+                if silent >= window:
+                    out.append((row, f"no heartbeat for {silent:.1f} s (lease {window:g} s)"))
+            for task_id in set(self._seen) - live:
+                del self._seen[task_id]
+        return out
 
 
-def _local_prefix() -> str:
-    return f"local:{os.uname().nodename}:"
+_watches: dict[str, tuple[int, LeaseWatch]] = {}
+_watches_lock = threading.Lock()
 
 
-def _dead_local_pid(owner: str | None) -> int | None:
-    """The pid of `owner` if it names a process of this host ('local:<host>:<pid>') that is gone.
-    A pid reused since then counts as alive: the task stays in_progress (the safe side)."""
-    prefix = _local_prefix()
-    if not owner or not owner.startswith(prefix) or not owner[len(prefix):].isdigit():
+def _watch(db: Database) -> LeaseWatch:
+    """This process's LeaseWatch for `db` (a forked child starts its own: the lock may be inherited held)."""
+    key = str(db.path)
+    with _watches_lock:
+        entry = _watches.get(key)
+        if entry is None or entry[0] != os.getpid():
+            entry = _watches[key] = (os.getpid(), LeaseWatch())
+        return entry[1]
+
+
+def _dead_local_pid(owner: str | None, identity: str | None = None) -> int | None:
+    """The pid of `owner` if it names a process of this host that is gone (see store/owners.py).
+    Without a recorded identity, a pid reused since then counts as alive (the safe side)."""
+    if owners.owner_state(owner, identity) != "dead":
         return None
-    pid = int(owner[len(prefix):])
-    return None if _alive(pid) else pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: it exists
-        return True
-    return True
+    return owners.owner_pid(owner)
 
 
 def stop_below(db: Database, task_id: str, message: str) -> list[str]:
     """Stop every queued or running task below `task_id` (a pipeline's steps, nested runs and their
     steps), in one transaction; returns their ids. Their workers end their processes on their next look."""
-    now = time.time()
+    now = wall()
 
     def stop(c: sqlite3.Connection) -> list[str]:
         rows = c.execute(
@@ -247,13 +292,13 @@ def ended_controller(db: Database, parent_id: str | None) -> str | None:
     completed) or the process running it here died; None when it may (or it is not a pipeline's step)."""
     if not parent_id:
         return None
-    row = db.query_one("SELECT type, status, worker, lease_until FROM tasks WHERE id = ?", (parent_id,))
+    row = db.query_one("SELECT type, status, worker, owner_proc, lease_until FROM tasks WHERE id = ?", (parent_id,))
     if row is None or row["type"] != "controller":
         return None
     if row["status"] in (STOPPED, FAILED, COMPLETED):
         return f"its pipeline {parent_id} has ended ({row['status']})"
     if row["status"] == IN_PROGRESS and row["lease_until"] is None:
-        pid = _dead_local_pid(row["worker"])
+        pid = _dead_local_pid(row["worker"], row["owner_proc"])
         if pid is not None:
             return f"its pipeline {parent_id} is no longer running (its process, pid {pid}, died)"
     return None
@@ -264,7 +309,7 @@ def end_run(db: Database, task_id: str, status: str, message: str) -> str:
     outside (`labpipe stop`, Ctrl-C in the process that waits for it) is never overwritten by the
     run's own ending. Returns the status the task has now."""
     check_status(status)
-    now = time.time()
+    now = wall()
     row = db.write(lambda c: c.execute(
         "UPDATE tasks SET status = ?, status_message = ?, completed = ?, last_update = ?, lease_until = NULL "
         "WHERE id = ? AND (status != 'stopped' OR ? = 'stopped') RETURNING status",
@@ -279,46 +324,68 @@ def end_run(db: Database, task_id: str, status: str, message: str) -> str:
 
 
 def expire_worker(db: Database, worker: str) -> int:
-    """End the leases of a worker known to be dead (its pool saw it exit), so the next reap handles its task now."""
-    return db.execute("UPDATE tasks SET lease_until = 0 WHERE worker = ? AND status = 'in_progress'", (worker,))
+    """End the leases of a worker known to be dead (its pool saw it exit), so the next reap handles its
+    task now: a lease of 0 s has lapsed for every observer at first sight."""
+    return db.execute(
+        "UPDATE tasks SET lease_until = 0, lease_seconds = 0 WHERE worker = ? AND status = 'in_progress'", (worker,)
+    )
 
 
-def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]]:
-    """Deal with in_progress tasks whose lease lapsed (their worker died): re-queue or fail them.
+_RUNNING = (
+    "SELECT id, name, worker, attempt, lease_until, lease_seconds, lease_beat, lease_mono, owner_proc, retries_left, lost_runs "
+    "FROM tasks WHERE status = 'in_progress' AND worker IS NOT NULL"
+)
 
-    Returns (task_id, new_status) pairs. Safe to call from any process at any time.
+
+def reap_expired(db: Database) -> list[tuple[str, str]]:
+    """Deal with in_progress tasks whose run is over (their owner died or went silent): re-queue or fail them.
+
+    Returns (task_id, new_status) pairs. Safe to call from any process at any time, and cheap when
+    nothing lapsed (one read). Called often (every pool's and daemon's monitor twice a second, idle
+    workers, waiters, the listing commands), since each caller judges silence on its own clock
+    (LeaseWatch). A task whose worker died POISON_RUNS times is failed even with retries left: it is
+    most likely what kills its workers.
     """
-    dead_owners = _dead_local_owners(db)
+    gone = [r["id"] for r in db.query("SELECT id, proc FROM workers") if owners.owner_state(r["id"], r["proc"]) == "dead"]
+    if gone:  # rows of workers killed with their agent: nobody else would remove them
+        db.write(lambda c: c.executemany("DELETE FROM workers WHERE id = ?", [(w,) for w in gone]))
+    lapsed = _watch(db).lapsed(db.query(_RUNNING), time.monotonic())
+    if not lapsed:
+        return []
 
     def reap(c: sqlite3.Connection) -> list[tuple[str, str]]:
-        t = time.time() if now is None else now
+        t = wall()
         out = []
-        for task_id, pid in dead_owners:
-            gone = c.execute(
-                "UPDATE tasks SET status = 'failed', status_message = ?, completed = ?, last_update = ? "
-                "WHERE id = ? AND status = 'in_progress' AND lease_until IS NULL RETURNING id",
-                (f"its process (pid {pid}) ended without finishing it (killed?)", t, t, task_id),
-            ).fetchone()
-            if gone is not None:
-                out.append((task_id, FAILED))
-        rows = c.execute(
-            "SELECT id, retries_left, attempt FROM tasks WHERE status = 'in_progress' AND lease_until IS NOT NULL AND lease_until < ?",
-            (t,),
-        ).fetchall()
-        for row in rows:
-            if row["retries_left"] > 0 and row["attempt"] > 0:
-                c.execute(
-                    "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, worker = NULL, lease_until = NULL, "
-                    "enqueue_seq = ?, status_message = 'worker lost; re-queued', last_update = ? WHERE id = ?",
-                    (_next_seq(c, "enqueue"), t, row["id"]),
-                )
-                out.append((row["id"], QUEUED))
+        for row, why in lapsed:
+            fence = (row["id"], row["worker"], row["attempt"], row["lease_beat"])
+            where = "WHERE id = ? AND status = 'in_progress' AND worker = ? AND attempt = ? AND lease_beat = ?"
+            if row["lease_until"] is None:  # a local controller: its process died
+                pid = owners.owner_pid(row["worker"])
+                msg = f"its process (pid {pid}) ended without finishing it (killed?)"
+                if c.execute(f"UPDATE tasks SET status = 'failed', status_message = ?, completed = ?, last_update = ? {where}",
+                             (msg, t, t, *fence)).rowcount:
+                    out.append((row["id"], FAILED))
+                continue
+            lost = row["lost_runs"] + 1
+            if lost >= POISON_RUNS:
+                msg = (f"worker lost {lost} times while running task {row['id']} ({row['name']!r}; last: {row['worker']}, {why}); "
+                       f"not re-queued again: the task itself probably kills its worker (memory, a signal to its parent, "
+                       f"a native crash). Fix it, then reset and enqueue it")
+            elif row["retries_left"] > 0 and row["attempt"] > 0:
+                if c.execute(
+                    "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, lost_runs = ?, worker = NULL, "
+                    f"lease_until = NULL, lease_seconds = NULL, enqueue_seq = ?, status_message = ?, last_update = ? {where}",
+                    (lost, _next_seq(c, "enqueue"), f"worker lost ({row['worker']}: {why}); re-queued", t, *fence),
+                ).rowcount:
+                    out.append((row["id"], QUEUED))
+                continue
             else:
-                c.execute(
-                    "UPDATE tasks SET status = 'failed', status_message = 'worker lost (its lease lapsed: the process running it died)', "
-                    "lease_until = NULL, completed = ?, last_update = ? WHERE id = ?",
-                    (t, t, row["id"]),
-                )
+                msg = f"worker lost ({row['worker']}: {why}; its lease lapsed: the process running it died or hung)"
+            if c.execute(
+                "UPDATE tasks SET status = 'failed', status_message = ?, lost_runs = ?, lease_until = NULL, "
+                f"completed = ?, last_update = ? {where}",
+                (msg, lost, t, t, *fence),
+            ).rowcount:
                 out.append((row["id"], FAILED))
         return out
 
@@ -329,22 +396,46 @@ def reap_expired(db: Database, now: float | None = None) -> list[tuple[str, str]
 
 
 def register_worker(db: Database, worker_id: str, *, kind: str, queues: Sequence[str], host: str, pid: int) -> None:
-    now = time.time()
+    now = wall()
     db.execute(
-        "INSERT OR REPLACE INTO workers (id, kind, queues, host, pid, task, started, last_seen) VALUES (?, ?, ?, ?, ?, NULL, ?, ?)",
-        (worker_id, kind, json.dumps(list(queues)), host, pid, now, now),
+        "INSERT OR REPLACE INTO workers (id, kind, queues, host, pid, proc, task, started, last_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        (worker_id, kind, json.dumps(list(queues)), host, pid, owners.process_identity(), now, now),
     )
 
 
 def worker_heartbeat(db: Database, worker_id: str, task_id: str | None) -> None:
-    db.execute("UPDATE workers SET last_seen = ?, task = ? WHERE id = ?", (time.time(), task_id, worker_id))
+    db.execute("UPDATE workers SET last_seen = ?, task = ? WHERE id = ?", (wall(), task_id, worker_id))
 
 
 def unregister_worker(db: Database, worker_id: str) -> None:
     db.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
 
+def registered_workers(db: Database, worker_ids: Sequence[str]) -> set[str]:
+    """Which of these workers have registered (reached their serving loop) and not unregistered."""
+    if not worker_ids:
+        return set()
+    rows = db.query(f"SELECT id FROM workers WHERE id IN ({', '.join('?' * len(worker_ids))})", tuple(worker_ids))
+    return {r[0] for r in rows}
+
+
+def worker_tasks(db: Database, worker_id: str) -> list[str]:
+    """Ids of the tasks a worker is running (in_progress under its name)."""
+    return [r[0] for r in db.query("SELECT id FROM tasks WHERE worker = ? AND status = 'in_progress'", (worker_id,))]
+
+
 def live_workers(db: Database, max_age: float) -> list[dict]:
-    """Workers that heart-beat within `max_age` seconds (queues decoded)."""
-    rows = db.query("SELECT * FROM workers WHERE last_seen >= ? ORDER BY id", (time.time() - max_age,))
-    return [dict(r, queues=json.loads(r["queues"])) for r in rows]
+    """Workers that are alive (queues decoded).
+
+    A worker of this machine is alive while its process is (store/owners.py), whatever the clocks
+    say; one this process cannot judge (another host or container) counts while it heart-beat within
+    `max_age` seconds by this process's clock.
+    """
+    now = wall()
+    out = []
+    for r in db.query("SELECT * FROM workers ORDER BY id"):
+        state = owners.owner_state(r["id"], r["proc"])
+        if state == "alive" or (state is None and r["last_seen"] >= now - max_age):
+            out.append(dict(r, queues=json.loads(r["queues"])))
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Queued tasks are the rows with status 'queued': the queue, priority and enqueue order are columns
 # of the task, and a partial index over exactly those rows makes dequeue one indexed UPDATE.
@@ -32,6 +32,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     worker         TEXT,
     attempt        INTEGER NOT NULL DEFAULT 0,
     lease_until    REAL,
+    lease_seconds  REAL,
+    lease_beat     INTEGER NOT NULL DEFAULT 0,
+    lease_mono     REAL,
+    owner_proc     TEXT,
+    lost_runs      INTEGER NOT NULL DEFAULT 0,
     retries_left   INTEGER NOT NULL DEFAULT 0,
     cache_key      TEXT,
     tags           TEXT NOT NULL DEFAULT '[]',
@@ -75,6 +80,7 @@ CREATE TABLE IF NOT EXISTS workers (
     queues    TEXT NOT NULL,
     host      TEXT NOT NULL,
     pid       INTEGER NOT NULL,
+    proc      TEXT,
     task      TEXT,
     started   REAL NOT NULL,
     last_seen REAL NOT NULL
@@ -195,8 +201,20 @@ CREATE INDEX IF NOT EXISTS dataset_files_hash ON dataset_files(hash);
 """
 
 
-def _v2_datasets(db) -> None:
-    """Version 2: the datasets and dataset_files tables (ClearML Data)."""
+def _v2_lease_heartbeats(db) -> None:
+    """Leases judged without comparing wall clocks (store/leases.py): each renewal bumps `lease_beat`,
+    which observers watch on their own monotonic clock for `lease_seconds`, and records `lease_mono`,
+    the owner's time.monotonic(), which observers on the same machine compare with theirs; `owner_proc`
+    (and the workers' `proc`) is the owner's process identity (store/owners.py) for same-host liveness
+    checks; `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed."""
+    for column, decl in (("lease_seconds", "REAL"), ("lease_beat", "INTEGER NOT NULL DEFAULT 0"), ("lease_mono", "REAL"),
+                         ("owner_proc", "TEXT"), ("lost_runs", "INTEGER NOT NULL DEFAULT 0")):
+        db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {decl}")
+    db.execute("ALTER TABLE workers ADD COLUMN proc TEXT")
+
+
+def _v3_datasets(db) -> None:
+    """Version 3: the datasets and dataset_files tables (ClearML Data)."""
     for statement in _statements(DATASETS_DDL):
         db.execute(statement)
 
@@ -204,7 +222,7 @@ def _v2_datasets(db) -> None:
 #: target version -> function that brings a store from version-1 up to it. Each receives a
 #: `sqlite_utils.Database` over the open connection (its `add_column`/`transform` handle SQLite's
 #: limited ALTER TABLE) and runs inside the migration transaction.
-MIGRATIONS: dict[int, Callable] = {2: _v2_datasets}
+MIGRATIONS: dict[int, Callable] = {2: _v2_lease_heartbeats, 3: _v3_datasets}
 
 
 def create_or_migrate(conn: sqlite3.Connection, found: int) -> None:

@@ -341,7 +341,7 @@ def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create
             raise QueueError(f"there is no queue named {queue!r}; known queues: {', '.join(_queue_names(c))}")
         row = c.execute(
             "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
-            "lease_until = NULL, status_message = '', completed = NULL, last_update = ? "
+            "lease_until = NULL, lost_runs = 0, status_message = '', completed = NULL, last_update = ? "
             f"WHERE id = ? AND status IN ({', '.join('?' * len(_ENQUEUE_FROM))}) RETURNING *",
             (queue, priority, _next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
         ).fetchone()
