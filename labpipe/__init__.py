@@ -26,7 +26,7 @@ from .errors import (
     TaskNotFound,
 )
 from .logger import Logger
-from .models import Model, OutputModel
+from .models import InputModel, Model, OutputModel
 from .pipeline.controller import PipelineController
 from .pipeline.decorator import PipelineDecorator
 from .storage import StorageManager
@@ -40,6 +40,7 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "IllegalTransition",
+    "InputModel",
     "InvalidName",
     "LabpipeError",
     "Logger",

@@ -459,11 +459,17 @@ class Task:
         tasks.delete_params(self._db, self.id, [_params.split_key(name)])
 
     def connect(self, mutable: Any, name: str | None = None) -> Any:
-        """Tie a dict (or an object's public attributes) to parameter section `name` (default 'General').
+        """Tie a dict (or an object's public attributes) to parameter section `name` (default 'General');
+        an InputModel or OutputModel is connected as that model (see `InputModel.connect`).
 
         Run locally, the values are recorded on the task. Run by a worker (an enqueued or cloned
         task), the stored values, possibly overridden, are written back into `mutable`, as ClearML does.
         """
+        from .models import InputModel, OutputModel
+
+        if isinstance(mutable, (InputModel, OutputModel)):  # ClearML: task.connect(model) connects the model
+            mutable.connect(self, name)
+            return mutable
         section = name or _params.DEFAULT_SECTION
         is_dict = isinstance(mutable, dict)
         current = dict(mutable) if is_dict else {k: v for k, v in vars(mutable).items() if not k.startswith("_")}
@@ -625,10 +631,30 @@ class Task:
 
     @property
     def models(self) -> dict[str, list]:
-        """{'input': [], 'output': [Model, ...]}; `models['output']['name']` picks by name."""
-        from .models import Model, ModelList
+        """{'input': [InputModel, ...], 'output': [Model, ...]}; `models['output']['name']` picks by name."""
+        from .models import InputModel, Model, ModelList
 
-        return {"input": ModelList(), "output": ModelList(Model._from_row(r, self._db) for r in outputs.get_models(self._db, self.id))}
+        inputs = ModelList()
+        for name, model_id in self.input_model_ids().items():
+            row = outputs.get_model(self._db, model_id)
+            if row is not None:
+                model = InputModel._from_row(row, self._db)
+                model.name = name  # the name it has on this task
+                inputs.append(model)
+        return {"input": inputs, "output": ModelList(Model._from_row(r, self._db) for r in outputs.get_models(self._db, self.id))}
+
+    def input_model_ids(self) -> dict[str, str]:
+        """{name on this task: model id} of the models connected as its inputs."""
+        return dict(self.reload()._row.script.get("input_models") or {})
+
+    def set_input_model_id(self, name: str, model_id: str) -> None:
+        """Record model `model_id` as this task's input model `name` (a clone keeps it, and may change it)."""
+        def change(row):
+            script = dict(row.script)
+            script["input_models"] = {**(script.get("input_models") or {}), name: model_id}
+            return {"script": script}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
 
     # -- metrics -------------------------------------------------------------------------
 

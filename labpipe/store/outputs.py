@@ -94,6 +94,39 @@ def get_model(db: Database, model_id: str) -> sqlite3.Row | None:
     return db.query_one("SELECT * FROM models WHERE id = ?", (model_id,))
 
 
+def find_models(db: Database, *, project: str | None = None, name: str | None = None, include_archived: bool = False) -> list[sqlite3.Row]:
+    """Models (newest first) of tasks in `project`, named `name`; those of archived tasks only if asked."""
+    sql = "SELECT m.* FROM models m JOIN tasks t ON t.id = m.task WHERE 1 = 1"
+    args: list = []
+    if project is not None:
+        sql += " AND t.project = ?"
+        args.append(project)
+    if name is not None:
+        sql += " AND m.name = ?"
+        args.append(name)
+    if not include_archived:
+        sql += " AND t.archived = 0"
+    return db.query(sql + " ORDER BY m.created DESC, m.rowid DESC", tuple(args))
+
+
+def update_model_metadata(db: Database, model_id: str, changes: dict) -> dict:
+    """Merge `changes` into a model's metadata in one transaction (read under the write lock: no lost
+    update); returns the new metadata."""
+    def change(c: sqlite3.Connection) -> dict:
+        row = c.execute("SELECT metadata FROM models WHERE id = ?", (model_id,)).fetchone()
+        if row is None:
+            raise TaskNotFound(f"no model with id {model_id!r} in the store {db.root}")
+        metadata = {**json.loads(row[0]), **changes}
+        c.execute("UPDATE models SET metadata = ? WHERE id = ?", (json.dumps(metadata), model_id))
+        return metadata
+
+    return db.write(change)
+
+
+def rename_model(db: Database, model_id: str, name: str) -> None:
+    db.execute("UPDATE models SET name = ? WHERE id = ?", (name, model_id))
+
+
 # -- metrics ---------------------------------------------------------------------------------
 
 
