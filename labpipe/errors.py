@@ -11,6 +11,10 @@ class StoreError(LabpipeError):
     """The store cannot be opened or used (bad path, newer schema, not SQLite, network filesystem)."""
 
 
+class StoreFull(StoreError):
+    """The disk (or quota) holding the store is full: names what could not be stored, the store and the free space."""
+
+
 class TaskNotFound(LabpipeError, LookupError):
     """No task matches the id or the project + name that was asked for."""
 

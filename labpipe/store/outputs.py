@@ -156,11 +156,28 @@ def read_console(db: Database, task_id: str, after: int = 0) -> list[sqlite3.Row
 # -- garbage collection ----------------------------------------------------------------------
 
 
+_REFERENCED = "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots"
+
+
 def referenced_hashes(db: Database) -> set[str]:
-    rows = db.query(
-        "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots"
-    )
-    return {r[0] for r in rows}
+    return {r[0] for r in db.query(_REFERENCED)}
+
+
+def referenced_hashes_frozen(db: Database) -> set[str] | None:
+    """The same, read from the database file alone, without opening it for writing (SQLite's
+    `immutable` mode: no WAL index is made, so it works on a full disk). Only sound when the WAL holds
+    nothing (no process has the store open): None otherwise."""
+    import os
+    import sqlite3
+
+    wal = f"{db.path}-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        return None
+    conn = sqlite3.connect(f"{db.path.as_uri()}?immutable=1", uri=True)
+    try:
+        return {r[0] for r in conn.execute(_REFERENCED)}
+    finally:
+        conn.close()
 
 
 def delete_unreferenced_inline(db: Database, older_than: float) -> int:
@@ -169,3 +186,8 @@ def delete_unreferenced_inline(db: Database, older_than: float) -> int:
         "(SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots)",
         (older_than,),
     )
+
+
+def shrink_log(db: Database) -> None:
+    """Checkpoint the WAL and truncate it, so the space a large delete took in it is given back."""
+    db.query("PRAGMA wal_checkpoint(TRUNCATE)")
