@@ -636,16 +636,19 @@ class PipelineRun:
                 raise StepFailed(f"{which} was skipped ({node.error or 'no reason recorded'}), so its return value "
                                  f"{artifact!r} does not exist; check that it ran before using it in the pipeline logic")
             raise StepFailed(f"{which} {node.status}: {node.error or 'no message'}")
+        task_id = node.task_id
         try:
-            return Task.get_task(task_id=node.task_id).artifacts[artifact].get()
+            return Task.get_task(task_id=task_id).artifacts[artifact].get()
         except KeyError:
-            raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}") from None
+            raise ArtifactError(f"step {name!r} (task {task_id}) has no return value {artifact!r}") from None
         except BlobCorrupted:
-            if node.status != "cached":
-                raise
-            # reused from the cache, and its bytes were damaged (now quarantined): run the step again
+            # Reused from the cache, and its bytes were damaged (now quarantined): run the step again,
+            # unless the scheduler already did (it verifies cached inputs of a step it launches).
             with self._cond:
-                if self.dag[name].status == "cached":
+                now = self.dag[name]
+                if now.task_id == task_id:
+                    if now.status != "cached":
+                        raise  # freshly computed by this run: a real error
                     self._reopen(name)
             return self.result_value(name, artifact)
 

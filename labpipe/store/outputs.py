@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from ..errors import TaskNotFound
+from ..errors import StoreFull, TaskNotFound
 from . import blobs, tasks
 from .db import Database
 
@@ -33,7 +33,10 @@ def put_artifact(
             (task_id, name, ref.hash, ref.size, kind, filename, preview, json.dumps(metadata or {}), time.time()),
         )
 
-    tasks._with_task(db, task_id, put)
+    try:
+        tasks._with_task(db, task_id, put)
+    except StoreFull as exc:  # the blob is whole (gc takes it); the row could not be written
+        raise StoreFull(f"artifact {name!r} of task {task_id}: {exc}") from None
 
 
 def get_artifacts(db: Database, task_id: str) -> list[sqlite3.Row]:
