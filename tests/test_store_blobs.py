@@ -134,3 +134,35 @@ def test_full_disk_is_one_error_naming_artifact_store_and_free_space_and_leaves_
     finally:
         get_database().close()
         disk.__exit__(None, None, None)
+
+
+def test_a_lock_held_on_a_blob_while_forking_is_not_kept_by_the_child():
+    """The pool forks workers from a pipeline's process while its other threads may hold a blob lock:
+    the child must not keep that lock alive (gc and quarantine would wait on it as long as it lives)."""
+    db = get_database()
+    ref = blobs.prepare(db, [BIG])
+    path = blobs.blob_path(db, ref.hash)
+    fd = blobs._open_for_lock(path)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    pid = os.fork()
+    if pid == 0:  # the child lives on for a while, as a worker would
+        time.sleep(10)
+        os._exit(0)
+    try:
+        blobs._close_locked(fd)
+        other = os.open(path, os.O_RDONLY)
+        try:
+            # free as soon as the child has run its fork hook (a moment), not when it exits
+            deadline = time.monotonic() + 3
+            while True:
+                try:
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the forked child kept the lock"
+                    time.sleep(0.01)
+        finally:
+            os.close(other)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)

@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,6 +181,55 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+# Locks taken on blob files belong to the open file, which a fork shares with the child: a lock held
+# by one thread while another forks (the pool forks workers from a pipeline's process) would stay held
+# as long as the child lives. So every fd we lock is registered, a fork waits while one is being
+# opened, and the child closes its copies at once (the parent's close then releases the lock).
+_held: set[int] = set()
+_held_lock = threading.Lock()
+
+
+def _open_for_lock(path: Path) -> int:
+    with _held_lock:
+        fd = os.open(path, os.O_RDONLY)
+        _held.add(fd)
+    return fd
+
+
+def _close_locked(fd: int) -> None:
+    with _held_lock:
+        _held.discard(fd)
+        os.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    global _held_lock
+    for fd in _held:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+    _held_lock = threading.Lock()
+
+
+os.register_at_fork(before=lambda: _held_lock.acquire(), after_in_parent=lambda: _held_lock.release(),
+                    after_in_child=_after_fork_in_child)
+
+
+def _flock_exclusive(fd: int, wait: float) -> bool:
+    """An exclusive lock within `wait` seconds (writers hold theirs for the time of a hash at most)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+
+
 def _refresh_existing(db: Database, digest: str, size: int) -> bool:
     """True if an intact file for this blob is in place, its mtime now refreshed; False if the caller
     must write it (no file, or a damaged one, which is moved to quarantine here).
@@ -191,7 +241,7 @@ def _refresh_existing(db: Database, digest: str, size: int) -> bool:
     """
     target = blob_path(db, digest)
     try:
-        fd = os.open(target, os.O_RDONLY)
+        fd = _open_for_lock(target)
     except FileNotFoundError:
         return False
     try:
@@ -208,7 +258,7 @@ def _refresh_existing(db: Database, digest: str, size: int) -> bool:
         os.utime(fd)
         return True
     finally:
-        os.close(fd)
+        _close_locked(fd)
 
 
 def _names(path: Path, st: os.stat_result) -> bool:
@@ -250,11 +300,13 @@ def quarantine(db: Database, digest: str, *, seen: os.stat_result | None = None)
     """
     path = blob_path(db, digest)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open_for_lock(path)
     except FileNotFoundError:
         return _quarantine_inline(db, digest)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not _flock_exclusive(fd, 5.0):  # never served anyway; fsck moves it later
+            log.warning("blob %s failed its hash but stays in place for now: another process holds it", digest)
+            return None
         st = os.fstat(fd)
         if not _names(path, st) or (seen is not None and (seen.st_dev, seen.st_ino) != (st.st_dev, st.st_ino)):
             return None
@@ -262,7 +314,7 @@ def quarantine(db: Database, digest: str, *, seen: os.stat_result | None = None)
             return None  # intact now: someone replaced it
         dest = _move_aside(db, path, digest)
     finally:
-        os.close(fd)
+        _close_locked(fd)
     log.warning("blob %s failed its hash; moved to %s", digest, dest)
     return dest
 
@@ -288,7 +340,7 @@ def delete_unused(db: Database, path: Path, older_than: float) -> int | None:
     names it. A file that a writer holds (shared lock) is kept: that writer is about to name it.
     """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open_for_lock(path)
     except FileNotFoundError:
         return None
     try:
@@ -302,7 +354,7 @@ def delete_unused(db: Database, path: Path, older_than: float) -> int | None:
         os.unlink(path)
         return st.st_size
     finally:
-        os.close(fd)
+        _close_locked(fd)
 
 
 class _ChunkWriter:
