@@ -57,7 +57,7 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
     which is quarantined) is a miss, not an error.
     """
     row = db.query_one(
-        "SELECT t.*, (SELECT json_group_object(a.name, json_array(a.hash, a.size)) FROM artifacts a WHERE a.task = t.id) AS outputs, "
+        "SELECT t.*, (SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
         "(SELECT count(*) FROM artifacts a JOIN inline_blobs b ON b.hash = a.hash WHERE a.task = t.id) AS inline_count "
         "FROM tasks t WHERE t.cache_key = ? AND t.status IN ('completed', 'published') "
         "ORDER BY t.completed DESC LIMIT 1",
@@ -65,20 +65,21 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
     )
     if row is None or row["archived"]:
         return None
-    found = json.loads(row["outputs"] or "{}")
-    hashes = {n: h for n, (h, _size) in found.items()}
-    wanted = {n: found.get(n) for n in (found if names is None else names)}
-    if any(v is None for v in wanted.values()):
+    hashes = json.loads(row["outputs"] or "{}")
+    wanted = hashes if names is None else {n: hashes.get(n) for n in names}
+    if any(h is None for h in wanted.values()):
         return None
     if row["inline_count"] < len(hashes):  # some outputs are files: check those are there, whole
         from . import blobs
 
-        inline = set() if not wanted else {r[0] for r in db.query(
-            f"SELECT hash FROM inline_blobs WHERE hash IN ({', '.join('?' * len(wanted))})", tuple(h for h, _ in wanted.values())
-        )}
         # a stat each (size as recorded), not a hash: a hit must stay cheap. A flipped byte is found
         # when the bytes are read (blobs.read quarantines them; the pipeline then runs the step again).
-        if not all(h in inline or blobs.present(db, h, size) for h, size in wanted.values()):
+        files = db.query(
+            "SELECT a.name, a.hash, a.size FROM artifacts a WHERE a.task = ? "
+            "AND NOT EXISTS (SELECT 1 FROM inline_blobs b WHERE b.hash = a.hash)",
+            (row["id"],),
+        )
+        if not all(blobs.present(db, f["hash"], f["size"]) for f in files if f["name"] in wanted):
             return None
     return TaskRow.from_row(row), hashes
 
