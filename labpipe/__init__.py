@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 from .config import set_store, store_path
+from .dataset import Dataset
 from .errors import (
     ArtifactError,
     BlobCorrupted,
+    DatasetError,
     IllegalTransition,
     LabpipeError,
     ParameterError,
@@ -19,6 +21,7 @@ from .errors import (
     QueueError,
     StepFailed,
     StoreError,
+    StoreTooNew,
     TaskNotFound,
 )
 from .logger import Logger
@@ -33,6 +36,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError",
     "BlobCorrupted",
+    "Dataset",
+    "DatasetError",
     "IllegalTransition",
     "LabpipeError",
     "Logger",
@@ -46,6 +51,7 @@ __all__ = [
     "StepFailed",
     "StorageManager",
     "StoreError",
+    "StoreTooNew",
     "Task",
     "TaskNotFound",
     "TaskTypes",

@@ -6,73 +6,18 @@ Every listing prints aligned text for people and, with `--json`, JSON for script
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 import click
 
 from . import config
+from .cli_io import cannot_write, elapsed, emit, output_path, table, when
 from .errors import LabpipeError
 from .status import STATUSES
 from .store.db import require_store
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
-def _elapsed(start: float | None, end: float | None) -> str:
-    if not start:
-        return "-"
-    secs = (end or time.time()) - start
-    if secs < 1:
-        return f"{secs * 1000:.0f} ms"
-    if secs < 120:
-        return f"{secs:.1f} s"
-    return f"{secs / 60:.1f} min"
-
-
-def _table(rows: list[dict], columns: list[str]) -> str:
-    from tabulate import tabulate
-
-    if not rows:
-        return "(none)"
-    return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain", disable_numparse=True)
-
-
-def _emit(as_json: bool, payload, text: str) -> None:
-    click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
-
-
-def _output_path(output: str, name: str) -> Path:
-    """Where an `-o` output goes: into an existing folder as `name`, else at `output` itself.
-
-    The folder it lands in must exist already (no folders are made up from a mistyped path); a missing
-    or wrong one is one clear error naming it.
-    """
-    out = Path(output).expanduser()
-    if out.is_dir():
-        return out / name
-    if output.endswith(("/", os.sep)):
-        raise LabpipeError(f"cannot write {output}: no such folder; create it first (mkdir -p {output}) or choose another path")
-    folder = out.parent
-    if not folder.is_dir():
-        if folder.exists():
-            raise LabpipeError(f"cannot write {out}: {folder} is not a folder; choose another path")
-        raise LabpipeError(f"cannot write {out}: no such folder {folder}; create it first (mkdir -p {folder}) or choose another path")
-    return out
-
-
-def _cannot_write(out: Path, exc: OSError) -> LabpipeError:
-    """One clear error for an output that could not be written (permissions, full disk, ...)."""
-    if isinstance(exc, PermissionError):
-        return LabpipeError(f"cannot write {out}: permission denied; choose a place you can write to")
-    reason = exc.strerror or str(exc)
-    return LabpipeError(f"cannot write {out}: {reason}")
 
 
 class _Group(click.Group):
@@ -114,13 +59,13 @@ def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
                             type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
     payload = [{
         "id": r.id, "project": r.project, "name": r.name, "type": r.type, "status": r.status, "queue": r.queue or "",
-        "worker": r.worker or "", "created": _when(r.created), "elapsed": _elapsed(r.started, r.completed),
+        "worker": r.worker or "", "created": when(r.created), "elapsed": elapsed(r.started, r.completed),
         "archived": r.archived,
     } for r in rows]
     cols = ["id", "project", "name", "type", "status", "created", "elapsed"]
     if any(r.status in ("in_progress", "queued") for r in rows):
         cols += ["queue", "worker"]
-    _emit(as_json, payload, _table(payload, cols))
+    emit(as_json, payload, table(payload, cols))
 
 
 @main.command("show")
@@ -151,8 +96,8 @@ def show_cmd(task_id, show_log, follow, as_json):
     payload = {
         "id": r.id, "name": r.name, "project": r.project, "type": r.type, "status": r.status,
         "status_message": r.status_message, "parent": r.parent, "queue": r.queue, "worker": r.worker,
-        "created": _when(r.created), "started": _when(r.started), "completed": _when(r.completed),
-        "elapsed": _elapsed(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
+        "created": when(r.created), "started": when(r.started), "completed": when(r.completed),
+        "elapsed": elapsed(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
         "parameters": t.get_parameters(),
         "artifacts": {a.name: {"type": a.type, "size": a.size, "hash": a.hash, "preview": a.preview} for a in t.artifacts.values()},
         "models": [m.name for m in t.models["output"]],
@@ -174,7 +119,7 @@ def show_cmd(task_id, show_log, follow, as_json):
             f"  {title}/{series}: {v['last']:.6g} (min {v['min']:.6g}, max {v['max']:.6g})"
             for title, d in payload["scalars"].items() for series, v in d.items()
         ]
-    _emit(as_json, payload, "\n".join(lines))
+    emit(as_json, payload, "\n".join(lines))
 
 
 @main.command("queues")
@@ -186,7 +131,7 @@ def queues_cmd(as_json):
 
     require_store()
     rows = tasks.queue_stats(get_database())
-    _emit(as_json, rows, _table(rows, ["name", "queued", "running"]))
+    emit(as_json, rows, table(rows, ["name", "queued", "running"]))
 
 
 @main.command("archive")
@@ -228,14 +173,14 @@ def artifact_cmd(task_id, name, output):
             shutil.copyfileobj(fh, click.get_binary_stream("stdout"))
         click.echo(f"wrote {art.filename or name} to stdout ({art.type}, {art.size:,d} bytes)", err=True)
         return
-    out = _output_path(output, art.filename or name)
+    out = output_path(output, art.filename or name)
     try:
         if src.is_dir():
             shutil.copytree(src, out, dirs_exist_ok=True)
         else:
             shutil.copyfile(src, out)
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        raise cannot_write(out, exc) from None
     click.echo(f"wrote {out} ({art.type}, {art.size:,d} bytes)")
 
 
@@ -255,7 +200,7 @@ def gc_cmd(grace, as_json):
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grace") from None
     report = gc.collect(get_database(), grace=grace)
-    _emit(as_json, asdict(report),
+    emit(as_json, asdict(report),
           f"deleted {report.deleted_files} blob files and {report.deleted_inline} inline blobs, "
           f"freed {report.freed_bytes:,d} bytes; kept {report.kept}; removed {report.temp_files} stale temp files")
 
@@ -277,7 +222,7 @@ def fsck_cmd(no_repair, as_json):
              f"removed {report.temp_files_removed} stale temp files and {report.cache_copies_removed} cache copies"]
     lines += [f"  {'repaired' if p.repaired else 'PROBLEM'}: {p.detail}" for p in report.problems]
     lines.append("ok" if not report.remaining else f"{report.remaining} problems remain")
-    _emit(as_json, report.as_dict(), "\n".join(lines))
+    emit(as_json, report.as_dict(), "\n".join(lines))
     if report.remaining:
         sys.exit(1)
 
@@ -291,14 +236,14 @@ def plot_cmd(pipeline_id, output):
     from .pipeline.render import plot_pipeline
 
     require_store()
-    out = _output_path(output, "dag.png")
+    out = output_path(output, "dag.png")
     if out.suffix.lower() != ".png":
         raise click.UsageError(f"labpipe plot writes PNG: name the output {out.with_suffix('.png').name!r}, not {out.name!r}")
     png = plot_pipeline(pipeline_id)
     try:
         out.write_bytes(png)
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        raise cannot_write(out, exc) from None
     click.echo(f"wrote {out} ({len(png):,d} bytes)")
 
 
@@ -324,9 +269,9 @@ def pipelines_cmd(project, name, limit, as_json):
         payload.append({
             "id": r.id, "project": r.project, "name": r.name, "version": r.runtime.get("pipeline_version") or "",
             "status": r.status, "steps": f"{done}/{sum(c.values())}", "cached": c.get("cached", 0),
-            "failed": c.get("failed", 0), "created": _when(r.created), "elapsed": _elapsed(r.started, r.completed),
+            "failed": c.get("failed", 0), "created": when(r.created), "elapsed": elapsed(r.started, r.completed),
         })
-    _emit(as_json, payload, _table(payload, ["id", "project", "name", "version", "status", "steps", "cached", "failed", "created", "elapsed"]))
+    emit(as_json, payload, table(payload, ["id", "project", "name", "version", "status", "steps", "cached", "failed", "created", "elapsed"]))
 
 
 @main.command("clone")
@@ -379,7 +324,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     if queue:
         new_queue = not tasks.queue_exists(clone._db, queue)
         Task.enqueue(clone, queue_name=queue)
-    _emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
+    emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
           f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))
     if queue:
         if new_queue:
@@ -396,7 +341,23 @@ def _register_agent_commands() -> None:
         main.add_command(command)
 
 
+def _register_results_commands() -> None:
+    """Reading reported results (scalars, plots, compare) lives with its own module."""
+    from . import results_commands
+
+    for command in (results_commands.scalars_command, results_commands.plots_command, results_commands.compare_command):
+        main.add_command(command)
+
+
+def _register_dataset_commands() -> None:
+    from . import dataset_commands
+
+    main.add_command(dataset_commands.datasets_command)
+
+
 _register_agent_commands()
+_register_results_commands()
+_register_dataset_commands()
 
 
 if __name__ == "__main__":

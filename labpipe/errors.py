@@ -15,6 +15,11 @@ class StoreFull(StoreError):
     """The disk (or quota) holding the store is full: names what could not be stored, the store and the free space."""
 
 
+class StoreTooNew(StoreError):
+    """The store's schema is newer than this labpipe's: a newer labpipe upgraded it (maybe while this
+    process ran). This process must stop writing to it: upgrade labpipe and restart it."""
+
+
 class TaskNotFound(LabpipeError, LookupError):
     """No task matches the id or the project + name that was asked for."""
 
@@ -49,3 +54,7 @@ class PipelineError(LabpipeError):
 
 class Unfingerprintable(LabpipeError, TypeError):
     """A value has no stable fingerprint, so a call that receives it is not cached."""
+
+
+class DatasetError(LabpipeError, ValueError):
+    """A dataset is unknown, finalized when a draft is needed (or the other way), or given a bad path."""

@@ -257,9 +257,10 @@ class Task:
         task_name: str | None = None,
         allow_archived: bool = True,
     ) -> Task:
-        """A task by id, or the newest task with this name (in this project, if given).
+        """A task by id (or a unique prefix of one, 4+ characters, as git takes), or the newest task with
+        this name (in this project, if given).
 
-        Raises TaskNotFound naming what was looked for.
+        Raises TaskNotFound naming what was looked for (an ambiguous prefix: its candidates).
         """
         db = get_database()
         if task_id:
@@ -469,8 +470,8 @@ class Task:
                     else:
                         setattr(mutable, key, value)
             missing = {k: v for k, v in current.items() if k not in stored}
-            if missing:
-                self.update_parameters({f"{section}/{k}": v for k, v in missing.items()})
+            if missing:  # recorded unless someone set them meanwhile
+                tasks.set_params(self._db, self.id, [_param_row(f"{section}/{k}", v) for k, v in missing.items()], only_missing=True)
         else:
             self.update_parameters({f"{section}/{k}": v for k, v in current.items()})
         return mutable
@@ -481,14 +482,14 @@ class Task:
         return list(self.reload()._row.tags)
 
     def add_tags(self, tags: str | Iterable[str]) -> None:
-        new = [tags] if isinstance(tags, str) else list(tags)
-        merged = self.get_tags() + [t for t in new if t not in self._row.tags]
-        tasks.update_task(self._db, self.id, tags=merged)
-        self._row.tags = merged
+        """Add tags, keeping the task's others (also those other processes add at the same time)."""
+        self._row.tags = tasks.edit_tags(self._db, self.id, add=[tags] if isinstance(tags, str) else list(tags))
 
     def set_tags(self, tags: Iterable[str]) -> None:
-        tasks.update_task(self._db, self.id, tags=list(tags))
-        self._row.tags = list(tags)
+        """Replace all tags with these."""
+        tags = list(tags)
+        tasks.update_task(self._db, self.id, tags=tags)
+        self._row.tags = tags
 
     def get_system_tags(self) -> list[str]:
         return list(self.reload()._row.system_tags)
@@ -499,12 +500,13 @@ class Task:
 
     def archive(self) -> None:
         """Add the 'archived' system tag: hidden from default listings, never a cache hit."""
-        tags_now = self.get_system_tags()
-        if tasks.ARCHIVED_TAG not in tags_now:
-            self.set_system_tags([*tags_now, tasks.ARCHIVED_TAG])
+        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, add=[tasks.ARCHIVED_TAG], system=True))
 
     def unarchive(self) -> None:
-        self.set_system_tags([t for t in self.get_system_tags() if t != tasks.ARCHIVED_TAG])
+        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, remove=[tasks.ARCHIVED_TAG], system=True))
+
+    def _set_system_tags_read(self, tags: list[str]) -> None:
+        self._row.system_tags, self._row.archived = tags, tasks.ARCHIVED_TAG in tags
 
     def set_archived(self, archive: bool) -> None:
         self.archive() if archive else self.unarchive()

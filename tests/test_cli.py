@@ -76,6 +76,31 @@ def test_unknown_task_is_one_clear_line_and_exit_1(done_task):
     assert "Traceback" not in result.output
 
 
+def test_a_unique_id_prefix_works_wherever_an_id_is_taken(done_task):
+    prefix = done_task.id[:6]
+    assert "Args/lr = 0.1" in run("show", prefix).output
+    assert json.loads(run("show", prefix.upper(), "--json").output)["id"] == done_task.id
+    run("archive", prefix)
+    assert done_task.get_archived()
+    assert Task.get_task(task_id=prefix).id == done_task.id
+
+
+def test_an_ambiguous_prefix_lists_its_candidates_and_a_short_one_says_how_long():
+    db = get_database()
+    ids = ["abcd" + "0" * 28, "abcd" + "1" * 28, "abce" + "0" * 28]
+    for i, tid in enumerate(ids):  # ids chosen to share prefixes (uuid4 ids would almost never)
+        row = tasks.create_task(db, name=f"t{i}")
+        db.write(lambda c, old=row.id, new=tid: c.execute("UPDATE tasks SET id = ? WHERE id = ?", (new, old)))
+    result = run("show", "abcd", ok=False)
+    assert result.exit_code == 1 and "ambiguous" in result.output
+    assert ids[0] in result.output and ids[1] in result.output and ids[2] not in result.output
+    assert Task.get_task(task_id="abce").id == ids[2]
+    short = run("show", "abc", ok=False)
+    assert "no task with id 'abc' (a prefix needs 4 or more hex characters)" in short.output
+    missing = run("show", "ffff", ok=False)
+    assert "no task with id 'ffff' in the store" in missing.output and "Traceback" not in missing.output
+
+
 def test_archive_hides_the_task_from_listings(done_task):
     run("archive", done_task.id)
     assert done_task.get_archived()

@@ -9,6 +9,7 @@ import stat
 
 import pytest
 
+import labpipe
 from labpipe import StoreError, Task, set_store
 from labpipe.store import db as dbmod
 from labpipe.store.db import Database, filesystem_type
@@ -151,3 +152,95 @@ def test_a_lock_held_past_the_timeout_fails_clearly(tmp_path, monkeypatch):
     finally:
         timer.join()
     assert db.query_one("SELECT name FROM queues WHERE name = 'never'") is None
+
+
+# -- version skew: a newer labpipe migrates the store under a running older one ------------------
+
+
+def upgrade_as_newer_labpipe(monkeypatch, root) -> Database:
+    """Migrate the store as the next labpipe version would: one version up, one harmless new column.
+
+    Only this test process gets the newer version; a process started before keeps the real one."""
+    from labpipe.store import schema
+
+    newer = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", newer)
+    monkeypatch.setitem(schema.MIGRATIONS, newer, lambda db: db["tasks"].add_column("newer_field", str))
+    db = Database(root)
+    db.connection()
+    return db
+
+
+LABPIPE_SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(labpipe.__file__)))
+
+# An older labpipe's long-running process: opens the store, writes, waits, then tries to write again.
+OLD_PROCESS = """
+import sys
+from labpipe.errors import StoreTooNew
+from labpipe.store.db import Database
+db = Database(sys.argv[1])
+db.execute("INSERT INTO queues (name, created) VALUES ('before', 0)")
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    db.execute("INSERT INTO queues (name, created) VALUES ('after', 0)")
+    print("wrote")
+except StoreTooNew as exc:
+    print("refused:", exc)
+try:
+    db.query("SELECT count(*) FROM queues")
+    print("read")
+except StoreTooNew:
+    print("read refused")
+"""
+
+
+def test_an_open_process_stops_writing_once_a_newer_labpipe_migrated_the_store(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    root = tmp_path / "s"
+    old = subprocess.Popen([sys.executable, "-c", OLD_PROCESS, str(root)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": LABPIPE_SOURCE})
+    try:
+        assert old.stdout.readline().strip() == "ready"
+        new = upgrade_as_newer_labpipe(monkeypatch, root)
+        out, _ = old.communicate("go\n", timeout=20)
+    finally:
+        old.kill()
+        old.wait()
+    refused, read = out.strip().splitlines()
+    assert refused.startswith("refused: the store at ")
+    assert f"was upgraded to schema {new.query_one('PRAGMA user_version')[0]} by a newer labpipe" in refused
+    assert "upgrade labpipe" in refused and "restart" in refused
+    assert read == "read"  # reading stays possible: only writing into an unknown schema is refused
+    assert {r[0] for r in new.query("SELECT name FROM queues WHERE name IN ('before', 'after')")} == {"before"}
+    assert "newer_field" in {r[1] for r in new.query("PRAGMA table_info(tasks)")}
+
+
+def test_opening_a_store_migrated_by_a_newer_labpipe_raises_store_too_new(tmp_path, monkeypatch):
+    from labpipe.errors import StoreTooNew
+    from labpipe.store import schema
+
+    root = tmp_path / "s"
+    mine = schema.SCHEMA_VERSION
+    with monkeypatch.context() as newer:
+        upgrade_as_newer_labpipe(newer, root)
+    with pytest.raises(StoreTooNew, match=rf"upgraded to schema {mine + 1} by a newer labpipe; this process runs schema {mine}, so it stops writing"):
+        Database(root).connection()
+
+
+def test_a_read_failing_on_a_schema_a_newer_labpipe_changed_says_so(tmp_path, monkeypatch):
+    from labpipe.errors import StoreTooNew
+    from labpipe.store import schema
+
+    root = tmp_path / "s"
+    old = Database(root)
+    old.connection()
+    newer_version = schema.SCHEMA_VERSION + 1
+    with monkeypatch.context() as newer:
+        newer.setattr(schema, "SCHEMA_VERSION", newer_version)
+        newer.setitem(schema.MIGRATIONS, newer_version, lambda db: db["seq"].transform(rename={"value": "count"}))
+        Database(root).connection()
+    with pytest.raises(StoreTooNew, match=f"upgraded to schema {newer_version}"):
+        old.query("SELECT value FROM seq")

@@ -203,3 +203,117 @@ def test_create_with_packages_true_records_the_scripts_imports_pinned(tmp_path):
         Task.create(task_name="t", packages=True)
     with pytest.raises(LabpipeError, match="not a valid|packages\\[0\\]"):
         Task.create(script=str(script), packages=["numpy >>= 1"])
+
+
+# -- edits from several processes at once: none is lost -----------------------------------------
+
+
+def _in_processes(target, count: int, *args) -> None:
+    """Run target(i, barrier, *args) in `count` forked processes that start their edits together."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(count)
+    procs = [ctx.Process(target=target, args=(i, barrier, *args)) for i in range(count)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    for p in procs:
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+    assert [p.exitcode for p in procs] == [0] * count
+
+
+def _add_tags(i, barrier, task_id, n):
+    task = Task.get_task(task_id=task_id)
+    barrier.wait()
+    for j in range(n):
+        task.add_tags(f"p{i}-t{j}")
+
+
+def test_tags_added_from_four_processes_at_once_are_all_kept():
+    task = Task.create(task_name="tagged", tags=["first"])
+    _in_processes(_add_tags, 4, task.id, 50)
+    tags = task.get_tags()
+    assert len(tags) == 201 and len(set(tags)) == 201
+    assert tags[0] == "first"
+    assert set(tags) == {"first"} | {f"p{i}-t{j}" for i in range(4) for j in range(50)}
+    assert [t for t in tags if t.startswith("p2-")] == [f"p2-t{j}" for j in range(50)]  # each process's order kept
+
+
+def _archive_and_tag(i, barrier, task_id, n):
+    task = Task.get_task(task_id=task_id)
+    barrier.wait()
+    for j in range(n):
+        if i == 0:
+            task.archive() if j % 2 == 0 else task.unarchive()
+        else:
+            task.add_tags(f"p{i}-t{j}")
+    if i == 0:
+        task.archive()
+
+
+def test_archiving_while_other_processes_add_tags_loses_neither():
+    task = Task.create(task_name="archived while tagged")
+    _in_processes(_archive_and_tag, 3, task.id, 40)
+    task.reload()
+    assert task.get_archived() and task.get_system_tags() == ["archived"]
+    assert len(task.get_tags()) == 80
+
+
+def _set_parameters(i, barrier, task_id, n):
+    task = Task.get_task(task_id=task_id)
+    barrier.wait()
+    for j in range(n):
+        if j % 2:
+            task.set_parameter(f"Args/p{i}_{j}", j)
+        else:
+            task.update_parameters({f"Args/p{i}_{j}": j, f"Shared/last_{i}": j})
+
+
+def test_parameters_set_from_four_processes_at_once_are_all_kept():
+    task = Task.create(task_name="tuned")
+    task.set_parameters({"Args/kept": "yes"})
+    _in_processes(_set_parameters, 4, task.id, 50)
+    params = task.get_parameters()
+    assert params == {
+        "Args/kept": "yes",
+        **{f"Args/p{i}_{j}": j for i in range(4) for j in range(50)},
+        **{f"Shared/last_{i}": 48 for i in range(4)},
+    }
+
+
+def _race_to_start_and_end(i, barrier, task_ids, wins):
+    tasks = [Task.get_task(task_id=t) for t in task_ids]
+    barrier.wait()
+    for task in tasks:
+        try:
+            task.mark_started()
+        except IllegalTransition:
+            continue
+        wins.put(("started", task.id, i))
+    for task in tasks:
+        try:
+            task.mark_completed() if i % 2 else task.mark_stopped()
+        except IllegalTransition:
+            continue
+        wins.put(("ended", task.id, i))
+
+
+def test_status_transitions_racing_from_four_processes_have_one_winner_each():
+    import multiprocessing
+
+    wins = multiprocessing.get_context("fork").SimpleQueue()
+    ids = [Task.create(task_name=f"raced {k}").id for k in range(40)]
+    _in_processes(_race_to_start_and_end, 4, ids, wins)
+    seen = []
+    while not wins.empty():
+        seen.append(wins.get())
+    started = [task for what, task, _ in seen if what == "started"]
+    ended = {task: by for what, task, by in seen if what == "ended"}
+    assert sorted(started) == sorted(ids)  # each task started exactly once
+    assert sorted(ended) == sorted(ids) and len([s for s in seen if s[0] == "ended"]) == len(ids)
+    for task_id, by in ended.items():  # the status is the winner's, never overwritten by a loser
+        assert Task.get_task(task_id=task_id).get_status() == ("completed" if by % 2 else "stopped")

@@ -4,7 +4,7 @@
 
 1. create a task + 5 parameters + one small artifact + complete; baseline: the same rows written
    with raw sqlite3 + pickle into the same schema (same tables, indexes, pragmas and commits).
-2. Task.get_tasks(project=, status=) over N tasks.
+2. Task.get_tasks(project=, status=) over N tasks; Task.get_task by a 7-character id prefix (baseline: by whole id).
 3. a 100 MB numpy artifact, upload + get; baseline: np.save + np.load of the same array to the same disk.
 4. `python -c "import labpipe"`; baseline: `python -c pass`.
 """
@@ -100,7 +100,17 @@ def bench_get_tasks(root: Path, n: int) -> tuple[float, int]:
         t0 = time.perf_counter()
         found = Task.get_tasks(project_name="project-3", task_filter={"status": ["completed"]})
         samples.append(time.perf_counter() - t0)
-    return _median_ms(samples), len(found)
+    # an id prefix (7 characters, as git shows) against the exact id, both through Task.get_task
+    picks = [rows[rng.randrange(n)][0] for _ in range(50)]
+    prefix, exact = [], []
+    for tid in picks:
+        t0 = time.perf_counter()
+        Task.get_task(task_id=tid[:7])
+        prefix.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        Task.get_task(task_id=tid)
+        exact.append(time.perf_counter() - t0)
+    return _median_ms(samples), len(found), _median_ms(prefix), _median_ms(exact)
 
 
 def bench_numpy(root: Path, mb: int = 100) -> tuple[float, float]:
@@ -156,8 +166,10 @@ def main() -> None:
         ours, raw = bench_create(root)
         print(f"create+5 params+small artifact+complete: median {ours:.3f} ms (target <= 1 ms); "
               f"raw sqlite3+pickle {raw:.3f} ms; ratio {ours / raw:.2f}x (target <= 3x)")
-        ms, found = bench_get_tasks(root, args.tasks)
+        ms, found, prefix_ms, exact_ms = bench_get_tasks(root, args.tasks)
         print(f"Task.get_tasks(project, status) over {args.tasks:,d} tasks: median {ms:.1f} ms for {found} matches (target <= 50 ms)")
+        print(f"Task.get_task(7-character id prefix) over {args.tasks:,d} tasks: median {prefix_ms:.3f} ms (target <= 5 ms); "
+              f"by whole id {exact_ms:.3f} ms; ratio {prefix_ms / exact_ms:.2f}x")
         ours_s, base_s = bench_numpy(root)
         print(f"100 MB numpy artifact upload+get: {ours_s:.3f} s; np.save+np.load {base_s:.3f} s; "
               f"ratio {ours_s / base_s:.2f}x (target <= 1.5x)")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .. import params as _params
 from ..config import LEASE_SECONDS
-from ..errors import LabpipeError
+from ..errors import LabpipeError, StoreTooNew
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
 from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
@@ -47,6 +47,9 @@ from . import lifeline
 
 log = logging.getLogger(__name__)
 
+# A worker whose store a newer labpipe upgraded exits with this code (and one line saying so): it must
+# stop writing there, and restarting it would only fail again.
+EXIT_STORE_TOO_NEW = 3
 HEARTBEAT_SECONDS = 2.0  # a worker row older than waiting.WORKER_MAX_AGE is considered dead
 CHECK_SECONDS = 0.2  # how often a running task's status is read: a stop takes effect within this
 FLUSH_SECONDS = 0.2  # how often a running task's console output reaches the store
@@ -516,6 +519,8 @@ class Worker:
     def _beat(self, task_id: str | None) -> None:
         try:
             leases.worker_heartbeat(self.db, self.id, task_id)
+        except StoreTooNew:
+            raise
         except LabpipeError as exc:  # a locked store must not kill the worker; the next beat retries
             log.warning("worker %s: heartbeat failed: %s", self.id, exc)
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
@@ -576,7 +581,11 @@ def worker_main(config: WorkerConfig, parent_pid: int) -> None:
     from ..config import set_store
 
     set_store(config.store)
-    code = Worker(config).serve()
+    try:
+        code = Worker(config).serve()
+    except StoreTooNew as exc:
+        log.error("worker %d: %s", os.getpid(), exc)
+        code = EXIT_STORE_TOO_NEW
     if code:
         sys.exit(code)
 

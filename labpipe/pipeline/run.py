@@ -247,7 +247,10 @@ class PipelineRun:
                 elif status == _status.IN_PROGRESS:
                     spec = self.specs[name]
                     if spec.time_limit and node.started and time.time() - node.started > spec.time_limit:
-                        tasks.set_status(self.db, task_id, _status.STOPPED, f"time limit of {spec.time_limit} s exceeded", force=True)
+                        try:  # unless it ended meanwhile: a forced stop would overwrite that ending
+                            tasks.set_status(self.db, task_id, _status.STOPPED, f"time limit of {spec.time_limit} s exceeded")
+                        except LabpipeError:  # IllegalTransition: the next look sees how it ended
+                            pass
             now = time.monotonic()
             if now - self._last_reap > _REAP_EVERY:
                 self._last_reap = now
@@ -557,8 +560,8 @@ class PipelineRun:
         self._stopped = True
         for name, task_id in list(self._active.items()):
             try:
-                tasks.set_status(self.db, task_id, _status.STOPPED, reason, force=True)
-            except LabpipeError:
+                tasks.set_status(self.db, task_id, _status.STOPPED, reason)
+            except LabpipeError:  # IllegalTransition: it ended meanwhile, and keeps how it ended
                 pass
             del self._active[name]
             self._set(name, "aborted", error=reason, completed=time.time())

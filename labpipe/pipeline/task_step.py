@@ -15,6 +15,7 @@ from ..task import Task
 from . import references
 
 if TYPE_CHECKING:
+    from ..store.records import TaskRow
     from .dag import Node
     from .run import PipelineRun
     from .step import StepSpec
@@ -101,18 +102,24 @@ def launch_task_step(run: PipelineRun, spec: StepSpec, node: Node) -> None:
             task.reset(force=True)
     if overrides:
         task.update_parameters(overrides)
-    fields: dict[str, Any] = {"parent": run.task.id}
-    if key is not None:
-        fields["cache_key"] = key
     tags = run._step_tags(spec)
-    if tags:
-        fields["tags"] = list(dict.fromkeys([*task.data.tags, *tags]))
-    if spec.configuration_overrides:
-        runtime = dict(task.data.runtime)
-        runtime["configuration"] = references.resolve(dict(spec.configuration_overrides), resolver)
-        fields["runtime"] = runtime
-    _apply_task_overrides(task, references.resolve(dict(spec.task_overrides), resolver), fields)
-    tasks.update_task(run.db, task.id, **fields)
+    configuration = references.resolve(dict(spec.configuration_overrides), resolver) if spec.configuration_overrides else None
+    task_overrides = references.resolve(dict(spec.task_overrides), resolver)
+
+    def change(row: TaskRow) -> dict[str, Any]:
+        # from the row as it is now (read in the updating transaction): a base task used in place may
+        # be edited by another process meanwhile
+        fields: dict[str, Any] = {"parent": run.task.id}
+        if key is not None:
+            fields["cache_key"] = key
+        if tags:
+            fields["tags"] = list(dict.fromkeys([*row.tags, *tags]))
+        if configuration is not None:
+            fields["runtime"] = {**row.runtime, "configuration": configuration}
+        _apply_task_overrides(row, task_overrides, fields)
+        return fields
+
+    task._row = tasks.modify_task(run.db, task.id, change)
     node.task_id = task.id
     if queue:
         spec.queue = queue
@@ -132,9 +139,9 @@ def _base_task(spec: StepSpec, node: Node) -> Task:
         raise TaskNotFound(f"step {spec.name!r}: base task not found: {exc}") from None
 
 
-def _apply_task_overrides(task: Task, overrides: dict, fields: dict) -> None:
+def _apply_task_overrides(row: TaskRow, overrides: dict, fields: dict) -> None:
     """ClearML's task_overrides: dotted task fields, e.g. {'name': ..., 'script.branch': ...}."""
-    script = dict(task.data.script)
+    script = dict(row.script)
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         if head == "script" and rest:

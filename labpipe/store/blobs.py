@@ -441,6 +441,14 @@ def insert_inline(c: sqlite3.Connection, ref: BlobRef) -> None:
         )
 
 
+def insert_inline_many(c: sqlite3.Connection, refs: Sequence[BlobRef]) -> None:
+    """`insert_inline` for many blobs in one statement (a dataset's 10,000 small files)."""
+    now = time.time()
+    c.executemany("INSERT INTO inline_blobs (hash, data, created) VALUES (?, ?, ?) "
+                  "ON CONFLICT (hash) DO UPDATE SET data = excluded.data WHERE data IS NOT excluded.data",
+                  [(r.hash, r.inline, now) for r in refs if r.inline is not None])
+
+
 def read(db: Database, digest: str, *, what: str = "blob", inline: bytes | None = None):
     """The verified bytes of a blob (a bytes-like buffer). `what` names the owner (task/artifact) in errors.
 

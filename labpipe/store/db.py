@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StoreError, StoreFull
+from ..errors import StoreError, StoreFull, StoreTooNew
 from . import schema
 
 T = TypeVar("T")
@@ -152,10 +152,7 @@ class Database:
             raise StoreError(f"cannot switch {self.path} to WAL mode (got {mode!r}); is the folder on a local disk?")
         if version > schema.SCHEMA_VERSION:
             conn.close()
-            raise StoreError(
-                f"the store {self.root} was written by a newer labpipe (schema version {version}; this "
-                f"labpipe knows up to {schema.SCHEMA_VERSION}); upgrade labpipe (pip install -U labpipe)"
-            )
+            raise self._too_new(version)
         if version < schema.SCHEMA_VERSION:
             self._run(conn, lambda c: _create(c))
         conn.execute("PRAGMA busy_timeout = 0")  # from now on we wait for locks ourselves (see _FIRST_WAIT)
@@ -165,6 +162,13 @@ class Database:
             except OSError:
                 pass
         return conn
+
+    def _too_new(self, version: int) -> StoreTooNew:
+        return StoreTooNew(
+            f"the store at {self.root} was upgraded to schema {version} by a newer labpipe; this process runs "
+            f"schema {schema.SCHEMA_VERSION}, so it stops writing there: upgrade labpipe (pip install -U labpipe) "
+            "and restart this process"
+        )
 
     def close(self) -> None:
         """Close this process's connection (the next use reopens it)."""
@@ -185,6 +189,13 @@ class Database:
         def transaction() -> T:
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                # A newer labpipe may have migrated the store since this process opened it. Read
+                # while holding the write lock, which every migration takes too, the version is
+                # authoritative: nothing of this process is written into a schema it does not know.
+                # (~1 µs: user_version sits in the database header, which BEGIN IMMEDIATE has read.)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > schema.SCHEMA_VERSION:
+                    raise self._too_new(version)
                 result = fn(conn)
                 conn.execute("COMMIT")
                 return result
@@ -210,10 +221,19 @@ class Database:
                     return attempt()
                 except sqlite3.OperationalError as exc:
                     if not _busy(exc):
-                        raise _store_error(exc, self.path) from None
+                        raise self._failure(exc) from None
                     busy = exc
             waited = waited or _Backoff(self.path)
             waited.sleep(busy)  # outside the lock: this process's other threads may go on meanwhile
+
+    def _failure(self, exc: sqlite3.Error) -> StoreError:
+        """The error to raise for a failed statement: StoreTooNew when a newer labpipe has migrated the
+        store meanwhile (a read naming a column that migration renamed fails so), else a StoreError."""
+        try:
+            version = self.connection().execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error:
+            version = 0
+        return self._too_new(version) if version > schema.SCHEMA_VERSION else _store_error(exc, self.path)
 
     def query_one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
         rows = self.query(sql, params)

@@ -6,7 +6,7 @@ Checks, in this order:
   needs it runs the step again;
 - every inline blob row: the same, quarantined as its row removed and its bytes saved aside;
 - stale temp files (`.tmp-*` in `blobs/`, left by a killed writer) older than `TEMP_AGE`: removed;
-- every row that names a blob (artifacts, models, plots): the blob is there, of the size recorded.
+- every row that names a blob (artifacts, models, plots, dataset files): the blob is there, of the size recorded.
   A row whose blob is missing (or was just quarantined) cannot be repaired here: the bytes are gone.
   It is reported by task and name; a pipeline step that produced it runs again on its next use;
 - materialized copies under `<store>/cache/<hash>/` of a blob that is gone: removed (they are made
@@ -133,6 +133,9 @@ def _check_inline(db: Database, report: FsckReport, gone: set[str], repair: bool
         last = rows[-1][0]
 
 
+_ROW_KIND = {"artifacts": "artifact", "models": "model", "plots": "plot", "dataset_files": "file"}
+
+
 def _check_rows(db: Database, report: FsckReport, gone: set[str]) -> None:
     inline = {r[0]: r[1] for r in db.query("SELECT hash, length(data) FROM inline_blobs")}
     rows = db.query(
@@ -141,11 +144,13 @@ def _check_rows(db: Database, report: FsckReport, gone: set[str]) -> None:
         "UNION ALL SELECT 'models', m.task, m.name, m.hash, m.size, t.name FROM models m LEFT JOIN tasks t ON t.id = m.task "
         "WHERE m.hash IS NOT NULL "
         "UNION ALL SELECT 'plots', p.task, p.title || '/' || p.series, p.hash, NULL, t.name FROM plots p "
-        "LEFT JOIN tasks t ON t.id = p.task"
+        "LEFT JOIN tasks t ON t.id = p.task "
+        "UNION ALL SELECT 'dataset_files', d.dataset, d.path, d.hash, d.size, t.name FROM dataset_files d "
+        "LEFT JOIN tasks t ON t.id = d.dataset"
     )
     for tbl, task, name, digest, size, task_name in rows:
         report.rows += 1
-        what = f"{tbl[:-1]} {name!r} of task {task} ({task_name or 'deleted task'})"
+        what = f"{_ROW_KIND[tbl]} {name!r} of {'dataset' if tbl == 'dataset_files' else 'task'} {task} ({task_name or 'deleted'})"
         if digest in inline:
             found = inline[digest]
         else:

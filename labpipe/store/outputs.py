@@ -159,7 +159,8 @@ def read_console(db: Database, task_id: str, after: int = 0) -> list[sqlite3.Row
 # -- garbage collection ----------------------------------------------------------------------
 
 
-_REFERENCED = "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots"
+_REFERENCED = ("SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots "
+               "UNION SELECT hash FROM dataset_files")
 
 
 def referenced_hashes(db: Database) -> set[str]:
@@ -185,8 +186,7 @@ def referenced_hashes_frozen(db: Database) -> set[str] | None:
 
 def delete_unreferenced_inline(db: Database, older_than: float) -> int:
     return db.execute(
-        "DELETE FROM inline_blobs WHERE created < ? AND hash NOT IN "
-        "(SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots)",
+        f"DELETE FROM inline_blobs WHERE created < ? AND hash NOT IN ({_REFERENCED})",
         (older_than,),
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Queued tasks are the rows with status 'queued': the queue, priority and enqueue order are columns
 # of the task, and a partial index over exactly those rows makes dequeue one indexed UPDATE.
@@ -165,14 +165,46 @@ CREATE TABLE IF NOT EXISTS pipeline_nodes (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS pipeline_nodes_task ON pipeline_nodes(task);
 
+
 INSERT OR IGNORE INTO queues(name, created) VALUES ('default', (julianday('now') - 2440587.5) * 86400.0),
                                           ('services', (julianday('now') - 2440587.5) * 86400.0);
 """
 
+DATASETS_DDL = """-- Datasets (ClearML Data): the task with the same id holds status, tags and project; a child
+-- starts with its parents' file rows, `origin` naming the dataset that added each file's version.
+CREATE TABLE IF NOT EXISTS datasets (
+    id          TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    project     TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    parents     TEXT NOT NULL DEFAULT '[]',
+    description TEXT NOT NULL DEFAULT '',
+    created     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS datasets_name ON datasets(project, name, created);
+CREATE TABLE IF NOT EXISTS dataset_files (
+    dataset TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    path    TEXT NOT NULL,
+    hash    TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    mode    INTEGER NOT NULL,
+    origin  TEXT NOT NULL,
+    PRIMARY KEY (dataset, path)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dataset_files_hash ON dataset_files(hash);
+"""
+
+
+def _v2_datasets(db) -> None:
+    """Version 2: the datasets and dataset_files tables (ClearML Data)."""
+    for statement in _statements(DATASETS_DDL):
+        db.execute(statement)
+
+
 #: target version -> function that brings a store from version-1 up to it. Each receives a
 #: `sqlite_utils.Database` over the open connection (its `add_column`/`transform` handle SQLite's
 #: limited ALTER TABLE) and runs inside the migration transaction.
-MIGRATIONS: dict[int, Callable] = {}
+MIGRATIONS: dict[int, Callable] = {2: _v2_datasets}
 
 
 def create_or_migrate(conn: sqlite3.Connection, found: int) -> None:
@@ -182,7 +214,7 @@ def create_or_migrate(conn: sqlite3.Connection, found: int) -> None:
     not both create it.
     """
     if found == 0:
-        for statement in _statements(SCHEMA):
+        for statement in _statements(SCHEMA) + _statements(DATASETS_DDL):
             conn.execute(statement)
     else:
         import sqlite_utils  # 0.3 s to import: only migrations need it
