@@ -347,3 +347,19 @@ def test_artifact_to_stdout_and_plot_only_as_png(done_task, pipeline_run, tmp_pa
     svg = tmp_path / "dag.svg"
     result = run("plot", pipeline_run.id, "-o", str(svg), ok=False)
     assert result.exit_code == 2 and "writes PNG" in result.output and not svg.exists()
+
+
+def test_fsck_names_a_dataset_file_whose_blob_is_gone(tmp_path):
+    from labpipe.dataset import Dataset
+    from labpipe.store import blobs
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(bytes(200_000))
+    ds = Dataset.create(dataset_name="raw", dataset_project="data")
+    ds.add_files(tmp_path / "data")
+    ds.finalize()
+    db = get_database()
+    digest = db.query_one("SELECT hash FROM dataset_files")[0]
+    blobs.blob_path(db, digest).unlink()
+    result = run("fsck", ok=False)
+    assert result.exit_code == 1 and "file 'big.bin' of dataset" in result.output
