@@ -23,3 +23,14 @@ def payload_pipeline(kib: int = 256, bonus: int = 0):
 @PipelineDecorator.pipeline(name="payload direct", project="tests", version="1")
 def payload_direct(kib: int = 256):
     return len(make_payload(kib))
+
+
+@PipelineDecorator.component(return_values=["size"], cache=True)
+def measure_all(payloads, bonus: int = 0):
+    return sum(len(p) for p in payloads) + bonus
+
+
+@PipelineDecorator.pipeline(name="payload nested", project="tests", version="1")
+def payload_nested(kib: int = 256, bonus: int = 0):
+    # a proxy inside a list is loaded by the scheduler itself when it launches measure_all
+    return int(measure_all([make_payload(kib)], bonus=bonus))

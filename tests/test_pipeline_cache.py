@@ -368,3 +368,13 @@ def test_truncated_blob_is_a_cache_miss():
     assert bc.payload_pipeline(256) == 256 * 1024
     assert _last_nodes()["make_payload"]["status"] == "completed"  # the size check at lookup missed it
     assert _intact(digest)
+
+
+def test_byte_flip_in_a_cached_value_passed_inside_a_list_reruns_its_step():
+    import blob_components as bc
+
+    assert bc.payload_nested(256, bonus=0) == 256 * 1024
+    digest = _flip_payload_byte()
+    assert bc.payload_nested(256, bonus=1) == 256 * 1024 + 1
+    assert _last_nodes()["make_payload"]["status"] == "completed"
+    assert _intact(digest)

@@ -345,7 +345,12 @@ class PipelineRun:
                 parent = self.dag[value.step_name]
                 refs[key] = {"task": parent.task_id, "artifact": object.__getattribute__(value, "_artifact")}
             else:
-                value = _resolve_nested(value)
+                try:
+                    value = _resolve_nested(value)
+                except BlobCorrupted:
+                    if any(self.dag[p].status == "pending" for p in node.parents):
+                        return  # a cached parent's value was corrupt: it runs again, and this step waits for it
+                    raise
                 if spec.references:
                     value = references.resolve(value, self._resolver())
                 literal[key] = value
@@ -653,6 +658,8 @@ class PipelineRun:
                     if now.status != "cached":
                         raise  # freshly computed by this run: a real error
                     self._reopen(name)
+            if threading.current_thread() is self._thread:
+                raise  # the scheduler (resolving a nested proxy) must not wait for itself; it retries later
             return self.result_value(name, artifact)
 
     def result_hash(self, name: str, artifact: str) -> str:
