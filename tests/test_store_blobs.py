@@ -166,3 +166,23 @@ def test_a_lock_held_on_a_blob_while_forking_is_not_kept_by_the_child():
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def test_blobs_landing_together_fsync_each_folder_once_when_the_batch_ends(monkeypatch):
+    db = get_database()
+    db.connection()
+    synced = []
+    real = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    with blobs.landing():
+        refs = [blobs.prepare(db, [bytes([i]) * 100_000]) for i in range(20)]
+        folders_during = [p for p in synced if ".tmp-" not in p]
+    folders = {str(blobs.blob_path(db, r.hash).parent) for r in refs}
+    assert folders_during == []  # each blob file itself is still fsynced at once
+    after = [p for p in synced if ".tmp-" not in p]
+    assert sorted(after) == sorted(folders | {str(db.blobs_dir)})  # once each, blobs/ too (new folders)

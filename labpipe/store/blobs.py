@@ -15,6 +15,8 @@ same file. So a writer never refreshes a file that gc is deleting.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import fcntl
 import logging
@@ -23,7 +25,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,10 +169,33 @@ def _make_folder(db: Database, folder: Path) -> bool:
 def _landed(db: Database, target: Path, created: bool) -> None:
     """After the rename into place: make the new directory entry durable (the row naming the blob is
     about to commit, and a power cut must not lose the file it names), and the folder's own entry in
-    `blobs/` when the folder is new."""
-    fsync_folder(target.parent)
-    if created:
-        fsync_folder(db.blobs_dir)
+    `blobs/` when the folder is new. Inside `landing()`, once per folder when the block ends."""
+    folders = [target.parent, db.blobs_dir] if created else [target.parent]
+    pending = _landing.get()
+    if pending is not None:
+        pending.update(folders)
+        return
+    for folder in folders:
+        fsync_folder(folder)
+
+
+_landing: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("labpipe_blob_landing", default=None)
+
+
+@contextlib.contextmanager
+def landing() -> Iterator[None]:
+    """Blobs made durable inside this block have their folders fsynced when it ends, once per folder,
+    instead of once per blob: for code that stores many blobs before one commit names them all (a
+    dataset's files land in at most 257 folders). Commit the rows after the block, never inside it.
+    """
+    folders: set[Path] = set()
+    token = _landing.set(folders)
+    try:
+        yield
+    finally:
+        _landing.reset(token)
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        fsync_folder(folder)
 
 
 def fsync_folder(folder: Path) -> None:
