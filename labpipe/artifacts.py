@@ -78,9 +78,9 @@ def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) 
         except OSError:
             is_file = is_dir = False
         if is_file:
-            return blobs.prepare_file(db, path), "file", path.name
+            return blobs.prepare_file(db, path, what=what), "file", path.name
         if is_dir:
-            return blobs.prepare(db, [_zip_folder(path)]), "folder", path.name
+            return blobs.prepare(db, [_zip_folder(path)], what=what), "folder", path.name
     if _is_ndarray(obj):
         import numpy as np
 
@@ -89,7 +89,7 @@ def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) 
         header = io.BytesIO()
         np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(arr))
         body = (arr.T if not arr.flags.c_contiguous else arr).reshape(-1).view(np.uint8)
-        return blobs.prepare(db, [header.getvalue(), body]), "numpy", contained.file_name_for(name, ".npy", fallback="artifact")
+        return blobs.prepare(db, [header.getvalue(), body], what=what), "numpy", contained.file_name_for(name, ".npy", fallback="artifact")
     try:
         import cloudpickle
 
@@ -100,7 +100,7 @@ def encode(db: Database, name: str, obj: Any, *, what: str, paths: bool = True) 
             f"it cannot be pickled ({type(exc).__name__}: {exc}); store something picklable, or a file path"
         ) from None
     kind = "pandas" if type(obj).__module__.startswith("pandas") else "pickle"
-    return blobs.prepare(db, [data]), kind, contained.file_name_for(name, ".pkl", fallback="artifact")
+    return blobs.prepare(db, [data], what=what), kind, contained.file_name_for(name, ".pkl", fallback="artifact")
 
 
 def decode(data: bytearray, kind: str) -> Any:

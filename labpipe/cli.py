@@ -212,10 +212,36 @@ def gc_cmd(grace, as_json):
     from .store.db import get_database
 
     require_store()
+    try:
+        gc.check_grace(grace)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grace") from None
     report = gc.collect(get_database(), grace=grace)
     emit(as_json, asdict(report),
           f"deleted {report.deleted_files} blob files and {report.deleted_inline} inline blobs, "
           f"freed {report.freed_bytes:,d} bytes; kept {report.kept}; removed {report.temp_files} stale temp files")
+
+
+@main.command("fsck")
+@click.option("--no-repair", is_flag=True, help="Only report: quarantine nothing, remove nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def fsck_cmd(no_repair, as_json):
+    """Verify every blob and every row naming one; quarantine corrupt blobs, remove stale temp files.
+
+    Exit status 1 if problems remain (a row whose blob is gone: its step must run again).
+    """
+    from .store import fsck
+
+    db = require_store()
+    report = fsck.check(db, repair=not no_repair)
+    lines = [f"checked {report.file_blobs} blob files, {report.inline_blobs} inline blobs and {report.rows} rows naming them",
+             f"corrupt: {report.corrupt} (quarantined {report.quarantined}); rows naming a missing blob: {report.missing}; "
+             f"removed {report.temp_files_removed} stale temp files and {report.cache_copies_removed} cache copies"]
+    lines += [f"  {'repaired' if p.repaired else 'PROBLEM'}: {p.detail}" for p in report.problems]
+    lines.append("ok" if not report.remaining else f"{report.remaining} problems remain")
+    emit(as_json, report.as_dict(), "\n".join(lines))
+    if report.remaining:
+        sys.exit(1)
 
 
 @main.command("plot")

@@ -11,6 +11,10 @@ class StoreError(LabpipeError):
     """The store cannot be opened or used (bad path, newer schema, not SQLite, network filesystem)."""
 
 
+class StoreFull(StoreError):
+    """The disk (or quota) holding the store is full: names what could not be stored, the store and the free space."""
+
+
 class StoreTooNew(StoreError):
     """The store's schema is newer than this labpipe's: a newer labpipe upgraded it (maybe while this
     process ran). This process must stop writing to it: upgrade labpipe and restart it."""

@@ -305,7 +305,7 @@ class Logger:
         self._plot(title, series, iteration, "table", text.encode())
 
     def _plot(self, title: str, series: str, iteration: int, kind: str, data: bytes) -> None:
-        ref = blobs.prepare(self._task._db, [data])
+        ref = blobs.prepare(self._task._db, [data], what=f"plot {title}/{series} of task {self._task.id}")
         outputs.add_plot(self._task._db, self._task.id, str(title), str(series), int(iteration or 0), kind, ref)
 
     def get_plots(self) -> list[dict]:

@@ -100,7 +100,8 @@ def test_corrupted_blob_is_detected_before_unpickling_and_names_task_and_artifac
     path.write_bytes(bytes(data))
     with pytest.raises(BlobCorrupted, match=rf"artifact 'arr' of task {t.id}.*no longer match"):
         t.artifacts["arr"].get()
-    path.unlink()
+    # quarantined: never served again, and the next load says it is missing
+    assert not path.exists() and list((store / "quarantine").glob(f"{path.name}.*"))
     with pytest.raises(BlobCorrupted, match="missing"):
         t.artifacts["arr"].get()
 
@@ -112,6 +113,7 @@ def test_corrupted_inline_blob_is_detected():
     db.execute("UPDATE inline_blobs SET data = ?", (b"garbage",))
     with pytest.raises(BlobCorrupted, match=f"artifact 'small' of task {t.id}"):
         t.artifacts["small"].get()
+    assert db.query("SELECT * FROM inline_blobs") == []  # quarantined: its row is gone
 
 
 def test_output_models_are_stored_and_listed(tmp_path):

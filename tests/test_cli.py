@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -122,8 +123,42 @@ def test_artifact_is_written_out(done_task, tmp_path):
 def test_queues_and_gc_report(done_task):
     queues = {q["name"]: q for q in json.loads(run("queues", "--json").output)}
     assert {"default", "services"} <= set(queues)
-    report = json.loads(run("gc", "--json", "--grace", "0").output)
+    report = json.loads(run("gc", "--json", "--grace", "60").output)
     assert report["deleted_files"] == 0 and report["deleted_inline"] == 0  # everything is referenced
+
+
+def test_gc_refuses_a_grace_shorter_than_a_write_can_take(done_task):
+    result = run("gc", "--grace", "0", ok=False)
+    assert result.exit_code == 2 and "too short" in result.output and "--grace 60" in result.output
+
+
+def test_fsck_of_a_sound_store_says_ok(done_task):
+    done_task.upload_artifact("big", bytes(200_000))
+    report = json.loads(run("fsck", "--json").output)
+    assert report["ok"] is True and report["remaining"] == 0 and report["problems"] == []
+    assert report["file_blobs"] == 1 and report["inline_blobs"] >= 1 and report["rows"] >= 2
+
+
+def test_fsck_quarantines_corrupt_blobs_and_names_the_rows_that_lost_them(done_task):
+    from labpipe.store import blobs
+
+    db = get_database()
+    done_task.upload_artifact("big", bytes(200_000))
+    path = blobs.blob_path(db, done_task.artifacts["big"].hash)
+    path.write_bytes(b"\1" + path.read_bytes()[1:])
+    db.execute("UPDATE inline_blobs SET data = ? WHERE hash = ?", (b"garbage", done_task.artifacts["table"].hash))
+    stale = db.blobs_dir / ".tmp-1-2"
+    stale.write_bytes(b"half")
+    os.utime(stale, (1, 1))
+    result = run("fsck", "--json", ok=False)
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["corrupt"] == 2 and report["quarantined"] == 2 and report["missing"] == 2
+    assert report["temp_files_removed"] == 1 and not stale.exists() and not path.exists()
+    lost = {(p["task"], p["name"]) for p in report["problems"] if p["kind"] == "missing_blob"}
+    assert lost == {(done_task.id, "big"), (done_task.id, "table")}
+    text = run("fsck", ok=False).output  # the rows still name lost bytes: the problem remains
+    assert f"artifact 'big' of task {done_task.id}" in text and "2 problems remain" in text
 
 
 def test_clone_sets_typed_parameters_and_enqueues(done_task):
@@ -312,3 +347,19 @@ def test_artifact_to_stdout_and_plot_only_as_png(done_task, pipeline_run, tmp_pa
     svg = tmp_path / "dag.svg"
     result = run("plot", pipeline_run.id, "-o", str(svg), ok=False)
     assert result.exit_code == 2 and "writes PNG" in result.output and not svg.exists()
+
+
+def test_fsck_names_a_dataset_file_whose_blob_is_gone(tmp_path):
+    from labpipe.dataset import Dataset
+    from labpipe.store import blobs
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "big.bin").write_bytes(bytes(200_000))
+    ds = Dataset.create(dataset_name="raw", dataset_project="data")
+    ds.add_files(tmp_path / "data")
+    ds.finalize()
+    db = get_database()
+    digest = db.query_one("SELECT hash FROM dataset_files")[0]
+    blobs.blob_path(db, digest).unlink()
+    result = run("fsck", ok=False)
+    assert result.exit_code == 1 and "file 'big.bin' of dataset" in result.output

@@ -295,3 +295,86 @@ def test_component_code_key_is_kept_until_a_file_it_read_changes(tmp_path, monke
     consts.write_text("K = 2\n")
     os.utime(consts, ns=(mtime + 10**9, mtime + 10**9))
     assert comp.code_key != before and len(reads) == 2
+
+
+# -- a damaged blob heals: quarantined, then recomputed --------------------------------------
+
+
+def _flip_payload_byte() -> str:
+    """Flip one byte in the stored blob of make_payload's newest output; returns its hash."""
+    from labpipe.store import blobs
+
+    db = get_database()
+    digest = db.query_one("SELECT a.hash FROM artifacts a JOIN tasks t ON t.id = a.task WHERE t.name = 'make_payload' "
+                          "ORDER BY t.completed DESC LIMIT 1")[0]
+    path = blobs.blob_path(db, digest)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    path.write_bytes(bytes(data))
+    return digest
+
+
+def _intact(digest: str) -> bool:
+    from labpipe.store import blobs
+
+    return blobs.verify(get_database(), digest)
+
+
+def test_byte_flip_in_a_cached_input_reruns_its_step_before_the_reader_runs():
+    import blob_components as bc
+
+    assert bc.payload_pipeline(256, bonus=0) == 256 * 1024
+    digest = _flip_payload_byte()
+    assert bc.payload_pipeline(256, bonus=1) == 256 * 1024 + 1  # measure runs: it would read the flipped bytes
+    nodes = _last_nodes()
+    assert nodes["make_payload"]["status"] == "completed" and nodes["measure"]["status"] == "completed"
+    assert _intact(digest) and list((get_database().root / "quarantine").iterdir())
+
+
+def test_byte_flip_in_a_cached_value_the_logic_reads_reruns_the_step():
+    import blob_components as bc
+
+    assert bc.payload_direct(256) == 256 * 1024
+    digest = _flip_payload_byte()
+    assert bc.payload_direct(256) == 256 * 1024
+    assert _last_nodes()["make_payload"]["status"] == "completed"
+    assert _intact(digest)
+
+
+def test_refreshing_a_step_heals_its_damaged_blob():
+    import blob_components as bc
+
+    bc.payload_pipeline(256)
+    digest = _flip_payload_byte()
+    PipelineDecorator.refresh_cache(["make_payload"])
+    try:
+        assert bc.payload_pipeline(256) == 256 * 1024
+    finally:
+        PipelineDecorator.refresh_cache(False)
+    assert _last_nodes()["make_payload"]["status"] == "completed"
+    assert _intact(digest)  # the identical bytes written again replaced the damaged file
+
+
+def test_truncated_blob_is_a_cache_miss():
+    import blob_components as bc
+
+    from labpipe.store import blobs
+
+    bc.payload_pipeline(256)
+    db = get_database()
+    digest = _flip_payload_byte()
+    path = blobs.blob_path(db, digest)
+    path.write_bytes(path.read_bytes()[:-10])
+    assert bc.payload_pipeline(256) == 256 * 1024
+    assert _last_nodes()["make_payload"]["status"] == "completed"  # the size check at lookup missed it
+    assert _intact(digest)
+
+
+def test_byte_flip_in_a_cached_value_passed_inside_a_list_reruns_its_step():
+    import blob_components as bc
+
+    assert bc.payload_nested(256, bonus=0) == 256 * 1024
+    digest = _flip_payload_byte()
+    assert bc.payload_nested(256, bonus=1) == 256 * 1024 + 1
+    assert _last_nodes()["make_payload"]["status"] == "completed"
+    assert _intact(digest)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import status as _status
-from ..errors import ArtifactError, LabpipeError, PipelineError, StepFailed, Unfingerprintable
+from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed, Unfingerprintable
 from ..store import leases, outputs, pipelines, tasks
 from ..task import Task
 from . import references
@@ -91,6 +91,8 @@ class PipelineRun:
         self._children: dict[str, list[str]] = {}
         self._candidates: dict[str, None] = {}
         self._hashes: dict[str, dict[str, str]] = {}  # node -> {artifact: content hash}, once known
+        self._verified: set[str] = set()  # hashes of cached outputs read back intact in this run
+        self._recompute: set[str] = set()  # cached nodes whose outputs were found corrupt: run them again
         self._last_persist = 0.0
         self._reported: dict[str, str] = {}  # node -> status last told to its status_change_callback
         self._thread_error: BaseException | None = None
@@ -220,7 +222,8 @@ class PipelineRun:
             changed = self._check_own_task()
         if not self._stopped:
             for name in self._ready():
-                self._launch(name)
+                if name in self._candidates:  # (a launch just before may have sent it back to wait)
+                    self._launch(name)
                 changed = True
         if self._active:
             rows = pipelines.task_statuses(self.db, list(self._active.values()))
@@ -342,7 +345,12 @@ class PipelineRun:
                 parent = self.dag[value.step_name]
                 refs[key] = {"task": parent.task_id, "artifact": object.__getattribute__(value, "_artifact")}
             else:
-                value = _resolve_nested(value)
+                try:
+                    value = _resolve_nested(value)
+                except BlobCorrupted:
+                    if any(self.dag[p].status == "pending" for p in node.parents):
+                        return  # a cached parent's value was corrupt: it runs again, and this step waits for it
+                    raise
                 if spec.references:
                     value = references.resolve(value, self._resolver())
                 literal[key] = value
@@ -350,12 +358,17 @@ class PipelineRun:
         if not self._pre_execute(spec, node, dict(literal, **{k: f"${{{r['task']}.{r['artifact']}}}" for k, r in refs.items()})):
             return
         key = self._cache_key(spec, fingerprinted) if spec.cache else None
-        if key is not None and not self._refreshing(spec.name):
+        if key is not None and not self._refreshing(spec.name) and spec.name not in self._recompute:
             hit = self._cached(spec.name, key, spec.return_values)
             if hit is not None:
                 self._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
                 self._after_success(node.name)
                 return
+        damaged = self._damaged_inputs(spec)
+        if damaged:  # this step stays pending, waiting for them
+            for parent in damaged:
+                self._reopen(parent)
+            return
         from ..function_task import ArtifactRef, build_function_task
 
         queue = self._queue_for(spec)
@@ -445,6 +458,46 @@ class PipelineRun:
                 self._warned_unhashable.add(spec.name)
                 log.warning("step %r is not cached: %s", spec.name, exc)
             return None
+
+    def _damaged_inputs(self, spec: StepSpec) -> list[str]:
+        """The cached parents whose outputs this step is about to read and that fail their hash.
+
+        A cache hit checks only that its blobs are there with the right size (a stat), so that a hit
+        stays cheap; the hash is checked when the bytes are read. A step about to run will read its
+        inputs anyway, so inputs reused from the cache are verified here first (once per run): a
+        damaged one is quarantined, and its step runs again before this one, instead of this step
+        failing in its worker.
+        """
+        from ..store import blobs
+
+        damaged = []
+        for value in spec.kwargs.values():
+            if not is_result(value) or self.dag[value.step_name].status != "cached":
+                continue
+            digest = self._hashes.get(value.step_name, {}).get(object.__getattribute__(value, "_artifact"))
+            if digest is None or digest in self._verified:
+                continue
+            if blobs.verify(self.db, digest):
+                self._verified.add(digest)
+            elif value.step_name not in damaged:
+                damaged.append(value.step_name)
+        return damaged
+
+    def _reopen(self, name: str) -> None:
+        """Run a cached step again (its outputs were found corrupt): it goes back to pending, ignores the
+        cache, and its children that have not started wait for it again."""
+        log.warning("pipeline %s: the cached outputs of step %r are corrupt (quarantined); running it again", self.task.id, name)
+        self._recompute.add(name)
+        self._hashes.pop(name, None)
+        self.dag.set_status(name, "pending", task_id=None, started=None, completed=None, error=None)
+        self._dirty.add(name)
+        self._candidates[name] = None  # its parents have all succeeded: it was cached
+        for child in self._children.get(name, ()):
+            if self.dag[child].status == "pending":
+                self._waiting_on[child].add(name)
+                self._candidates.pop(child, None)
+        self._status_changed(name)
+        self._nudge()
 
     def _cached(self, name: str, key: str, return_values: tuple[str, ...]):
         found = pipelines.find_cached_outputs(self.db, key, list(return_values))
@@ -591,10 +644,23 @@ class PipelineRun:
                 raise StepFailed(f"{which} was skipped ({node.error or 'no reason recorded'}), so its return value "
                                  f"{artifact!r} does not exist; check that it ran before using it in the pipeline logic")
             raise StepFailed(f"{which} {node.status}: {node.error or 'no message'}")
+        task_id = node.task_id
         try:
-            return Task.get_task(task_id=node.task_id).artifacts[artifact].get()
+            return Task.get_task(task_id=task_id).artifacts[artifact].get()
         except KeyError:
-            raise ArtifactError(f"step {name!r} (task {node.task_id}) has no return value {artifact!r}") from None
+            raise ArtifactError(f"step {name!r} (task {task_id}) has no return value {artifact!r}") from None
+        except BlobCorrupted:
+            # Reused from the cache, and its bytes were damaged (now quarantined): run the step again,
+            # unless the scheduler already did (it verifies cached inputs of a step it launches).
+            with self._cond:
+                now = self.dag[name]
+                if now.task_id == task_id:
+                    if now.status != "cached":
+                        raise  # freshly computed by this run: a real error
+                    self._reopen(name)
+            if threading.current_thread() is self._thread:
+                raise  # the scheduler (resolving a nested proxy) must not wait for itself; it retries later
+            return self.result_value(name, artifact)
 
     def result_hash(self, name: str, artifact: str) -> str:
         """The content hash of a finished step's artifact (read once per step, then remembered)."""

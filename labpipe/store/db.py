@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import sqlite3
 import stat
 import threading
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StoreError, StoreTooNew
+from ..errors import StoreError, StoreFull, StoreTooNew
 from . import schema
 
 T = TypeVar("T")
@@ -193,6 +194,9 @@ class Database:
             conn.execute("PRAGMA foreign_keys = ON")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            if disk_full(self.root):  # SQLite cannot even make its WAL index: not a bad database
+                raise StoreFull(f"cannot open the store {self.path} ({exc}): the disk holding it is full ({_free(self.path)}); "
+                                "free space (`labpipe gc` works on a full disk) and retry") from None
             raise StoreError(
                 f"{self.path} is not a labpipe store database ({exc}); move it away or point "
                 "LABPIPE_STORE at another folder"
@@ -360,7 +364,24 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
     if _busy(exc):
         return StoreError(f"{path} stayed locked by another process for too long ({exc}); retry, or look for a hung labpipe process")
+    if "full" in str(exc).lower():  # SQLITE_FULL: the disk (or quota) is full
+        return StoreFull(f"store operation failed on {path}: {exc} ({_free(path)}); free space (`labpipe gc` works on a full disk) and retry")
     return StoreError(f"store operation failed on {path}: {exc}")
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the filesystem holding `folder` has too little room left for SQLite to open or write."""
+    try:
+        return shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _free(path: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(path.parent).free:,d} bytes free"
+    except OSError:
+        return "free space unknown"
 
 
 _databases: dict[str, Database] = {}

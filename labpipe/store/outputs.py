@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from ..errors import TaskNotFound
+from ..errors import StoreFull, TaskNotFound
 from . import blobs, tasks
 from .db import Database
 
@@ -33,7 +33,10 @@ def put_artifact(
             (task_id, name, ref.hash, ref.size, kind, filename, preview, json.dumps(metadata or {}), time.time()),
         )
 
-    tasks._with_task(db, task_id, put)
+    try:
+        tasks._with_task(db, task_id, put)
+    except StoreFull as exc:  # the blob is whole (gc takes it); the row could not be written
+        raise StoreFull(f"artifact {name!r} of task {task_id}: {exc}") from None
 
 
 def get_artifacts(db: Database, task_id: str) -> list[sqlite3.Row]:
@@ -189,17 +192,38 @@ def read_console(db: Database, task_id: str, after: int = 0) -> list[sqlite3.Row
 # -- garbage collection ----------------------------------------------------------------------
 
 
+_REFERENCED = ("SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots "
+               "UNION SELECT hash FROM dataset_files")
+
+
 def referenced_hashes(db: Database) -> set[str]:
-    rows = db.query(
-        "SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots UNION SELECT hash FROM dataset_files"
-    )
-    return {r[0] for r in rows}
+    return {r[0] for r in db.query(_REFERENCED)}
+
+
+def referenced_hashes_frozen(db: Database) -> set[str] | None:
+    """The same, read from the database file alone, without opening it for writing (SQLite's
+    `immutable` mode: no WAL index is made, so it works on a full disk). Only sound when the WAL holds
+    nothing (no process has the store open): None otherwise."""
+    import os
+    import sqlite3
+
+    wal = f"{db.path}-wal"
+    if os.path.exists(wal) and os.path.getsize(wal) > 0:
+        return None
+    conn = sqlite3.connect(f"{db.path.as_uri()}?immutable=1", uri=True)
+    try:
+        return {r[0] for r in conn.execute(_REFERENCED)}
+    finally:
+        conn.close()
 
 
 def delete_unreferenced_inline(db: Database, older_than: float) -> int:
     return db.execute(
-        "DELETE FROM inline_blobs WHERE created < ? AND hash NOT IN "
-        "(SELECT hash FROM artifacts UNION SELECT hash FROM models WHERE hash IS NOT NULL UNION SELECT hash FROM plots "
-        "UNION SELECT hash FROM dataset_files)",
+        f"DELETE FROM inline_blobs WHERE created < ? AND hash NOT IN ({_REFERENCED})",
         (older_than,),
     )
+
+
+def shrink_log(db: Database) -> None:
+    """Checkpoint the WAL and truncate it, so the space a large delete took in it is given back."""
+    db.query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -53,7 +53,8 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
 
     Archiving the task a step reused makes the next run execute that step, even when an older
     completed task with the same key exists (a refresh leaves one behind): the newest one speaks.
-    A hit whose outputs no longer load (artifact row or blob gone) is a miss, not an error.
+    A hit whose outputs no longer load (artifact row or blob gone, or a blob file of the wrong size,
+    which is quarantined) is a miss, not an error.
     """
     row = db.query_one(
         "SELECT t.*, (SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
@@ -65,16 +66,20 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
     if row is None or row["archived"]:
         return None
     hashes = json.loads(row["outputs"] or "{}")
-    wanted = {n: hashes.get(n) for n in (hashes if names is None else names)}
+    wanted = hashes if names is None else {n: hashes.get(n) for n in names}
     if any(h is None for h in wanted.values()):
         return None
-    if row["inline_count"] < len(hashes):  # some outputs are files: check those exist
+    if row["inline_count"] < len(hashes):  # some outputs are files: check those are there, whole
         from . import blobs
 
-        inline = set() if not wanted else {r[0] for r in db.query(
-            f"SELECT hash FROM inline_blobs WHERE hash IN ({', '.join('?' * len(wanted))})", tuple(wanted.values())
-        )}
-        if not all(h in inline or blobs.blob_path(db, h).exists() for h in wanted.values()):
+        # a stat each (size as recorded), not a hash: a hit must stay cheap. A flipped byte is found
+        # when the bytes are read (blobs.read quarantines them; the pipeline then runs the step again).
+        files = db.query(
+            "SELECT a.name, a.hash, a.size FROM artifacts a WHERE a.task = ? "
+            "AND NOT EXISTS (SELECT 1 FROM inline_blobs b WHERE b.hash = a.hash)",
+            (row["id"],),
+        )
+        if not all(blobs.present(db, f["hash"], f["size"]) for f in files if f["name"] in wanted):
             return None
     return TaskRow.from_row(row), hashes
 
