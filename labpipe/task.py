@@ -24,6 +24,7 @@ from . import names as _names
 from . import params as _params
 from . import status as _status
 from .config import LEASE_SECONDS
+from .connected import ConnectedDict, watch_attributes
 from .errors import TaskNotFound
 from .session import LocalSession
 from .store import outputs, tasks
@@ -224,7 +225,7 @@ class Task:
                     project=project_name or "",
                     type=_type_name(task_type),
                     tags=list(tags or ()),
-                    script=_script_definition(),
+                    script=_script_definition(cls._added_requirements),
                     status=_status.IN_PROGRESS,
                     owner=owner,
                     lease_until=time.time() + LEASE_SECONDS,
@@ -251,6 +252,33 @@ class Task:
             except TaskNotFound:
                 return None
         return cls._current
+
+    @staticmethod
+    def running_locally() -> bool:
+        """False inside a task a labpipe worker runs (an enqueued task, a pipeline step), True elsewhere."""
+        return not os.environ.get(ENV_TASK_ID)
+
+    def is_main_task(self) -> bool:
+        """Whether this is the process's main task: the one `Task.init` returned (or a worker runs)."""
+        return Task._current is not None and Task._current.id == self.id
+
+    #: requirements added with `Task.add_requirements` before `Task.init`, recorded on the task it creates
+    _added_requirements: list[str] = []
+
+    @classmethod
+    def add_requirements(cls, package_name: str, package_version: str | None = None) -> None:
+        """Add a requirement ('pandas', or package_version '>=2' / '2.2.0') to the task the next
+        `Task.init` creates; a worker checks it before running the task, as it checks `packages`.
+        package_name may also be a requirements file's path."""
+        from .requirements import parse_requirements
+
+        if os.path.isfile(str(package_name)) and package_version is None:
+            cls._added_requirements.extend(parse_requirements(package_name))
+            return
+        version = str(package_version or "").strip()
+        if version and version[0].isdigit():
+            version = "==" + version
+        cls._added_requirements.extend(parse_requirements([f"{package_name}{version}"]))
 
     @classmethod
     def get_task(
@@ -316,16 +344,22 @@ class Task:
         source_task: Task | str,
         name: str | None = None,
         comment: str | None = None,
-        parent: str | None = None,
+        parent: Task | str | None = None,
         project: str | None = None,
     ) -> Task:
         """A new 'created' task with the source's definition, parameters and tags, never its outputs.
 
-        name: the clone's name (default: the source's). parent: default the source task.
+        name: the clone's name (default: the source's). parent: the clone's parent task (a Task or an
+        id); by default, as in ClearML, the source's parent, or the source itself when it has none.
         """
         _check_task_names(name, project, "Task.clone")
-        source_id = source_task.id if isinstance(source_task, Task) else str(source_task)
         db = get_database()
+        source = source_task if isinstance(source_task, Task) else cls.get_task(task_id=str(source_task))
+        source_id = source.id
+        if isinstance(parent, Task):
+            parent = parent.id
+        elif parent is None:
+            parent = source.reload().parent or source_id
         row = tasks.clone_task(db, source_id, name=name, parent=parent, project=project)
         if comment is not None:
             tasks.update_task(db, row.id, comment=comment)
@@ -487,7 +521,113 @@ class Task:
                 tasks.set_params(self._db, self.id, [_param_row(f"{section}/{k}", v) for k, v in missing.items()], only_missing=True)
         else:
             self.update_parameters({f"{section}/{k}": v for k, v in current.items()})
-        return mutable
+        # Later changes are recorded too, as ClearML's connected dicts and objects do.
+        def record(key: str, value: Any) -> None:
+            self.set_parameter(f"{section}/{key}", value)
+
+        def forget(key: str) -> None:
+            self.delete_parameter(f"{section}/{key}")
+
+        if is_dict:
+            return ConnectedDict(mutable, record, forget)
+        return watch_attributes(mutable, record)
+
+    # -- configurations ------------------------------------------------------------------
+
+    def connect_configuration(self, configuration: Any, name: str | None = None, description: str | None = None,
+                              ignore_remote_overrides: bool = False) -> Any:
+        """Record a configuration on the task: a dict (or list), or the path of a configuration file
+        (`str` or `Path`), under `name` (default 'General').
+
+        Returns the dict (changes to it are recorded), or a path to a local file with the content. Run
+        by a worker, the stored configuration (a clone's edit, a pipeline's `configuration_overrides`)
+        replaces the dict's content, or is the content of the returned file, as ClearML does.
+        """
+        key = _names.check_label(name or _params.DEFAULT_SECTION, kind="configuration", where="connect_configuration",
+                                 allow_empty=False)
+        remote = getattr(self, "_remote", False) and not ignore_remote_overrides
+        stored = self.get_configurations().get(key)
+        if isinstance(configuration, (dict, list)):
+            if remote and stored is not None:
+                value = _configuration_value(stored, key)
+                if isinstance(configuration, dict) and isinstance(value, dict):
+                    configuration.clear()
+                    configuration.update(value)
+                elif isinstance(configuration, list) and isinstance(value, list):
+                    configuration[:] = value
+                else:
+                    configuration = value
+            else:
+                self.set_configuration_object(key, config_dict=configuration, description=description)
+            if isinstance(configuration, dict):
+                def store(*_: Any) -> None:
+                    self.set_configuration_object(key, config_dict=dict(connected), description=description)
+
+                connected = ConnectedDict(configuration, store, store)
+                return connected
+            return configuration
+        if not isinstance(configuration, (str, os.PathLike)):
+            raise ValueError(f"connect_configuration({name!r}): give a dict, a list, or the path of a configuration file, "
+                             f"not {type(configuration).__name__}")
+        path = Path(configuration).expanduser()
+        if remote and stored is not None:
+            from . import contained
+
+            folder = contained.private_dirs(self._db.root, ["cache", "configurations"])
+            out = folder / contained.file_name_for(f"{self.id}-{key}", path.suffix, fallback="configuration")
+            text = stored["value"] if isinstance(stored["value"], str) else json.dumps(stored["value"], indent=2)
+            contained.replace_file(out, text.encode())
+            return str(out) if isinstance(configuration, str) else type(configuration)(out)
+        if not path.is_file():
+            raise ValueError(f"connect_configuration({str(configuration)!r}): no such file; give the path of a "
+                             "configuration file, or a dict")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        self.set_configuration_object(key, config_text=text, description=description,
+                                      config_type=path.suffix.lstrip(".") or "file")
+        return configuration
+
+    def set_configuration_object(self, name: str, config_text: str | None = None, description: str | None = None,
+                                 config_type: str | None = None, config_dict: dict | list | None = None) -> None:
+        """Store the configuration `name`: a dict (config_dict) or text (config_text); a clone keeps it."""
+        if (config_text is None) == (config_dict is None):
+            raise ValueError(f"set_configuration_object({name!r}): give config_text= or config_dict= (one of them)")
+        if config_dict is not None:
+            try:
+                value: Any = json.loads(json.dumps(config_dict))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"configuration {name!r}: it must be JSON-like (dicts, lists, strings, numbers): {exc}") from None
+            kind = "dictionary"
+        else:
+            value, kind = str(config_text), config_type or "text"
+        entry = {"type": kind, "description": description or "", "value": value}
+
+        def change(row):
+            script = dict(row.script)
+            script["configurations"] = {**(script.get("configurations") or {}), str(name): entry}
+            return {"script": script}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
+
+    def get_configurations(self) -> dict[str, dict]:
+        """{name: {'type', 'description', 'value'}} of the task's configurations."""
+        return dict(self.reload()._row.script.get("configurations") or {})
+
+    def get_configuration_object(self, name: str) -> str | None:
+        """The configuration `name` as text (a dict as JSON), or None if the task has none of that name."""
+        entry = self.get_configurations().get(name)
+        if entry is None:
+            return None
+        value = entry["value"]
+        return value if isinstance(value, str) else json.dumps(value, indent=2)
+
+    def get_configuration_object_as_dict(self, name: str) -> dict | list | None:
+        """The configuration `name` as a dict (text is parsed as JSON or YAML), or None if there is none."""
+        entry = self.get_configurations().get(name)
+        return None if entry is None else _configuration_value(entry, name)
+
+    def get_configuration_objects(self) -> dict[str, str]:
+        """{name: text} of every configuration."""
+        return {name: self.get_configuration_object(name) for name in self.get_configurations()}
 
     # -- tags ----------------------------------------------------------------------------
 
@@ -719,14 +859,34 @@ def _param_row(key: str, value: Any, description: str = "") -> tuple[str, str, s
     return section, name, value_json, type_name, description
 
 
-def _script_definition() -> dict:
+def _configuration_value(entry: dict, name: str) -> Any:
+    """A stored configuration as a dict or list: text is read as JSON, else YAML (where PyYAML is installed)."""
+    value = entry["value"]
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        pass
+    try:
+        import yaml
+    except ImportError:
+        raise ValueError(f"configuration {name!r} is not JSON, and reading it as YAML needs PyYAML (pip install pyyaml)") from None
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"configuration {name!r} is neither JSON nor YAML: {exc}") from None
+
+
+def _script_definition(requirements: Sequence[str] = ()) -> dict:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
+    extra = {"packages": list(dict.fromkeys(requirements))} if requirements else {}
     if not path:
-        return {"kind": "interactive"}
+        return {"kind": "interactive", **extra}
     path = os.path.abspath(path)
     try:
         source = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
         source = ""
-    return {"kind": "script", "entry_point": path, "working_dir": os.getcwd(), "source": source, "argv": sys.argv[1:]}
+    return {"kind": "script", "entry_point": path, "working_dir": os.getcwd(), "source": source, "argv": sys.argv[1:], **extra}

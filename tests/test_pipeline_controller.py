@@ -295,3 +295,25 @@ def test_wait_after_start_without_waiting_serves_the_run_and_the_object_shows_it
     proc = subprocess.run([sys.executable, str(script)], env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["completed", "completed", "['double']"]
+
+
+def test_configuration_overrides_reach_the_steps_connect_configuration(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from labpipe import Task\n"
+        "task = Task.init(project_name='t', task_name='train')\n"
+        "model = task.connect_configuration({'depth': 2}, name='model')\n"
+        "task.upload_artifact('used', dict(model))\n"
+    )
+    template = Task.create(project_name="t", task_name="train-template", script=str(script))
+    pipe = _pipe()
+    pipe.add_parameter("depth", 9)
+    pipe.add_step("train", base_task_id=template.id, configuration_overrides={"model": {"depth": "${pipeline.depth}"}},
+                  task_overrides={"comment": "deeper"})
+    pipe.add_step("plain", base_task_id=template.id)
+    assert pipe.start_locally() is True
+    dag = pipe.get_pipeline_dag()
+    train, plain = (Task.get_task(task_id=dag[n].task_id) for n in ("train", "plain"))
+    assert train.artifacts["used"].get() == {"depth": 9} and train.comment == "deeper"
+    assert plain.artifacts["used"].get() == {"depth": 2}
+    assert template.get_configurations() == {}  # the template is cloned, never changed

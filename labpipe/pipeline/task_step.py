@@ -114,8 +114,16 @@ def launch_task_step(run: PipelineRun, spec: StepSpec, node: Node) -> None:
             fields["cache_key"] = key
         if tags:
             fields["tags"] = list(dict.fromkeys([*row.tags, *tags]))
-        if configuration is not None:
-            fields["runtime"] = {**row.runtime, "configuration": configuration}
+        if configuration is not None:  # what the step's connect_configuration(name=...) then receives
+            script = dict(fields.get("script") or row.script)
+            known = dict(script.get("configurations") or {})
+            for cname, value in configuration.items():
+                before = known.get(cname) or {}
+                known[cname] = {"type": "dictionary" if isinstance(value, dict | list) else before.get("type", "text"),
+                                "description": before.get("description", ""),
+                                "value": value if isinstance(value, dict | list) else str(value)}
+            script["configurations"] = known
+            fields["script"] = script
         _apply_task_overrides(row, task_overrides, fields)
         return fields
 
@@ -141,7 +149,7 @@ def _base_task(spec: StepSpec, node: Node) -> Task:
 
 def _apply_task_overrides(row: TaskRow, overrides: dict, fields: dict) -> None:
     """ClearML's task_overrides: dotted task fields, e.g. {'name': ..., 'script.branch': ...}."""
-    script = dict(row.script)
+    script = dict(fields.get("script") or row.script)
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
         if head == "script" and rest:
