@@ -262,6 +262,48 @@ class Task:
         """Whether this is the process's main task: the one `Task.init` returned (or a worker runs)."""
         return Task._current is not None and Task._current.id == self.id
 
+    def execute_remotely(self, queue_name: str | None = None, clone: bool = False, exit_process: bool = True) -> Task | None:
+        """Stop running here and leave the task for a worker, as ClearML's `execute_remotely`.
+
+        Run locally (a `Task.init` script), the task becomes a draft (status created) holding its script,
+        parameters and requirements: a template that `Task.clone` and `PipelineController.add_step(
+        base_task_project=, base_task_name=)` can use. queue_name: also enqueue it there (the queue
+        must exist: `labpipe agent --queue NAME` makes and serves one). clone: leave this task as it is and
+        enqueue a clone of it instead. exit_process: end the process (status 0) at once. Under a worker
+        (the enqueued task running), it does nothing and the script goes on.
+
+        Returns the draft (or the enqueued clone) when the process goes on; None under a worker.
+        """
+        if not Task.running_locally():
+            return None
+        if not clone and not exit_process:
+            raise ValueError("execute_remotely(clone=False, exit_process=False): the task would be run here and by a "
+                             "worker at once; pass clone=True to enqueue a copy, or let the process exit")
+        if queue_name is not None:
+            _names.check_queue_name(queue_name, where="execute_remotely")
+            if not tasks.queue_exists(self._db, queue_name):
+                from .errors import QueueError
+
+                raise QueueError(f"execute_remotely: there is no queue named {queue_name!r} in the store {self._db.root}; "
+                                 f"start a worker for it (labpipe agent --queue {queue_name}), which creates it, or use "
+                                 "an existing queue (labpipe queues)")
+        if clone:
+            target = Task.clone(self)
+        else:
+            self._end_session()
+            self._row = tasks.set_status(self._db, self.id, _status.CREATED, force=True)
+            target = self
+        if queue_name is not None:
+            Task.enqueue(target, queue_name=queue_name)
+        where = f"enqueued on {queue_name!r}" if queue_name else "left as a draft (status created)"
+        # ClearML prints this too: the process may be about to end, so nothing else could show it
+        print(f"labpipe: task {target.id} ({target.name}) {where}; see it with `labpipe show {target.id[:8]}`", file=sys.stderr)
+        if exit_process:
+            if Task._current is self:
+                Task._current = None
+            sys.exit(0)
+        return target
+
     #: requirements added with `Task.add_requirements` before `Task.init`, recorded on the task it creates
     _added_requirements: list[str] = []
 
