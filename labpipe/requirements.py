@@ -235,50 +235,69 @@ def _first_line(exc: Exception) -> str:
 
 # Per process: the worker checks before every task, and the answer only changes if someone installs
 # into the running interpreter's environment, which a worker restart then picks up.
-_check_cache: dict[str, str | None] = {}
+_check_cache: dict[str, tuple[str, str] | None] = {}
+
+#: distributions a ClearML requirements list names that labpipe itself stands in for
+PROVIDED = frozenset({"clearml", "clearml-agent"})
 
 
 def check_requirements(packages: Iterable[str]) -> list[str]:
-    """What this interpreter's environment lacks of `packages`; an empty list means all are satisfied.
+    """What this interpreter's environment lacks of `packages`; an empty list means the task can run.
 
     packages: requirement strings as recorded on a task (`"scikit-learn>=1.3"`, `"torch==2.3.1"`,
-    `"pywin32; sys_platform == 'win32'"`). A requirement whose marker is false here is satisfied.
-    Each problem names the requirement and what is installed: `"scikit-learn>=99 (installed: 1.9.1)"`,
-    `"nonexistent-pkg (not installed)"`. Extras (`pkg[extra]`) are checked for `pkg` only.
+    `"pywin32; sys_platform == 'win32'"`). A requirement whose marker is false here is satisfied, and so
+    are `clearml` and `clearml-agent` (labpipe plays their part). Only a distribution that is not
+    installed at all (or a requirement that cannot be read) is a problem: `"nonexistent-pkg (not
+    installed)"`. An installed version the requirement does not accept is only a warning (see
+    `version_warnings`): ClearML's agent would install that version; labpipe runs in the environment it
+    has. Extras (`pkg[extra]`) are checked for `pkg` only.
     """
-    problems = []
+    return [message for kind, message in _checked(packages) if kind == "missing"]
+
+
+def version_warnings(packages: Iterable[str]) -> list[str]:
+    """The requirements of `packages` that are installed at a version they do not accept, each naming
+    both: `"scikit-learn==1.2.2 (installed: 1.9.1)"`."""
+    return [message for kind, message in _checked(packages) if kind == "version"]
+
+
+def _checked(packages: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
     for spec in packages:
         if spec not in _check_cache:
             _check_cache[spec] = _check_one(spec)
         if _check_cache[spec] is not None:
-            problems.append(_check_cache[spec])
-    return problems
+            out.append(_check_cache[spec])
+    return out
 
 
-def _check_one(spec: str) -> str | None:
+def _check_one(spec: str) -> tuple[str, str] | None:
     from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 
     try:
         req = Requirement(spec)
     except InvalidRequirement as exc:
-        return f"{spec} (not a valid requirement: {_first_line(exc)})"
+        return "missing", f"{spec} (not a valid requirement: {_first_line(exc)})"
     if req.marker is not None and not req.marker.evaluate():
+        return None
+    if canonicalize_name(req.name) in PROVIDED:
         return None
     try:
         installed = metadata.version(req.name)
     except metadata.PackageNotFoundError:
-        return f"{spec} (not installed)"
+        return "missing", f"{spec} (not installed)"
     if not req.specifier:
         return None
     try:
         version = Version(installed)
     except InvalidVersion:
-        return f"{spec} (installed: {installed}, not a version that can be compared)"
+        return "version", f"{spec} (installed: {installed}, not a version that can be compared)"
     # prereleases=True: an installed 2.0rc1 satisfies ">=1.0"; pip's own check counts it too.
     if req.specifier.contains(version, prereleases=True):
         return None
-    return f"{spec} (installed: {installed})"
+    return "version", f"{spec} (installed: {installed})"
 
 
 _PROBLEM = re.compile(r"^(.*?) \((?:installed: |not installed\))")

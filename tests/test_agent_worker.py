@@ -440,3 +440,19 @@ def test_a_lease_is_kept_while_a_worker_prepares_a_task_for_longer_than_the_leas
     assert keeper.held == "in_progress" and task.get_status() == "in_progress"
     time.sleep(0.5)  # no keeper now: silent for longer than the lease
     assert leases.reap_expired(get_database()) == [(task.id, "failed")]
+
+
+def test_a_pin_other_than_the_installed_version_warns_and_runs_but_a_missing_package_fails(pool):
+    from importlib import metadata
+
+    installed = metadata.version("scikit-learn")
+    pinned = Task.create_function_task(add, a=1, packages=["scikit-learn==1.2.2", "clearml>=1.14"])
+    missing = Task.create_function_task(add, a=1, packages=["nonexistent-pkg-labpipe"])
+    Task.enqueue(pinned)
+    Task.enqueue(missing)
+    pinned.wait_for_status(timeout=WAIT)
+    assert pinned.artifacts["return_object"].get() == 2
+    assert f"asks for scikit-learn==1.2.2 (installed: {installed}); it runs with the installed version" in pinned.get_console()
+    with pytest.raises(StepFailed, match="nonexistent-pkg-labpipe"):
+        missing.wait_for_status(timeout=WAIT)
+    assert "pip install nonexistent-pkg-labpipe" in missing.get_status_message()

@@ -15,6 +15,7 @@ from labpipe.requirements import (
     describe_missing,
     detect_packages,
     parse_requirements,
+    version_warnings,
 )
 
 SKLEARN = metadata.version("scikit-learn")
@@ -115,8 +116,15 @@ def test_check_installed_requirements_are_ok():
     assert check_requirements(["scikit-learn>=1.0", "packaging", f"scikit-learn=={SKLEARN}"]) == []
 
 
-def test_check_reports_a_version_that_is_too_old_with_what_is_installed():
-    assert check_requirements(["scikit-learn>=99"]) == [f"scikit-learn>=99 (installed: {SKLEARN})"]
+def test_a_version_the_requirement_does_not_accept_is_a_warning_naming_both_not_a_problem():
+    assert check_requirements(["scikit-learn>=99", "scikit-learn==1.2.2"]) == []
+    assert version_warnings(["scikit-learn>=99", "scikit-learn==1.2.2", f"scikit-learn=={SKLEARN}"]) == [
+        f"scikit-learn>=99 (installed: {SKLEARN})", f"scikit-learn==1.2.2 (installed: {SKLEARN})"]
+
+
+def test_clearml_and_clearml_agent_count_as_provided_by_labpipe():
+    assert check_requirements(["clearml>=1.14", "clearml-agent", "ClearML==1.0"]) == []
+    assert version_warnings(["clearml>=1.14", "clearml_agent==1.9"]) == []
 
 
 def test_check_reports_a_missing_package():
@@ -128,9 +136,10 @@ def test_check_skips_a_requirement_whose_marker_is_false():
 
 
 def test_check_answers_from_its_cache_on_a_second_call(monkeypatch):
-    check_requirements(["scikit-learn>=99"])
+    check_requirements(["scikit-learn>=99", "nonexistent-pkg-labpipe"])
     monkeypatch.setattr(requirements, "_check_one", lambda spec: pytest.fail("not cached"))
-    assert check_requirements(["scikit-learn>=99"]) == [f"scikit-learn>=99 (installed: {SKLEARN})"]
+    assert check_requirements(["scikit-learn>=99", "nonexistent-pkg-labpipe"]) == ["nonexistent-pkg-labpipe (not installed)"]
+    assert version_warnings(["scikit-learn>=99"]) == [f"scikit-learn>=99 (installed: {SKLEARN})"]
 
 
 def test_describe_missing_lists_problems_and_the_pip_command():

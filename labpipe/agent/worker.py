@@ -205,6 +205,11 @@ class Worker:
         missing = requirements.check_requirements(script.get("packages") or [])
         if missing:
             return requirements.describe_missing(row.name, missing), None
+        for warning in requirements.version_warnings(script.get("packages") or []):
+            text = (f"task {row.name!r} asks for {warning}; it runs with the installed version (ClearML's agent "
+                    "would install the one asked for; labpipe runs in this environment)")
+            outputs.add_console(self.db, row.id, "stderr", f"labpipe: warning: {text}\n")
+            log.warning("%s", text)
         notice = requirements.container_notice(script)
         if notice:
             outputs.add_console(self.db, row.id, "stderr", f"labpipe: {notice}\n")
