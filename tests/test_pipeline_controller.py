@@ -317,3 +317,24 @@ def test_configuration_overrides_reach_the_steps_connect_configuration(tmp_path)
     assert train.artifacts["used"].get() == {"depth": 9} and train.comment == "deeper"
     assert plain.artifacts["used"].get() == {"depth": 2}
     assert template.get_configurations() == {}  # the template is cloned, never changed
+
+
+def test_callbacks_read_clearmls_node_attributes():
+    prod, cons = _templates()
+    seen = {}
+
+    def pre(pipeline, node, override):
+        seen["pre"] = (node.name, node.base_task_id, node.parameters, node.clone_task, node.executed, node.job)
+        return True
+
+    def post(pipeline, node):
+        seen["post"] = (node.executed, node.job.task.id, node.job.task_id(), node.job_started <= node.job_ended,
+                        node.cache_executed_step, node.timeout, node.continue_on_fail, node.monitor_metrics, node.skip_job)
+
+    pipe = _pipe()
+    pipe.add_step("prep", base_task_id=prod.id, parameter_override={"kwargs/rows": 2}, pre_execute_callback=pre,
+                  post_execute_callback=post, cache_executed_step=True, time_limit=60, monitor_metrics=[("prep", "rows")])
+    assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+    task_id = pipe.get_pipeline_dag()["prep"].task_id
+    assert seen["pre"] == ("prep", prod.id, {"kwargs/rows": 2}, True, None, None)
+    assert seen["post"] == (task_id, task_id, task_id, True, True, 60, False, [("prep", "rows")], False)

@@ -112,6 +112,10 @@ class PipelineController:
     enable_local_imports: steps can import modules that sit beside the pipeline script.
     """
 
+    #: ClearML's `PipelineController.Node`: what get_pipeline_dag() returns and callbacks receive
+    Node = Node
+
+
     def __init__(
         self,
         name: str,
@@ -557,8 +561,14 @@ class PipelineController:
 
             recorded = {node.name: node for node in load_dag(self._task.id)}
             if recorded:
+                for name, node in recorded.items():
+                    if name in self._specs:
+                        node.attach(self._specs[name])
                 return recorded
-        return {name: Node(name=name, parents=list(spec.parents), kind=spec.kind) for name, spec in self._specs.items()}
+        nodes = {name: Node(name=name, parents=list(spec.parents), kind=spec.kind) for name, spec in self._specs.items()}
+        for name, node in nodes.items():
+            node.attach(self._specs[name])
+        return nodes
 
     def get_running_nodes(self) -> list[str]:
         return [n.name for n in self.get_pipeline_dag().values() if n.status in ("queued", "running")]

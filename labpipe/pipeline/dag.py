@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from labpipe.errors import PipelineError
 
@@ -67,6 +68,101 @@ class Node:
     def succeeded(self) -> bool:
         """True if the step's results are available (completed, or reused from the cache)."""
         return self.status in SUCCEEDED_STATUSES
+
+    # -- ClearML's PipelineController.Node attributes (what callbacks read) -------------------
+    # They come from the step's definition, which the pipeline run attaches (`attach`); a node built
+    # from stored records (a drawn DAG) has none, and these answer None / empty.
+
+    def attach(self, spec: Any, job: Any = None) -> None:
+        """Give the node its step definition (a StepSpec) and, once launched, its job (see run.StepJob)."""
+        self._spec = spec
+        if job is not None:
+            self._job = job
+
+    def _from_spec(self, name: str, default: Any = None) -> Any:
+        spec = getattr(self, "_spec", None)
+        return getattr(spec, name, default) if spec is not None else default
+
+    @property
+    def base_task_id(self) -> str | None:
+        return self._from_spec("base_task_id")
+
+    @property
+    def parameters(self) -> dict:
+        """The step's parameter overrides ({'Args/x': ...}; a function step: its kwargs)."""
+        return dict(self._from_spec("parameter_override") or self._from_spec("kwargs") or {})
+
+    @property
+    def configurations(self) -> dict:
+        return dict(self._from_spec("configuration_overrides") or {})
+
+    @property
+    def task_overrides(self) -> dict:
+        return dict(self._from_spec("task_overrides") or {})
+
+    @property
+    def timeout(self) -> float | None:
+        """The step's time limit in seconds (ClearML's time_limit), or None."""
+        return self._from_spec("time_limit")
+
+    @property
+    def executed(self) -> str | None:
+        """The id of the task that ran (or, for a cached step, had run) the step, once it succeeded."""
+        return self.task_id if self.succeeded else None
+
+    @property
+    def clone_task(self) -> bool:
+        return bool(self._from_spec("clone_base_task", True))
+
+    @property
+    def job(self) -> Any:
+        """The launched step's job: `job.task` (the Task) and `job.task_id()`; None before launch."""
+        return getattr(self, "_job", None)
+
+    @property
+    def job_type(self) -> str | None:
+        return self._from_spec("task_type")
+
+    @property
+    def job_started(self) -> float | None:
+        return self.started
+
+    @property
+    def job_ended(self) -> float | None:
+        return self.completed
+
+    @property
+    def job_code_section(self) -> str | None:
+        function = self._from_spec("function")
+        return getattr(function, "__name__", None)
+
+    @property
+    def skip_job(self) -> bool:
+        return self.status == "skipped"
+
+    @property
+    def cache_executed_step(self) -> bool:
+        return bool(self._from_spec("cache", False))
+
+    @property
+    def return_artifacts(self) -> list[str]:
+        return list(self._from_spec("return_values") or [])
+
+    @property
+    def monitor_metrics(self) -> list:
+        return list(self._from_spec("monitor_metrics") or [])
+
+    @property
+    def monitor_artifacts(self) -> list:
+        return list(self._from_spec("monitor_artifacts") or [])
+
+    @property
+    def monitor_models(self) -> list:
+        return list(self._from_spec("monitor_models") or [])
+
+    @property
+    def continue_on_fail(self) -> bool:
+        return bool(self._from_spec("continue_on_fail", False))
 
 
 _NODE_FIELDS = tuple(f.name for f in fields(Node))

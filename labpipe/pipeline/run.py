@@ -126,6 +126,7 @@ class PipelineRun:
             spec.parents = parents
             node = Node(name=spec.name, parents=parents, kind=spec.kind, queue=spec.queue or self.default_queue, stage=spec.stage)
             (self.dag.add_deferred if deferred else self.dag.add)(node)
+            node.attach(spec)
             self.specs[spec.name] = spec
             waiting = {p for p in parents if p in self.dag and not self.dag[p].done}
             for p in parents:
@@ -584,6 +585,9 @@ class PipelineRun:
     def _set(self, name: str, status: str, **fields: Any) -> None:
         was_done = self.dag[name].done
         self.dag.set_status(name, status, **fields)
+        node = self.dag[name]
+        if node.task_id and (node.job is None or node.job.task_id() != node.task_id):
+            node.attach(self.specs[name], StepJob(node.task_id))
         self._dirty.add(name)
         if status != "pending":
             self._candidates.pop(name, None)
@@ -772,3 +776,23 @@ def _drain(fd: int) -> None:
             pass
     except (BlockingIOError, OSError):
         pass
+
+
+class StepJob:
+    """ClearML's `node.job`: the launched step's task (`job.task`, loaded when asked) and `job.task_id()`."""
+
+    def __init__(self, task_id: str):
+        self._task_id = task_id
+
+    def task_id(self) -> str:
+        return self._task_id
+
+    @property
+    def task(self) -> Task:
+        return Task.get_task(task_id=self._task_id)
+
+    def is_stopped(self) -> bool:
+        return self.task.get_status() in ("completed", "failed", "stopped", "published")
+
+    def __repr__(self) -> str:
+        return f"<StepJob {self._task_id}>"
