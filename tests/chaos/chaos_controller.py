@@ -21,7 +21,8 @@ from pathlib import Path
 import labpipe
 from labpipe import Task, config
 
-STEPS = 8
+#: steps per kill: each run is killed after 1-3 step bodies started, so the chain outlasts every kill
+STEPS_PER_KILL = 3
 
 SCRIPT = textwrap.dedent("""
     import os, sys
@@ -34,11 +35,11 @@ SCRIPT = textwrap.dedent("""
         import os, time
         with open(log, "a") as fh:   # O_APPEND: one whole line per write, across processes
             fh.write(f"start {i}\\n")
-        time.sleep(0.15)
+        time.sleep(0.05)
         return x + i
 
     @PipelineDecorator.pipeline(name="killable chain", project="chaos", version="1")
-    def chain(n: int = STEPS):
+    def chain(n: int = int(sys.argv[2])):
         value = 0
         for i in range(n):
             value = step(value, i, LOG)
@@ -47,7 +48,7 @@ SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         PipelineDecorator.run_locally(workers=1)
         chain()
-""").replace("STEPS", str(STEPS))
+""")
 
 
 def _completed_steps() -> set[int]:
@@ -65,6 +66,7 @@ def _completed_steps() -> set[int]:
 def controller_kills(workdir: Path, full: bool) -> dict:
     """Kill the controller `kills` times at random moments, rerun after each; count bodies run again."""
     kills = 20 if full else 4
+    steps = STEPS_PER_KILL * kills + 2
     store = workdir / "store"
     script = workdir / "chain.py"
     script.write_text(SCRIPT)
@@ -79,11 +81,12 @@ def controller_kills(workdir: Path, full: bool) -> dict:
         for attempt in range(kills + 1):
             done_before = _completed_steps() if store.exists() else set()
             starts_before = len(log.read_text().splitlines()) if log.exists() else 0
-            proc = subprocess.Popen([sys.executable, str(script), str(log)], env=env, cwd=workdir,
+            proc = subprocess.Popen([sys.executable, str(script), str(log), str(steps)], env=env, cwd=workdir,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
             last = attempt == kills
             if not last:
-                time.sleep(rng.uniform(0.3, 1.5))
+                _wait_for_bodies(log, starts_before + rng.randint(1, STEPS_PER_KILL), proc)
+                time.sleep(rng.uniform(0.0, 0.06))  # anywhere in that step: running, persisting, or just done
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)  # the controller only: its pool workers must follow it
                     killed += 1
@@ -96,7 +99,7 @@ def controller_kills(workdir: Path, full: bool) -> dict:
             new = log.read_text().splitlines()[starts_before:] if log.exists() else []
             rerun_after_completed += sum(1 for line in new if int(line.split()[1]) in done_before)
             if last:
-                final_ok = proc.returncode == 0 and f"result {sum(range(STEPS))}" in out
+                final_ok = proc.returncode == 0 and f"result {sum(range(steps))}" in out
             elif proc.returncode not in (-signal.SIGKILL, 0):
                 other_failures += 1
     finally:
@@ -107,6 +110,15 @@ def controller_kills(workdir: Path, full: bool) -> dict:
         config._explicit = old_explicit
     return {"kills": killed, "completed_steps_rerun": rerun_after_completed, "other_failures": other_failures,
             "final_run_ok": final_ok}
+
+
+def _wait_for_bodies(log: Path, count: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until `count` step bodies have started in all (or the run ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= count:
+            return
+        time.sleep(0.01)
 
 
 def _wait_for_workers_gone(session: int, timeout: float = 10.0) -> None:
