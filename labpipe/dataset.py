@@ -33,43 +33,11 @@ from .errors import DatasetError
 from .store import blobs
 from .store import datasets as store
 from .store.db import Database, get_database
+from .versions import DEFAULT_VERSION, next_version, version_key
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VERSION = "1.0.0"
 _COMPLETE_MARK = ".labpipe-complete"
-
-
-def next_version(version: str) -> str:
-    """ClearML's rule: the last number of the last part that has one goes up (1.0.0 -> 1.0.1, 1.0.0rc1 -> 1.0.0rc2)."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        v = Version(version)
-    except InvalidVersion:
-        return version + ".1"
-    release = ".".join(str(p) for p in v.release)
-    epoch = f"{v.epoch}!" if v.epoch else ""
-    if v.dev is not None:
-        return f"{epoch}{release}{_pre(v.pre)}{'.post' + str(v.post) if v.post is not None else ''}.dev{v.dev + 1}"
-    if v.post is not None:
-        return f"{epoch}{release}{_pre(v.pre)}.post{v.post + 1}"
-    if v.pre is not None:
-        return f"{epoch}{release}{v.pre[0]}{v.pre[1] + 1}"
-    return epoch + ".".join(str(p) for p in (*v.release[:-1], v.release[-1] + 1))
-
-
-def _pre(pre: tuple[str, int] | None) -> str:
-    return f"{pre[0]}{pre[1]}" if pre else ""
-
-
-def _version_key(version: str):
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        return (1, Version(version))
-    except InvalidVersion:
-        return (0, version)
 
 
 def _dataset_path(path: str, what: str) -> str:
@@ -128,7 +96,7 @@ class Dataset:
         project = names.check_label(dataset_project, kind="project", where="Dataset.create")
         if dataset_version is None:
             versions = [d.version for d, _, _ in store.find_datasets(db, project=project, name=name)]
-            dataset_version = next_version(max(versions, key=_version_key)) if versions else DEFAULT_VERSION
+            dataset_version = next_version(max(versions, key=version_key)) if versions else DEFAULT_VERSION
         elif store.find_datasets(db, project=project, name=name, version=str(dataset_version)):
             raise DatasetError(f"dataset {project}/{name} already has a version {dataset_version!r}; "
                                "choose another version, or leave dataset_version out to get the next one")
@@ -190,7 +158,7 @@ class Dataset:
                 if auto_create and dataset_name:
                     return cls.create(dataset_name=dataset_name, dataset_project=dataset_project or "", dataset_tags=dataset_tags)
                 raise DatasetError(cls._not_found(db, dataset_project, dataset_name, dataset_version, only_completed))
-            best = max(rows, key=lambda r: (_version_key(r[0].version), r[0].created))
+            best = max(rows, key=lambda r: (version_key(r[0].version), r[0].created))
             found = cls(best[0], db)
         if writable_copy:
             return cls.create(dataset_name=found.name, dataset_project=found.project, parent_datasets=[found])
@@ -528,7 +496,7 @@ class Dataset:
             rows = store.find_datasets(db, project=dataset_project, name=dataset_name, version=dataset_version)
             if not rows:
                 raise DatasetError(cls._not_found(db, dataset_project, dataset_name, dataset_version, False))
-            rows = rows if entire_dataset else [max(rows, key=lambda r: (_version_key(r[0].version), r[0].created))]
+            rows = rows if entire_dataset else [max(rows, key=lambda r: (version_key(r[0].version), r[0].created))]
             targets = [cls(r[0], db) for r in rows]
         doomed = {t.id for t in targets}
         for other, _, _ in store.find_datasets(db):

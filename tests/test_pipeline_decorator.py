@@ -23,11 +23,27 @@ def test_component_called_outside_a_pipeline_is_a_plain_call():
     assert Task.get_tasks() == []
 
 
-def test_pipeline_without_version_is_a_clear_error():
-    with pytest.raises(PipelineError, match="needs a version"):
-        @PipelineDecorator.pipeline(name="x", project="p")
-        def nope():
-            pass
+def test_a_pipeline_without_a_version_counts_up_from_1_0_0_as_clearml_does():
+    @PipelineDecorator.pipeline(name="unversioned", project="p")
+    def unversioned():
+        return 1
+
+    @PipelineDecorator.pipeline(name="pinned", project="p", version="2.5")
+    def pinned():
+        return 1
+
+    PipelineDecorator.debug_pipeline()
+    try:
+        for _ in range(3):
+            unversioned()
+        pinned()
+        unversioned()
+    finally:
+        PipelineDecorator._mode = "remote"
+    runs = sorted(Task.get_tasks(project_name="p", task_filter={"type": ["controller"]}), key=lambda t: t.data.created)
+    versions = [(t.data.runtime["pipeline_name"], t.data.runtime["pipeline_version"]) for t in runs]
+    assert versions == [("unversioned", "1.0.0"), ("unversioned", "1.0.1"), ("unversioned", "1.0.2"), ("pinned", "2.5"),
+                        ("unversioned", "1.0.3")]
 
 
 def test_debug_mode_runs_plain_calls_and_records_only_the_pipeline_run():

@@ -145,7 +145,8 @@ class PipelineController:
                 names.check_label(value, kind=kind, where="PipelineController")
         self._name = name
         self._project = project or ""
-        self._version = str(version) if version is not None else "1.0.0"
+        # None: the run takes the newest run's version, incremented (ClearML's rule; see pipeline_task)
+        self._version = str(version) if version is not None else None
         self._pool_frequency = pool_frequency
         self._add_pipeline_tags = add_pipeline_tags
         self._target_project = target_project if isinstance(target_project, str) else None

@@ -452,19 +452,16 @@ class PipelineDecorator:
     ) -> Callable:
         """Make a function the pipeline's logic (ClearML's arguments).
 
-        name, project, version (required): identify the pipeline. Its arguments are stored in the
+        name, project, version: identify the pipeline; without a version, a run takes the newest run's
+        version incremented ('1.0.0' -> '1.0.1'), or '1.0.0' for the first, as ClearML does. Its arguments are stored in the
         pipeline task's `Args/` section (or the sections of `args_map`), so a clone with edited
         arguments runs with them. pipeline_execution_queue: where the controller runs in the default
         (remote) mode; None runs the logic here with steps on workers. abort_on_failure: a failed step
         stops everything at once. return_value: artifact name for the function's return value.
         """
-        if version is None or str(version).strip() == "":
-            raise PipelineError(
-                f"pipeline {name!r} needs a version, e.g. @PipelineDecorator.pipeline(name=..., project=..., version='1.0'): "
-                "it identifies the pipeline template across runs"
-            )
         settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
-        settings["version"] = str(version)
+        # No version: each run takes the newest run's version, incremented (1.0.0, 1.0.1, ...), as ClearML does.
+        settings["version"] = str(version).strip() if version is not None and str(version).strip() else None
         where = f"pipeline {name!r}"
         for value, kind in ((name, "pipeline"), (project, "project"), (target_project, "project")):
             if value is not None:

@@ -35,6 +35,12 @@ def create_pipeline_task(
     add_run_number: name the second run of a pipeline 'name #2', as ClearML does.
     """
     db = get_database()
+    if version is None:  # ClearML's rule: the newest run's version, incremented; 1.0.0 for the first
+        from ..store import pipelines
+        from ..versions import DEFAULT_VERSION, next_version
+
+        previous = pipelines.last_version(db, project, name)
+        version = next_version(str(previous)) if previous else DEFAULT_VERSION
     owner = f"local:{os.uname().nodename}:{os.getpid()}"
     row = tasks.create_task(
         db, name=name, run_of=name if add_run_number else None, project=project, type="controller", parent=parent, script=entry_script(run_with, fallback_entry),

@@ -96,3 +96,14 @@ def task_statuses(db: Database, task_ids: list[str]) -> dict[str, sqlite3.Row]:
         tuple(task_ids),
     )
     return {r["id"]: r for r in rows}
+
+
+def last_version(db: Database, project: str, name: str) -> str | None:
+    """The version of the newest run of pipeline `name` in `project` that has one (None if there is none)."""
+    row = db.query_one(
+        "SELECT json_extract(runtime, '$.pipeline_version') FROM tasks WHERE type = 'controller' AND project = ? "
+        "AND json_extract(runtime, '$.pipeline_name') = ? AND json_extract(runtime, '$.pipeline_version') IS NOT NULL "
+        "ORDER BY created DESC LIMIT 1",
+        (project, name),
+    )
+    return row[0] if row else None
