@@ -80,6 +80,8 @@ class FunctionSource:
     parameters: frozenset[str] = frozenset()
     takes_any_keyword: bool = False
     signature: str = "()"
+    #: (file, line of the `def`) where the source came from: a failure's traceback points there
+    origin: tuple[str, int] = ("", 0)
 
 
 # inspect.getsource re-reads and re-tokenises the file on every call (~1 ms); a pipeline or a
@@ -159,6 +161,10 @@ def _extract(func: Callable) -> FunctionSource:
     if not source.endswith("\n"):
         source += "\n"
     filename = inspect.getsourcefile(func) or func.__code__.co_filename
+    try:
+        first = inspect.getsourcelines(func)[1]
+    except (OSError, TypeError):
+        first = 1
     signature = inspect.signature(func)
     folder = os.path.dirname(os.path.abspath(filename)) if filename and not filename.startswith("<") else os.getcwd()
     return FunctionSource(
@@ -171,6 +177,8 @@ def _extract(func: Callable) -> FunctionSource:
         parameters=frozenset(signature.parameters),
         takes_any_keyword=any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()),
         signature=str(signature),
+        origin=(os.path.abspath(filename) if filename and not filename.startswith("<") else (filename or ""),
+                first + node.lineno - 1),
     )
 
 
@@ -390,6 +398,10 @@ def build_function_task(
         retries_left=max(0, int(retry_on_failure or 0)),
         params=params,
         cache_key=cache_key,
+        # where each block of the worker's source came from (helpers first, as the worker joins them),
+        # so a failure's traceback names the user's file and line; kept out of `script`, which task-step
+        # cache keys hash
+        runtime={"origins": [list(f.origin) for f in (*helpers, main)]},
         # queued at creation only when nothing remains to upload: a worker could claim it at once
         queue=queue if queue is not None and not objects else None,
     )

@@ -141,6 +141,7 @@ def run_function(db: Database, row: TaskRow, kwargs: dict[str, Any], refs: dict[
         report["ok"] = True
     except BaseException as exc:  # noqa: B036 - everything the step raises, SystemExit included, fails it
         report["message"] = _describe(exc, script, filename)
+        report["error"] = root_cause(exc, filename, row)
         _print_traceback(exc, filename)
     report["imports"], report["warm"] = _new_imports(before)
     _stop_own_pool()
@@ -323,6 +324,47 @@ def _describe(exc: BaseException, script: dict, filename: str) -> str:
         else:
             message += " (not installed in the worker's environment: install it there, or declare it in packages=[...])"
     return message
+
+
+def root_cause(exc: BaseException, filename: str, row: TaskRow) -> dict[str, Any]:
+    """What a failure is, for the pipeline to show first: the exception's type and message, and the
+    traceback's frames in the user's own code (the step's functions, mapped back to the file and line
+    they came from, and the project's modules); library and labpipe frames are left out."""
+    try:
+        message = str(exc)
+    except Exception:  # a broken __str__ must not hide the failure
+        message = ""
+    frames = []
+    blocks = _block_origins(row)
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        code = frame.f_code
+        path, shown = code.co_filename, line
+        if path == filename:
+            text = linecache.getline(filename, line).strip()
+            for start, (origin_file, origin_line) in reversed(blocks):
+                if line >= start:
+                    if origin_file:
+                        path, shown = origin_file, origin_line + line - start
+                    break
+        elif path.startswith("<") or is_library_path(path):
+            continue
+        else:
+            text = linecache.getline(path, line).strip()
+        frames.append({"file": path, "line": shown, "function": code.co_name, "code": text})
+    return {"type": type(exc).__name__, "message": message, "frames": frames[-8:]}
+
+
+def _block_origins(row: TaskRow) -> list[tuple[int, tuple[str, int]]]:
+    """(first line in the compiled step source, (file, line) it came from) of each helper and the function."""
+    origins = (row.runtime or {}).get("origins") or []
+    parts = [*row.script.get("helpers", []), row.script["source"]]
+    if len(origins) != len(parts):
+        return []
+    out, line = [], 1
+    for part, origin in zip(parts, origins, strict=True):
+        out.append((line, (str(origin[0]), int(origin[1]))))
+        line += part.count("\n") + 2  # compile_step joins the blocks with a blank line ("\n\n")
+    return out
 
 
 def _raised_in(exc: BaseException, filename: str) -> bool:

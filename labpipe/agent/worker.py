@@ -94,6 +94,8 @@ class Outcome:
     artifacts: list[dict] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
     warm: list[str] = field(default_factory=list)
+    #: a failed function's root cause (child.root_cause): type, message, the user's frames
+    error: dict | None = None
 
 
 class Worker:
@@ -429,6 +431,7 @@ class Worker:
                 COMPLETED if report.get("ok") else FAILED,
                 report.get("message", "") if not report.get("ok") else "",
                 report.get("artifacts", []), report.get("imports", []), report.get("warm", []),
+                None if report.get("ok") else report.get("error"),
             )
         code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
         if code == 0 and row.script.get("kind") == "script":
@@ -472,6 +475,7 @@ class Worker:
                 for a in outcome.artifacts
             ]
             runtime = {"worker": self.id, "imports": outcome.imports} if outcome.imports else {"worker": self.id}
+            runtime["error"] = outcome.error  # None removes an earlier attempt's (a JSON merge patch)
             status = leases.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
                                       artifacts=arts, runtime=runtime, retry=True)
             if status == QUEUED:

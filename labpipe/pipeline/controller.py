@@ -428,6 +428,8 @@ class PipelineController:
         if task.get_status() == _status.STOPPED:
             return False
         finish(task, _status.COMPLETED if ok else _status.FAILED, "" if ok else "; ".join(run.errors))
+        if not ok:  # never silently: the root cause of each failed step, where the caller sees it
+            log.error("pipeline %r (task %s) failed:\n%s", self._name, task.id, "\n".join(run.errors) or "no step error recorded")
         return ok
 
     def _store_object_kwargs(self, task: Task) -> None:

@@ -21,7 +21,7 @@ from .. import status as _status
 from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed, Unfingerprintable
 from ..store import leases, outputs, pipelines, tasks
 from ..task import Task
-from . import references
+from . import failure, references
 from .dag import DAG, Node
 from .monitor import copy_monitored
 from .proxy import StepResult, is_result
@@ -95,6 +95,8 @@ class PipelineRun:
         self._recompute: set[str] = set()  # cached nodes whose outputs were found corrupt: run them again
         self._last_persist = 0.0
         self._reported: dict[str, str] = {}  # node -> status last told to its status_change_callback
+        self._causes: dict[str, str] = {}  # failed node -> its root cause (failure.root_cause), shown first
+        self._skipped_by: dict[str, str] = {}  # skipped node -> the failed step that made it so
         self._thread_error: BaseException | None = None
         self._last_reap = 0.0
         self._last_own_check = 0.0
@@ -285,6 +287,7 @@ class PipelineRun:
                 continue
             blocked = [p for p in node.parents if self.dag[p].done and not self._parent_ok(p)]
             if blocked:
+                self._skipped_by[node.name] = self._skipped_by.get(blocked[0], blocked[0])
                 self._set(node.name, "skipped", error=f"parent step {blocked[0]!r} {self.dag[blocked[0]].status}")
                 self._status_changed(node.name)
                 self._cond.notify_all()
@@ -531,6 +534,13 @@ class PipelineRun:
             return
         node_status = "failed" if task_status == _status.FAILED else "aborted"
         self._set(name, node_status, error=message or task_status, completed=time.time())
+        error = None
+        if task_status == _status.FAILED and node.task_id:
+            try:  # what the worker recorded of the exception (read once, on failure only)
+                error = tasks.get_task(self.db, node.task_id).runtime.get("error")
+            except LabpipeError:
+                error = None
+        self._causes[name] = failure.root_cause(name, node.task_id, error, message or task_status)
         self._apply_policy(name, node_status, message)
 
     def _retry(self, spec: StepSpec, node: Node) -> bool:
@@ -550,13 +560,18 @@ class PipelineRun:
     def _apply_policy(self, name: str, node_status: str, message: str) -> None:
         behaviour = self.specs[name].behaviour()
         kind = "fail" if node_status == "failed" else "abort"
+        first_line = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
         if behaviour[f"skip_children_on_{kind}"]:
-            for child in self.dag.skip_subtree(name, f"parent step {name!r} {node_status}"):
+            reason = f"parent step {name!r} {node_status}" + (f": {first_line}" if first_line else "")
+            for child in self.dag.skip_subtree(name, reason):
+                self._skipped_by[child] = name
                 self._dirty.add(child)
                 self._status_changed(child)
         if not behaviour[f"continue_on_{kind}"]:
             node = self.dag[name]
-            self.errors.append(f"step {name!r} (task {node.task_id}) {node_status}: {message}".rstrip(": "))
+            cause = self._causes.get(name)
+            self.errors.append(cause if cause and node_status == "failed"
+                               else f"step {name!r} (task {node.task_id}) {node_status}: {message}".rstrip(": "))
             if self.abort_on_failure:
                 self._abort_all(f"pipeline aborted: step {name!r} {node_status}")
         self._status_changed(name)
@@ -644,10 +659,14 @@ class PipelineRun:
         node = self.wait_node(name)
         if not node.succeeded:
             which = f"step {name!r}" + (f" (task {node.task_id})" if node.task_id else "")
-            if node.status == "skipped":  # never ran: there is no value to use
+            if node.status == "skipped":  # never ran: there is no value to use; say what made it so first
+                root = self._skipped_by.get(name)
+                cause = self._causes.get(root) if root else None
+                if cause:
+                    raise StepFailed(f"{cause}\n{which} was skipped because of it, so its return value {artifact!r} does not exist")
                 raise StepFailed(f"{which} was skipped ({node.error or 'no reason recorded'}), so its return value "
                                  f"{artifact!r} does not exist; check that it ran before using it in the pipeline logic")
-            raise StepFailed(f"{which} {node.status}: {node.error or 'no message'}")
+            raise StepFailed(self._causes.get(name) or f"{which} {node.status}: {node.error or 'no message'}")
         task_id = node.task_id
         try:
             return Task.get_task(task_id=task_id).artifacts[artifact].get()
