@@ -12,7 +12,7 @@ def root_cause(step: str, task_id: str | None, error: dict[str, Any] | None, mes
     error: the task's recorded failure ({'type', 'message', 'frames'}), or None where there is none (a
     script task, a lost worker): then the task's status message stands alone.
     """
-    which = f"step {step!r}" + (f" (task {task_id[:8]})" if task_id else "")
+    which = f"step {step!r}" + (f" (task {task_id})" if task_id else "")
     if not error:
         return f"{which} failed: {message or 'no message'}"
     head = f"{error.get('type', 'Error')}: {error.get('message', '')}".rstrip(": ")
