@@ -90,8 +90,7 @@ def prepare_file(db: Database, path: str | os.PathLike, *, what: str = "blob") -
     hasher = xxhash.xxh3_128()
     folder = db.blobs_dir
     folder.mkdir(exist_ok=True, mode=0o700)
-    tmp = folder / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
-    try:
+    with _temporary(db, folder, what, size) as tmp:
         with open(path, "rb") as src, open(tmp, "wb") as dst:
             os.chmod(tmp, 0o600)
             writer = _ChunkWriter(dst.fileno())
@@ -105,13 +104,6 @@ def prepare_file(db: Database, path: str | os.PathLike, *, what: str = "blob") -
             created = _make_folder(db, target.parent)
             os.replace(tmp, target)
             _landed(db, target, created)
-    except OSError as exc:
-        if exc.errno in _FULL:
-            raise _store_full(db, what, size, exc) from None
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return BlobRef(digest, size)
 
 
@@ -119,8 +111,7 @@ def _write_file(db: Database, digest: str, views: list[memoryview], size: int, w
     if _refresh_existing(db, digest, size):
         return
     target = blob_path(db, digest)
-    tmp = target.parent / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
-    try:
+    with _temporary(db, target.parent, what, size) as tmp:
         created = _make_folder(db, target.parent)
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
         try:
@@ -133,6 +124,15 @@ def _write_file(db: Database, digest: str, views: list[memoryview], size: int, w
             os.close(fd)
         os.replace(tmp, target)
         _landed(db, target, created)
+
+
+@contextlib.contextmanager
+def _temporary(db: Database, folder: Path, what: str, size: int) -> Iterator[Path]:
+    """A temporary file's path in `folder` for a blob being written: removed unless it was moved into
+    place, and a full disk raised as StoreFull naming `what` (nothing left behind)."""
+    tmp = folder / f".tmp-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        yield tmp
     except OSError as exc:
         if exc.errno in _FULL:
             raise _store_full(db, what, size, exc) from None

@@ -93,13 +93,7 @@ def _check_files(db: Database, report: FsckReport, gone: set[str], repair: bool)
             report.file_blobs += 1
             if _file_hash(path) in (name, None):  # intact, or removed meanwhile (gc)
                 continue
-            report.corrupt += 1
-            moved = blobs.quarantine(db, name) if repair else None
-            if moved is not None:
-                report.quarantined += 1
-                gone.add(name)
-            report.problems.append(Problem("corrupt_blob", name, f"blob file {path} does not match its hash"
-                                           + (f"; moved to {moved}" if moved else ""), repaired=moved is not None))
+            _corrupt(db, report, gone, repair, name, f"blob file {path} does not match its hash", "moved to")
 
 
 def _file_hash(path: Path) -> str | None:
@@ -113,6 +107,18 @@ def _file_hash(path: Path) -> str | None:
     return hasher.hexdigest()
 
 
+def _corrupt(db: Database, report: FsckReport, gone: set[str], repair: bool, digest: str, detail: str,
+             moved_to: str) -> None:
+    """Count and record a blob whose bytes do not match its hash; with `repair`, quarantine it."""
+    report.corrupt += 1
+    moved = blobs.quarantine(db, digest) if repair else None
+    if moved is not None:
+        report.quarantined += 1
+        gone.add(digest)
+    report.problems.append(Problem("corrupt_blob", digest, detail + (f"; {moved_to} {moved}" if moved else ""),
+                                   repaired=moved is not None))
+
+
 def _check_inline(db: Database, report: FsckReport, gone: set[str], repair: bool) -> None:
     last = ""
     while True:  # in pages, so a big store is never held in memory at once
@@ -123,13 +129,7 @@ def _check_inline(db: Database, report: FsckReport, gone: set[str], repair: bool
             report.inline_blobs += 1
             if xxhash.xxh3_128(data).hexdigest() == digest:
                 continue
-            report.corrupt += 1
-            moved = blobs.quarantine(db, digest) if repair else None
-            if moved is not None:
-                report.quarantined += 1
-                gone.add(digest)
-            report.problems.append(Problem("corrupt_blob", digest, "inline blob does not match its hash"
-                                           + (f"; its bytes were saved to {moved}" if moved else ""), repaired=moved is not None))
+            _corrupt(db, report, gone, repair, digest, "inline blob does not match its hash", "its bytes were saved to")
         last = rows[-1][0]
 
 
