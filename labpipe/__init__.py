@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from . import tracebacks as _tracebacks
 from .config import set_store, store_path
 from .dataset import Dataset
 from .errors import (
@@ -33,6 +34,8 @@ from .storage import StorageManager
 from .task import Task, TaskTypes
 
 __version__ = "0.1.0"
+
+_tracebacks.install()  # an uncaught LabpipeError shows the user's frames only (see tracebacks.py)
 
 __all__ = [
     "ArtifactError",
