@@ -222,6 +222,34 @@ def check_random_search(store: Path, cwd: Path) -> None:
     assert len(optimizer.artifacts["leaderboard"].get()) == 10 and "best: C=" in out
 
 
+def check_dataset(store: Path, cwd: Path) -> None:
+    from labpipe import Dataset, Model
+
+    steps = ["create_dataset", "preprocess", "verify", "train", "train_1", "select_best"]
+    first = run_example("dataset_pipeline.py", store, cwd).stdout
+    [run] = pipeline_runs("dataset pipeline")
+    nodes = nodes_of(run)
+    assert run.get_status() == "completed" and sorted(nodes) == sorted(steps)
+    raw, named = (Dataset.get(dataset_project="examples/datasets", dataset_name=n) for n in ("census", "census named"))
+    assert named.parents == [raw.id] and raw.is_final() and named.is_final()
+    assert named.list_added_files() == [] and named.list_modified_files() == ["dataset.csv"]  # only its change
+    assert [c["title"] for c in Task.get_task(task_id=nodes["verify"]["task"]).get_logger().get_plots()] == ["age"]
+    trained = {m.id: m for m in Model.query_models(project_name="examples") if m.name.startswith("ridge")}
+    assert len(trained) == 2
+    errors = {Task.get_task(task_id=nodes[n]["task"]).get_last_scalar_metrics()["error"]["test"]["last"]: n
+              for n in ("train", "train_1")}
+    winner = Task.get_task(task_id=nodes[errors[min(errors)]]["task"]).models["output"][-1]
+    chooser = Task.get_task(task_id=nodes["select_best"]["task"])
+    best = chooser.models["output"]["best"]
+    assert best.url == winner.url and f"best model: {best.id}" in first  # the better model's weights
+    before = step_task_ids()
+
+    second = run_example("dataset_pipeline.py", store, cwd).stdout
+    again = pipeline_runs("dataset pipeline")[-1]
+    assert again.get_status() == "completed" and step_task_ids() == before and f"best model: {best.id}" in second
+    assert {n["status"] for n in nodes_of(again).values()} == {"cached"}
+
+
 def check_generic(name: str) -> Callable[[Path, Path], None]:
     """An example without its own checks: it runs, and every pipeline it ran completed."""
     def check(store: Path, cwd: Path) -> None:
@@ -238,6 +266,7 @@ CHECKS = {
     "pipeline_from_functions.py": check_from_functions,
     "parallel_training.py": check_parallel,
     "random_search.py": check_random_search,
+    "dataset_pipeline.py": check_dataset,
 }
 
 
