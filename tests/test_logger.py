@@ -88,6 +88,22 @@ def test_histogram_rows_are_series_named_by_labels():
                                {"name": "B", "x": ["x", "y", "z"], "y": [4.0, 5.0, 6.0]}]
 
 
+def test_histogram_of_numpys_histogram_tuple_has_its_counts_as_bars_and_its_edges_as_labels():
+    import numpy as np
+
+    t = Task.create(task_name="np hist")
+    t.get_logger().report_histogram("age", "rows", np.histogram([20, 21, 35, 60, 61, 62], bins=3, range=(20, 62)))
+    (chart,) = [p["data"] for p in _charts(t)]
+    assert chart["traces"] == [{"name": "rows", "x": ["20-34", "34-48", "48-62"], "y": [2.0, 1.0, 3.0]}]
+
+
+def test_histogram_of_two_rows_of_equal_length_is_still_two_series():
+    t = Task.create(task_name="two rows")
+    t.get_logger().report_histogram("h", "s", ([1, 2], [3, 4]), labels=["a", "b"])
+    (chart,) = [p["data"] for p in _charts(t)]
+    assert [tr["y"] for tr in chart["traces"]] == [[1.0, 2.0], [3.0, 4.0]]
+
+
 def test_vector_is_a_one_series_histogram_named_by_its_series():
     t = Task.create(task_name="vec")
     t.get_logger().report_vector("v", "weights", [0.5, 1.5])
