@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts as _artifacts
+from . import frameworks
 from . import names as _names
 from . import params as _params
 from . import status as _status
@@ -200,9 +201,13 @@ class Task:
         task_type: str | TaskTypes | None = None,
         tags: Sequence[str] | None = None,
         capture_output: bool = True,
+        auto_connect_frameworks: bool | dict = True,
         **_ignored: Any,
     ) -> Task:
         """The running script's own task (ClearML's `Task.init`).
+
+        auto_connect_frameworks: as ClearML's, True, False or {framework: bool}: what joblib and xgboost
+        save becomes an output model of the current task (see labpipe/frameworks.py).
 
         Outside a worker: creates a task that is in_progress now, completed when the process exits
         normally, failed (with the traceback) on an uncaught exception; stdout/stderr are kept as its
@@ -210,6 +215,7 @@ class Task:
         (possibly overridden on a clone) that `connect()` then applies.
         """
         _check_task_names(task_name, project_name, "Task.init")
+        frameworks.configure(auto_connect_frameworks)
         with cls._current_lock:
             if cls._current is not None:
                 return cls._current

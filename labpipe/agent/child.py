@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import artifacts as _artifacts
+from .. import frameworks
 from ..config import ENV_STORE
 from ..store.db import Database
 from ..store.records import TaskRow
@@ -94,6 +95,7 @@ def prepare_process(row: TaskRow, out_fd: int, err_fd: int, close_fds: list[int]
     from ..task import Task
 
     Task._current = None  # the worker (or the pool's owner) may have had one; this process is the step
+    frameworks.configure(True)  # what joblib / xgboost save becomes the step's output model, as in ClearML
 
 
 def compile_step(row: TaskRow) -> tuple[str, Any]:
