@@ -17,6 +17,7 @@ results, from the store to the worker, never through the controller.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import inspect
 import json
@@ -96,17 +97,109 @@ def function_source(func: Callable) -> FunctionSource:
     Raises FunctionSourceError naming the function when it has no retrievable `def` source: a lambda,
     a builtin or C function, or a function typed into an interactive interpreter.
     """
-    func = inspect.unwrap(func)
     try:
         return _cache[func]
     except (KeyError, TypeError):
         pass
-    found = _extract(func)
+    inner, decorators = unwrap_decorated(func)
+    found = _extract(inner) if not decorators else _with_decorators(_extract(inner), inner, decorators)
     try:
         _cache[func] = found
     except TypeError:  # not weak-referenceable: just do not cache
         pass
     return found
+
+
+def unwrap_decorated(func: Callable) -> tuple[Callable, list[tuple[str, Callable]]]:
+    """The user's own function under any decorators, and those of its decorators a worker must apply.
+
+    A component may carry other decorators (`@component()` over `@our_decorator` over `def step`): what
+    reaches labpipe is then the decorator's wrapper. The function that runs is the innermost one, named
+    after it, decorated again in the worker as in the source, so that the wrapper's behaviour stays,
+    as in ClearML. Followed down: `__wrapped__` (functools.wraps), or a function in the wrapper's
+    closure when the wrapper's code was made inside one of that function's decorators (a plain closure
+    over a helper is not a wrapper). Kept: decorators written as a name or a call of a name that are
+    the project's own functions; library decorators (lru_cache, ...) and labpipe's own are left out,
+    so the function runs bare under them as before. Returns (func, []) for an undecorated function.
+    """
+    inner = func
+    seen: set[int] = set()
+    while id(inner) not in seen:
+        seen.add(id(inner))
+        below = getattr(inner, "__wrapped__", None)
+        if below is None and inspect.isfunction(inner) and inner.__closure__:
+            below = next((c for c in _cell_functions(inner) if _made_by_a_decorator_of(inner, c)), None)
+        if below is None or not callable(below):
+            break
+        inner = below
+    if inner is func or not inspect.isfunction(inner):
+        return func, []
+    return inner, _user_decorators(inner)
+
+
+def _cell_functions(func: types.FunctionType) -> list[types.FunctionType]:
+    found = []
+    for cell in func.__closure__ or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if inspect.isfunction(value):
+            found.append(value)
+    return found
+
+
+def _made_by_a_decorator_of(wrapper: types.FunctionType, inner: types.FunctionType) -> bool:
+    return any(wrapper.__code__ in _nested_codes(d.__code__) for _, d in _user_decorators(inner))
+
+
+def _nested_codes(code: types.CodeType) -> set[types.CodeType]:
+    out: set[types.CodeType] = set()
+    stack = [code]
+    while stack:
+        for const in stack.pop().co_consts:
+            if isinstance(const, types.CodeType):
+                out.add(const)
+                stack.append(const)
+    return out
+
+
+def _user_decorators(func: types.FunctionType) -> list[tuple[str, Callable]]:
+    """[(decorator expression as written, the decorator function)] of `func`'s own `def`, outermost first,
+    for those that are the project's functions (not a library's, not labpipe's)."""
+    try:
+        text = textwrap.dedent(inspect.getsource(func))
+        node = ast.parse(text).body[0]
+    except (OSError, TypeError, SyntaxError, IndexError):
+        return []
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return []
+    kept = []
+    for expr in node.decorator_list:
+        target = expr.func if isinstance(expr, ast.Call) else expr
+        if not isinstance(target, ast.Name):
+            continue  # `@PipelineDecorator.component(...)`, `@functools.lru_cache`: not re-applied
+        value = func.__globals__.get(target.id)
+        if inspect.isfunction(value) and not is_library_path(value.__code__.co_filename):
+            kept.append((ast.get_source_segment(text, expr) or target.id, value))
+    return kept
+
+
+def _with_decorators(inner: FunctionSource, func: types.FunctionType, decorators: list[tuple[str, Callable]]) -> FunctionSource:
+    """`inner`'s source decorated as written, after the decorators' own definitions (and the modules
+    their code names at its module's level, imported), so that the worker runs what the caller would."""
+    parts, imports = [], {}
+    for _, decorator in decorators:
+        found = _extract(decorator)
+        imports.update(found.caller_imports)
+        parts.append(found.source)
+    header = "".join(f"import {module}\n" if alias == module else f"import {module} as {alias}\n"
+                     for alias, module in sorted(imports.items()) if "." not in alias)
+    decorated = "".join(f"@{text}\n" for text, _ in decorators) + inner.source
+    source = header + ("\n" if header else "") + "\n\n".join([*parts, decorated])
+    tree = ast.parse(source)
+    return dataclasses.replace(inner, source=source, imports=tuple(dict.fromkeys(_imported_modules(tree))),
+                               caller_imports={**imports, **inner.caller_imports})
 
 
 def local_import_folders(folder: str) -> list[str]:

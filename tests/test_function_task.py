@@ -45,14 +45,16 @@ class _Thing:
         self.v = v
 
 
-def test_source_is_stored_dedented_without_decorators_and_with_its_imports():
+def test_source_is_stored_dedented_with_its_own_decorators_and_with_its_imports():
+    # As ClearML does, a decorator of the project's own is applied again in the worker: its definition
+    # (and the modules it names at module level) comes first, then the function decorated as written.
     task = Task.create_function_task(decorated_step, x=3)
     script = task.data.script
     assert script["kind"] == "function"
     assert script["function_name"] == "decorated_step"
-    assert script["source"].startswith("def decorated_step(x: int, scale: float = 2.0):")
-    assert "@_decorate" not in script["source"]
-    assert script["imports"] == ["math"]
+    assert script["source"].startswith("import functools\n\ndef _decorate(func):")
+    assert "\n@_decorate\ndef decorated_step(x: int, scale: float = 2.0):" in script["source"]
+    assert script["imports"] == ["functools", "math"]
     assert script["working_dir"] == os.path.dirname(os.path.abspath(__file__))
     assert script["sys_path"] == [script["working_dir"]]
     assert script["return_values"] == ["return_object"]

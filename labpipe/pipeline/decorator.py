@@ -30,6 +30,7 @@ from .. import names
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
+from ..function_task import unwrap_decorated
 from ..task import ENV_TASK_ID, Task, _context_task
 from .pipeline_task import (
     close_run,
@@ -66,7 +67,8 @@ class Component:
         self.settings = settings
         rv = settings.get("return_values", ("return_object",))
         self.return_values: tuple[str, ...] = (rv,) if isinstance(rv, str) else tuple(rv or ())
-        self.name = settings.get("name") or func.__name__
+        own = unwrap_decorated(func)[0]  # under another decorator: the user's function, named after it
+        self.name = settings.get("name") or own.__name__
         # refused here, at decoration, before any pipeline runs or anything is stored
         names.check_step_name(self.name, where=f"component {getattr(func, '__qualname__', self.name)!r}")
         for value in self.return_values:
@@ -75,7 +77,7 @@ class Component:
             names.check_queue_name(settings["execution_queue"], where=f"step {self.name!r}")
         monitor_pairs(settings.get("monitor_artifacts"), "monitor_artifacts", self.name)
         self._code_key: StepCodeKey | None = None
-        self._signature = inspect.signature(func)
+        self._signature = inspect.signature(own)
 
     def __repr__(self) -> str:
         return f"<labpipe component {self.name!r}>"
