@@ -5,8 +5,8 @@
 
 A census-like CSV is made offline (no download). `create_dataset` stores it as a dataset; `preprocess`
 names its columns in a child dataset (which holds only what changed); `verify` checks the columns and
-reports a histogram; two `train` steps fit ridge regressions of age and register their weights as output
-models; `select_best` connects the better one to its task as the model "best". Datasets and models are
+reports a histogram; two `train` steps fit ridge regressions of age, saved with joblib (which registers them
+as output models, as in ClearML); `select_best` connects the better one to its task as the model "best". Datasets and models are
 tasks and files of the store: `labpipe datasets` lists them. Run it twice: the second run is served from
 the cache.
 """
@@ -82,18 +82,17 @@ def train(dataset_id: str, alpha: float) -> dict:
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import train_test_split
 
-    from labpipe import Dataset, OutputModel, Task
+    from labpipe import Dataset, Task
 
     df = pd.read_csv(Path(Dataset.get(dataset_id=dataset_id).get_local_copy()) / "dataset.csv")
     X = df[["fnlwgt", "education-yrs", "hours-per-week", "capital-gain"]]
     X_train, X_test, y_train, y_test = train_test_split(X, df["age"], test_size=0.2, random_state=42)
     model = Ridge(alpha=alpha).fit(X_train, y_train)
     error = float(np.linalg.norm(y_test - model.predict(X_test)))
-    joblib.dump(model, "ridge.pkl")
-    output = OutputModel(task=Task.current_task(), name=f"ridge alpha={alpha}", framework="scikit-learn")
-    output.update_weights("ridge.pkl")
-    Task.current_task().get_logger().report_scalar("error", "test", value=error, iteration=0)
-    return {"error": error, "model_id": output.id}
+    joblib.dump(model, "ridge.pkl")  # registered as this step's output model, as ClearML's binding does
+    task = Task.current_task()
+    task.get_logger().report_scalar("error", "test", value=error, iteration=0)
+    return {"error": error, "model_id": task.models["output"][-1].id}
 
 
 @PipelineDecorator.component(cache=True, task_type=TaskTypes.qc)

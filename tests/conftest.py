@@ -18,6 +18,9 @@ def store(tmp_path, monkeypatch):
     Task._current = None
     yield labpipe.store_path()
     Task._current = None
+    from labpipe.store.db import forget_database
+
+    forget_database(path)  # its connection's three files would stay open for the rest of the session
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pipeline_components as pc
 import pytest
 
-from labpipe import PipelineController, PipelineError, Task, TaskNotFound
+from labpipe import PipelineController, PipelineError, StepFailed, Task, TaskNotFound
 from labpipe.store import pipelines
 from labpipe.store.db import get_database
 
@@ -107,10 +107,11 @@ def test_step_task_created_callback_false_skips_the_subtree_and_failures_fail_th
     pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${make.xs}"})
     pipe.add_function_step("bad", pc.failing)
     completed = []
-    ok = pipe.start_locally(step_task_created_callback=lambda p, node, params: node.name != "make",
-                            step_task_completed_callback=lambda p, node: completed.append(node.name))
+    with pytest.raises(StepFailed, match="controller step failure"):
+        pipe.start_locally(step_task_created_callback=lambda p, node, params: node.name != "make",
+                           step_task_completed_callback=lambda p, node: completed.append(node.name))
     dag = pipe.get_pipeline_dag()
-    assert ok is False and pipe.task.get_status() == "failed"
+    assert pipe.task.get_status() == "failed"
     assert dag["make"].status == "skipped" and dag["sum"].status == "skipped" and dag["bad"].status == "failed"
     assert "controller step failure" in pipe.task.get_status_message() and completed == []
     assert not pipe.is_successful()
@@ -119,7 +120,8 @@ def test_step_task_created_callback_false_skips_the_subtree_and_failures_fail_th
 def test_time_limit_stops_a_step_that_runs_too_long():
     pipe = _pipe()
     pipe.add_function_step("slow", pc.slow, function_kwargs={"seconds": 30}, time_limit=0.5)
-    assert pipe.start_locally() is False
+    with pytest.raises(StepFailed, match="'slow'"):
+        pipe.start_locally()
     node = pipe.get_pipeline_dag()["slow"]
     assert node.status == "aborted" and node.duration < 10
     assert Task.get_task(task_id=node.task_id).get_status() == "stopped"

@@ -77,7 +77,9 @@ def test_a_failed_controller_run_says_its_root_cause_where_the_caller_sees_it(ca
 
     pipe = PipelineController(name="loud failure", project="failures", version="1")
     pipe.add_function_step("bad", pc.failing)
-    assert pipe.start_locally() is False
+    with pytest.raises(StepFailed) as raised:  # the run failed: the script must not go on as if it had not
+        pipe.start_locally()
+    assert "pipeline 'loud failure'" in str(raised.value) and ", in failing" in str(raised.value)
     logged = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "pipeline 'loud failure'" in logged and "step 'bad' (task " in logged
     assert 'pipeline_components.py", line' in logged and ", in failing" in logged

@@ -20,15 +20,26 @@ from ..store.db import require_store
 @click.command("agent")
 @click.option("--queue", "-q", "queues", multiple=True, metavar="NAME",
               help="Queue to serve (repeat for several; served in the order given). Default: default.")
-@click.option("--services", is_flag=True, help="Serve the services queue (pipeline controllers).")
+@click.option("--services", is_flag=True,
+              help="Serve the services queue in services mode: several tasks at once (pipeline controllers and the "
+                   "steps they put on services), up to --max-services.")
+@click.option("--max-services", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Most services tasks run at once (a worker process each, started as needed). "
+                   "Default: 8 (env LABPIPE_MAX_SERVICES).")
 @click.option("--workers", "-n", type=click.IntRange(min=1), default=None,
-              help="Worker processes, each running one task at a time. Default: one per core (1 with --services alone).")
+              help="Worker processes for the queues other than services, each running one task at a time. Default: one per core.")
 @click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               help="On SIGTERM/Ctrl-C, seconds a running task may go on before it is stopped and re-queued.")
 @click.option("--lease", "lease_seconds", type=click.FloatRange(min=0.5), default=None,
               help="Seconds a claim on a task lasts without renewal (how soon a killed worker's task is noticed).")
-def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, grace: float, lease_seconds: float | None) -> None:
+def agent_command(queues: tuple[str, ...], services: bool, max_services: int | None, workers: int | None, grace: float,
+                  lease_seconds: float | None) -> None:
     """Run workers that serve queues of the store until stopped (like `clearml-agent daemon`).
+
+    The services queue (`--services`, or `--queue services`) is served as `clearml-agent
+    --services-mode` serves it: a pipeline controller and the steps it puts on services, or several
+    controllers, run at once, each in a worker process of its own started when needed, up to
+    --max-services (default 8). At that bound, a services task that cannot start is reported.
 
     The store folder is created if there is none yet (the start-up line then says so). A store that
     cannot be served (a file, not SQLite, truncated, a newer schema, a network filesystem) is one
@@ -45,7 +56,13 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
     if not names:
         names = ["default"]
     if workers is None:
-        workers = 1 if names == ["services"] else (os.cpu_count() or 1)
+        workers = os.cpu_count() or 1
+    from .pool import MAX_SERVICES
+
+    bound = max_services or MAX_SERVICES
+    others = [q for q in names if q != "services"]
+    serving = ([f"{workers} worker(s) serving {', '.join(others)}"] if others else []) + (
+        [f"services mode on services (up to {bound} task(s) at once)"] if "services" in names else [])
     new_store = not get_database().path.is_file()
     try:
         check_store()
@@ -58,13 +75,13 @@ def agent_command(queues: tuple[str, ...], services: bool, workers: int | None, 
     def started(pool) -> None:
         pools.append(pool)
         click.echo(
-            f"labpipe agent: {workers} worker(s) serving {', '.join(names)} on "
+            f"labpipe agent: {'; '.join(serving)} on "
             f"{'a new store at ' if new_store else 'store '}{store_path()} "
             f"(pid {os.getpid()}; worker pids {' '.join(map(str, pool.pids))}); stop with Ctrl-C or SIGTERM",
             err=True,
         )
 
-    code = run_daemon(names, workers, grace=grace, lease_seconds=lease_seconds, on_start=started)
+    code = run_daemon(names, workers, grace=grace, lease_seconds=lease_seconds, on_start=started, max_services=bound)
     failure = pools[0].failure if pools else None
     click.echo(f"labpipe agent: stopped: cannot serve: {failure}" if failure else "labpipe agent: stopped", err=True)
     sys.exit(code)

@@ -1,6 +1,8 @@
 """`labpipe agent`: the pool's worker loop as a long-lived daemon, like `clearml-agent daemon`.
 
-Its workers register as kind 'daemon', so a built-in pool leaves their queues alone; several
+Its workers register as kind 'daemon', so a built-in pool leaves their queues alone. The services
+queue is served in services mode (`--services`, as `clearml-agent --services-mode`): several of its
+tasks at once, up to `--max-services` (default 8). Several
 daemons on one store share the work (each task is claimed by exactly one worker). SIGTERM, SIGINT or
 SIGHUP stop it cleanly: running tasks may finish within the grace period, else they are re-queued.
 
@@ -25,17 +27,19 @@ def run_daemon(
     lease_seconds: float | None = None,
     store: str | os.PathLike | None = None,
     on_start: Callable[[Pool], None] | None = None,
+    max_services: int | None = None,
 ) -> int:
     """Serve `queues` with `workers` processes until a stop signal; returns the exit code (0: clean).
 
-    queues: served in this order by every worker (the first non-empty one wins).
+    queues: served in this order by every worker (the first non-empty one wins); `services`, if
+    named, in services mode instead: up to `max_services` of its tasks at once (see agent/pool.py).
     grace: seconds a running task may go on after a stop signal before it is re-queued.
     Returns 1 when the pool stopped on its own because it cannot serve (its `failure` says why: the
     store went bad, or its workers keep dying before they serve), so a service manager restarts it.
     """
     stop = threading.Event()
     handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    pool = Pool.for_daemon(queues, workers, store, lease_seconds=lease_seconds, grace=grace)
+    pool = Pool.for_daemon(queues, workers, store, lease_seconds=lease_seconds, grace=grace, max_services=max_services)
     try:
         pool.start()
         if on_start is not None:

@@ -21,6 +21,18 @@ ever serve. When every slot's workers keep dying that way, or the store itself h
 stops and says why in `failure`: an agent that cannot serve exits (non-zero) rather than idle on.
 Twice a second the monitor also reaps lapsed leases of any owner (store/leases.py), so a dead agent's
 tasks are released within the lease even while every worker is busy.
+
+The `services` queue is served in services mode, as `clearml-agent --services-mode` serves it: several
+of its tasks run at once (a pipeline controller, and steps it puts on `services` itself, or several
+controllers). The pool starts with one services worker and adds another whenever a task waits there
+while every services worker is busy, up to `max_services` (default MAX_SERVICES, env
+LABPIPE_MAX_SERVICES, `labpipe agent --max-services N`); added workers stay until the pool stops.
+Why grow on demand rather than start the bound at once: a controller mostly waits, and most runs
+need one or two. A controller that runs under a services worker leaves `services` to that worker's
+pool (ENV_SERVICES_ABOVE), so the bound holds for the whole tree. At the bound, when every services
+worker runs a controller and a task still waits there, it can never start if those controllers wait
+on it: the pool says so, naming the task, the queue and the bound, in its log and on the console of
+the waiting task's pipeline.
 """
 
 from __future__ import annotations
@@ -40,11 +52,11 @@ from typing import Any
 
 from ..config import LEASE_SECONDS, store_path
 from ..errors import LabpipeError, StoreError
-from ..store import leases
+from ..store import leases, outputs
 from ..store.db import check_store, get_database
 from ..waiting import WORKER_MAX_AGE
 from .spawned import FreshWorker, start_method
-from .worker import WorkerConfig, worker_main
+from .worker import ENV_SERVICES_ABOVE, WorkerConfig, worker_main
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +67,12 @@ _BACKOFF_FIRST = 0.1  # restart delay after a worker died before serving; double
 _BACKOFF_MAX = 5.0
 _EARLY_DEATHS = 3  # when every slot's workers died this often in a row before serving, the pool cannot serve
 
+SERVICES = "services"
+#: the most tasks a pool (or `labpipe agent`) runs at once from the services queue, unless told
+MAX_SERVICES = int(os.environ.get("LABPIPE_MAX_SERVICES", "8"))
+#: seconds a task waits on `services` at the bound, every worker running a controller, before the warning
+BOUND_WARNING_AFTER = float(os.environ.get("LABPIPE_BOUND_WARNING_AFTER", "5"))
+
 
 @dataclass
 class _Slot:
@@ -64,6 +82,7 @@ class _Slot:
     early_deaths: int = 0  # consecutive deaths of its workers before they registered
     restart_at: float = 0.0  # monotonic time before which no replacement is started
     exit_codes: deque = field(default_factory=lambda: deque(maxlen=3))
+    elastic: bool = False  # one of the services group, which grows on demand up to max_services
 
 
 def _plan(queues: Mapping[str, int] | Iterable[str] | None) -> dict[str, int]:
@@ -92,6 +111,8 @@ class Pool:
     lease_seconds: how long a worker's claim on a task lasts without renewal (a killed worker's task
         is noticed at the latest this long after; at once if this pool saw the worker die).
     grace: on stop, how long running tasks may go on before they are stopped and re-queued.
+    max_services: the most services tasks run at once (default MAX_SERVICES: 8, env
+        LABPIPE_MAX_SERVICES); the count given for `services` is how many workers it starts with.
     """
 
     def __init__(
@@ -101,8 +122,14 @@ class Pool:
         *,
         lease_seconds: float | None = None,
         grace: float = 5.0,
+        max_services: int | None = None,
     ):
         self.store = Path(store).expanduser().absolute() if store is not None else store_path()
+        self.max_services = int(max_services if max_services is not None else MAX_SERVICES)
+        if self.max_services < 1:
+            raise ValueError(f"max_services must be >= 1, got {self.max_services}")
+        self._services_seen: dict[str, float] = {}  # task waiting on services at the bound -> first seen
+        self._services_warned: set[str] = set()
         self.lease_seconds = float(lease_seconds or LEASE_SECONDS)
         self.grace = float(grace)
         self.kind = "pool"
@@ -122,12 +149,18 @@ class Pool:
 
     @classmethod
     def for_daemon(cls, queues: Iterable[str], workers: int, store: str | os.PathLike | None = None, *,
-                   lease_seconds: float | None = None, grace: float = 5.0) -> Pool:
-        """A pool of `workers` processes each serving all `queues` in order, registered as a daemon."""
-        pool = cls({}, store, lease_seconds=lease_seconds, grace=grace)
+                   lease_seconds: float | None = None, grace: float = 5.0, max_services: int | None = None) -> Pool:
+        """A pool registered as a daemon: `workers` processes each serving the other `queues` in order,
+        and `services` (if named) in services mode, up to `max_services` tasks at once."""
+        pool = cls({}, store, lease_seconds=lease_seconds, grace=grace, max_services=max_services)
         pool.kind = "daemon"
         pool._respect_daemons = False  # daemons share their queues with other daemons
-        pool._slots = [_Slot(tuple(queues)) for _ in range(max(1, int(workers)))]
+        queues = list(dict.fromkeys(queues))
+        others = tuple(q for q in queues if q != SERVICES)
+        if others:
+            pool._slots = [_Slot(others) for _ in range(max(1, int(workers)))]
+        if SERVICES in queues:
+            pool._slots.append(_Slot((SERVICES,), elastic=True))
         return pool
 
     # -- life cycle ----------------------------------------------------------------------
@@ -198,17 +231,24 @@ class Pool:
         self._launched.wait(30)
 
     def _plan_pending(self) -> None:
-        """Turn requested queues into worker slots, leaving daemon-served queues alone."""
+        """Turn requested queues into worker slots, leaving daemon-served queues alone (and `services`
+        to the services worker whose task this process is, if it is one)."""
         served: set[str] = set()
         if self._respect_daemons and self._pending:
             db = get_database(self.store)
             served = {q for w in leases.live_workers(db, WORKER_MAX_AGE) if w["kind"] == "daemon" for q in w["queues"]}
+            if os.environ.get(ENV_SERVICES_ABOVE) and SERVICES not in served:
+                log.debug("queue 'services' is served by the services worker running this task; the pool leaves it to it")
+                served.add(SERVICES)
         for queue, count in self._pending:
             if queue in served:
                 log.info("queue %r is served by a labpipe agent daemon; the pool leaves it to it", queue)
                 self.skipped.append(queue)
                 continue
-            self._slots += [_Slot((queue,)) for _ in range(count)]
+            elastic = queue == SERVICES
+            if elastic:
+                self.max_services = max(self.max_services, count)
+            self._slots += [_Slot((queue,), elastic=elastic) for _ in range(count)]
         self._pending = []
 
     # -- the monitor thread --------------------------------------------------------------
@@ -232,6 +272,7 @@ class Pool:
                 if stopping:
                     break
                 self._check_workers()
+                self._serve_services()
                 self._reap()
                 now = time.monotonic()
                 waits = [s.restart_at - now for s in self._slots if s.process is None]
@@ -242,7 +283,7 @@ class Pool:
             self._shutdown()
 
     def _launch(self, slot: _Slot) -> None:
-        config = WorkerConfig(str(self.store), slot.queues, self.kind, self.lease_seconds, self.grace)
+        config = WorkerConfig(str(self.store), slot.queues, self.kind, self.lease_seconds, self.grace, services=slot.elastic)
         if self._start_method == "fresh":  # a heavy owner: see agent/spawned.py
             proc = FreshWorker(config, os.getpid())
         else:
@@ -299,6 +340,60 @@ class Pool:
                                 f"(exit codes {', '.join(map(str, codes))}; the log above says why)")
         if self.failure is not None:
             log.error("labpipe %s on %s cannot serve, stopping: %s", self.kind, self.store, self.failure)
+
+    def _serve_services(self) -> None:
+        """Services mode: a task waiting on `services` while every services worker is busy gets another
+        worker, up to max_services; at the bound, a wait that cannot end is reported (_report_bound)."""
+        group = [s for s in self._slots if s.elastic]
+        if not group:
+            return
+        try:
+            db = get_database(self.store)
+            if not leases.has_queued(db, (SERVICES,)):
+                self._services_seen.clear()
+                return
+            if any(s.process is None or not s.served for s in group):
+                return  # a worker is starting: it claims the task when it gets to serving
+            held = leases.running_on(db, [self._worker_id(s.process.pid) for s in group])
+            if len(held) < len(group):
+                return  # an idle worker is about to claim it
+            if len(group) < self.max_services:
+                with self._lock:
+                    self._slots.append(_Slot((SERVICES,), elastic=True))
+                log.info("services: all %d worker(s) busy and a task waits; starting another (at most %d at once)",
+                         len(group), self.max_services)
+                self._kick.set()
+                return
+            self._report_bound(db, list(held.values()))
+        except LabpipeError as exc:
+            log.warning("could not look at the services queue of %s: %s", self.store, exc)
+
+    def _report_bound(self, db, running: list) -> None:
+        """At max_services, with every services worker running a pipeline controller: a task that waits
+        on `services` starts only when one of them ends, which never happens if they wait on it. Say so
+        once per task (after BOUND_WARNING_AFTER s), naming it, the queue and the bound."""
+        if any(r["type"] != "controller" for r in running):
+            self._services_seen.clear()  # an ordinary task will end and free its worker
+            return
+        now = time.monotonic()
+        waiting = leases.queued_on(db, SERVICES)
+        ids = {r["id"] for r in waiting}
+        self._services_seen = {k: v for k, v in self._services_seen.items() if k in ids}
+        controllers = ", ".join(sorted(f"{r['name']!r}" for r in running))
+        for row in waiting:
+            first = self._services_seen.setdefault(row["id"], now)
+            if row["id"] in self._services_warned or now - first < BOUND_WARNING_AFTER:
+                continue
+            self._services_warned.add(row["id"])
+            what = "pipeline" if row["type"] == "controller" else "step"
+            text = (f"{what} {row['name']!r} (task {row['id']}) waits on queue 'services', but all {self.max_services} "
+                    f"services workers run pipeline controllers ({controllers}): the bound of --max-services "
+                    f"{self.max_services} is reached, so it starts only when one of them ends, never if they wait on it. "
+                    f"Raise it (`labpipe agent --services --max-services N`, or LABPIPE_MAX_SERVICES for the built-in "
+                    f"pool), or put the step on another queue (execution_queue=)")
+            log.warning("%s", text)
+            for task_id in dict.fromkeys(t for t in (row["parent"], row["id"]) if t):
+                outputs.add_console(db, task_id, "stderr", f"labpipe: warning: {text}\n")
 
     def _reap(self) -> None:
         """Release tasks whose owner died or went silent, whoever owned them (see store/leases.py)."""

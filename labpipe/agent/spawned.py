@@ -64,7 +64,8 @@ class FreshWorker:
         here = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
         config = json.dumps({"store": self.config.store, "queues": list(self.config.queues), "kind": self.config.kind,
-                             "lease_seconds": self.config.lease_seconds, "grace": self.config.grace})
+                             "lease_seconds": self.config.lease_seconds, "grace": self.config.grace,
+                             "services": self.config.services})
         self._proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.spawned", config, str(self.owner)],
                                       env=env, stdin=subprocess.DEVNULL, close_fds=True)
 
@@ -97,7 +98,7 @@ def main(argv: list[str]) -> None:
 
     config = json.loads(argv[0])
     worker_main(WorkerConfig(config["store"], tuple(config["queues"]), config["kind"], config["lease_seconds"],
-                             config["grace"]), int(argv[1]))
+                             config["grace"], config.get("services", False)), int(argv[1]))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import importlib.util
 import json
 import logging
 import os
-import select
 import signal
 import socket
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 from .. import params as _params
 from ..config import LEASE_SECONDS
 from ..errors import LabpipeError, StoreTooNew
-from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
+from ..status import COMPLETED, FAILED, IN_PROGRESS, PUBLISHED, QUEUED, STOPPED
 from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
 from ..store.records import TaskRow
@@ -47,6 +46,9 @@ from . import child as _child
 from . import lifeline
 
 log = logging.getLogger(__name__)
+
+#: (agent/pool.py reads it) set in a services worker's task processes: their pools leave `services` to it
+ENV_SERVICES_ABOVE = "LABPIPE_SERVICES_ABOVE"
 
 # A worker whose store a newer labpipe upgraded exits with this code (and one line saying so): it must
 # stop writing there, and restarting it would only fail again.
@@ -66,7 +68,8 @@ class WorkerConfig:
     store: the store folder; queues: served in this order (the first non-empty one wins);
     kind: 'pool' (the built-in pool) or 'daemon' (`labpipe agent`); lease_seconds: how long a claim
     lasts unrenewed before anyone may declare the worker lost; grace: on SIGTERM, how long a running
-    task may go on before it is stopped and re-queued.
+    task may go on before it is stopped and re-queued; services: one of a services-mode group (see
+    agent/pool.py): the pools its tasks start leave `services` to it.
     """
 
     store: str
@@ -74,6 +77,7 @@ class WorkerConfig:
     kind: str = "pool"
     lease_seconds: float = LEASE_SECONDS
     grace: float = 5.0
+    services: bool = False
 
 
 @dataclass
@@ -83,6 +87,7 @@ class _Child:
     out: int
     err: int
     result: int
+    exit_code: int | None = None  # once reaped (negative: killed by that signal)
 
 
 @dataclass
@@ -185,6 +190,8 @@ class Worker:
             return self._record(row, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
         outcome = self._supervise(row, child)  # console, lease, stop requests, until it exits
         status = self._record(row, outcome)  # fenced by (worker, attempt)
+        if row.type == "controller" and row.script.get("kind") == "script":
+            self._note_script_exit(row, child.exit_code)
         self._warm(outcome.warm)  # what it imported, for the next fork
         return status
 
@@ -288,6 +295,8 @@ class Worker:
             code = 1
             try:
                 lifeline.die_with_parent(signal.SIGKILL, expected_parent=me)
+                if self.config.services:
+                    os.environ[ENV_SERVICES_ABOVE] = self.id
                 keep_closed = [out_r, err_r, res_r, self._sig_r, self._sig_w, *(self._listener.fds if self._listener else [])]
                 _child.prepare_process(row, out_w, err_w, keep_closed)
                 if row.script.get("kind") == "function":
@@ -381,7 +390,7 @@ class Worker:
                 state = leases.run_state(self.db, row.id)
                 if state is None or state[1] != self.id or state[2] != row.attempt:
                     end("lost")
-                elif state[0] != IN_PROGRESS:
+                elif state[0] != IN_PROGRESS and not _ended_itself(row, state[0]):
                     end("stopped")
                 next_check = now + CHECK_SECONDS
             if now >= next_renew:
@@ -389,7 +398,7 @@ class Worker:
                     held = leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
                     if held is None:
                         end("lost")
-                    elif held != IN_PROGRESS:
+                    elif held != IN_PROGRESS and not _ended_itself(row, held):
                         end("stopped")
                 next_renew = now + self.config.lease_seconds / 4
             if now >= self._next_beat:
@@ -408,6 +417,8 @@ class Worker:
             self._exiting.append(child.pid)
         for name, dec in decoders.items():
             pending[name].append(dec.decode(b"", final=True))
+        if wait_status is not None:
+            child.exit_code = os.waitstatus_to_exitcode(wait_status)
         return self._outcome(row, ending, wait_status, bytes(result), "".join(tail), pending)
 
     def _outcome(self, row: TaskRow, ending: str | None, wait_status: int | None, result: bytes,
@@ -436,7 +447,8 @@ class Worker:
         code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
         if code == 0 and row.script.get("kind") == "script":
             pipeline = row.script.get("pipeline_function") or row.script.get("pipeline_controller")
-            if pipeline:
+            state = leases.run_state(self.db, row.id)
+            if pipeline and state is not None and state[0] == IN_PROGRESS:
                 # A pipeline run ends itself (completed, failed, stopped) when its script runs it. Still in
                 # progress means the script never picked it up: its pipeline was renamed or removed since
                 # the run was recorded, and whatever it did run was a new run, not this one.
@@ -493,6 +505,16 @@ class Worker:
                 return QUEUED
             return None
         return STOPPED if outcome.status == "stopped" else None
+
+    def _note_script_exit(self, row: TaskRow, code: int | None) -> None:
+        """Record that a pipeline's script process has ended (`runtime.script_exit`): the run may have
+        ended long before (the code after `start()` went on), and whoever waits for that script, a
+        caller whose own pool runs it, must not stop the pool until it has."""
+        note = {"attempt": row.attempt, "code": code}
+        try:
+            tasks.modify_task(self.db, row.id, lambda r: {"runtime": {**r.runtime, "script_exit": note}})
+        except LabpipeError as exc:
+            log.warning("worker %s: could not record the end of task %s's script: %s", self.id, row.id, exc)
 
     # -- idle time and signals -----------------------------------------------------------
 
@@ -580,9 +602,16 @@ class _LeaseKeeper:
                 log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.row.id, exc)
 
 
+def _ended_itself(row: TaskRow, status: str) -> bool:
+    """Whether a run's task, found no longer in progress, was ended by the run itself: a pipeline
+    controller's script records how its pipeline ended and then goes on with the code after
+    `start()` (or the pipeline call), which must run to its end, not be killed as a stopped task."""
+    return row.type == "controller" and row.script.get("kind") == "script" and status in (COMPLETED, FAILED, PUBLISHED)
+
+
 def _select(fds: list[int], timeout: float) -> list[int]:
     try:
-        return select.select(fds, [], [], timeout)[0]
+        return wakeup.readable(fds, timeout)
     except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
         return []
 

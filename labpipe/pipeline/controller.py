@@ -29,13 +29,18 @@ from ..task import ENV_TASK_ID, Task
 from . import references
 from .dag import DAG, Node
 from .pipeline_task import (
+    agent_serves,
     close_run,
     create_pipeline_task,
+    exit_if_stopped,
+    exit_with_outcome,
     finish,
+    hand_over,
     param_rows,
     pool_starter,
     require_script_file,
-    wait_on_services,
+    run_failed,
+    watch_run,
 )
 from .proxy import StepResult
 from .run import PipelineRun
@@ -354,10 +359,17 @@ class PipelineController:
 
     def start(self, queue: str = "services", step_task_created_callback: Callable | None = None,
               step_task_completed_callback: Callable | None = None, wait: bool = True) -> bool:
-        """Run the controller as a task on `queue` (a built-in pool serves it unless a daemon does).
+        """Run the controller as a task on `queue`, as ClearML's start() does: the script runs again there.
 
-        wait: block until the pipeline ends (showing progress); False returns after enqueueing.
-        Returns True if the pipeline succeeded (or was enqueued, with wait=False).
+        In the calling process the pipeline is enqueued and the process leaves, so that the code after
+        `start()` runs exactly once, on the controller's side:
+        - when a `labpipe agent` serves `queue`, at once, with exit status 0, printing the run's id and how
+          to follow it;
+        - when none does, a built-in pool here runs the controller; the caller shows the run's console
+          as it goes and leaves with the run's outcome (0 completed, 1 failed, 130 stopped) once the
+          script there, the code after `start()` included, has ended.
+        On the controller's side it runs the pipeline and returns True if it succeeded, else False;
+        `wait` is accepted for ClearML's sake (the pipeline has ended when start() returns).
         """
         names.check_queue_name(queue, where=f"pipeline {self._name!r}: start")
         attached = self._attached_task()
@@ -367,13 +379,19 @@ class PipelineController:
         require_script_file(f"pipeline {self._name!r}: start()", "use start_locally(), or put it in a .py file")
         task = self._ensure_task(_status.CREATED)
         Task.enqueue(task, queue_name=queue)
-        if not wait:
-            return True
-        return wait_on_services(task, queue).status in _status.SUCCEEDED
+        if agent_serves(queue):
+            hand_over(task, queue)
+        pool_starter(services=True)(queue)
+        exit_with_outcome(watch_run(task))
+        return True  # not reached: the caller has left
 
     def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
                       step_task_completed_callback: Callable | None = None) -> bool:
-        """Run the controller in this process. Blocks until the pipeline ends; returns True if it succeeded.
+        """Run the controller in this process. Blocks until the pipeline ends; returns True when it succeeded.
+
+        A failed run raises StepFailed naming each failed step's root cause, so that a script never ends
+        with status 0 after a failed run (uncaught, it prints your frames and the causes, exit status 1);
+        catch it to go on. A run stopped by `labpipe stop` prints one line and exits with status 130.
 
         run_pipeline_steps_locally: True runs every step in this process's own worker pool (a private
         queue no agent serves); False sends steps to their execution queues, served by the built-in
@@ -387,8 +405,12 @@ class PipelineController:
         from ..console import captured_console
 
         with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
-            return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
-                                 local_steps=run_pipeline_steps_locally)
+            ok = self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
+                               local_steps=run_pipeline_steps_locally)
+        if not ok:
+            exit_if_stopped(task)
+            raise run_failed(task, self._name, list(self._run.errors) if self._run is not None else None)
+        return ok
 
     def _control(self, task: Task, created_cb: Callable | None, completed_cb: Callable | None, *, pool: bool,
                  local_steps: bool = False) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import params as _params
 from .. import status as _status
+from ..errors import StepFailed
 from ..store import leases, pipelines, tasks
 from ..store.db import get_database
 from ..task import Task
@@ -160,6 +161,116 @@ def require_script_file(what: str, advice: str, fallback_entry: str | None = Non
             f"{what} re-runs the pipeline's script on a services worker, but this code does not come from a "
             f"script file (an interactive session or notebook?); {advice}"
         )
+
+
+#: what a script sees when `labpipe stop` (or Task.mark_stopped) ended its run: this one line, exit 130
+STOPPED_LINE = "pipeline stopped by `labpipe stop`"
+EXIT_STOPPED = 130  # as for Ctrl-C: a run ended by the user, not a failure of its own
+
+
+def agent_serves(queue: str) -> bool:
+    """Whether a live `labpipe agent` daemon serves `queue` (`labpipe workers` lists them)."""
+    from ..waiting import WORKER_MAX_AGE
+
+    return any(w["kind"] == "daemon" and queue in w["queues"] for w in leases.live_workers(get_database(), WORKER_MAX_AGE))
+
+
+def hand_over(task: Task, queue: str) -> None:
+    """The caller's side of `start()` when a `labpipe agent` serves `queue`: say which run was enqueued
+    and how to follow it, then leave the process (exit status 0), as ClearML's start() does."""
+    ensure_progress_handler()
+    log.info("pipeline %r enqueued on %r as run %s; a labpipe agent runs it. Follow it with "
+             "`labpipe show %s --log --follow`", task.name, queue, task.id, task.id)
+    raise SystemExit(0)
+
+
+def watch_run(task: Task, poll: float = 0.1) -> Task:
+    """Follow a run that another process controls, from the process that waits for it, until the run
+    ended and its script's process did too (the code after `start()` runs there and must not lose
+    the pool it runs in): the run's console as it grows (its stdout to ours, its stderr to ours) and
+    a line whenever its steps' counts change. Ctrl-C stops the run and its steps, and is raised.
+
+    The one place a waiting caller shows a run: the live progress view replaces this function.
+    """
+    from ..store import outputs
+    from ..waiting import WORKER_MAX_AGE, wait_for_tasks
+
+    ensure_progress_handler()
+    seq, last = 0, None
+
+    def pump() -> None:
+        nonlocal seq
+        for row in outputs.read_console(task._db, task.id, after=seq):
+            seq = row["seq"]
+            (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+    def script_ended() -> bool:
+        data = task.reload().data
+        if data.status == _status.STOPPED or not data.worker:
+            return True  # a stopped run's process is ended by its worker; a never-started one has none
+        note = data.runtime.get("script_exit") or {}
+        if note.get("attempt") == data.attempt:
+            return True
+        return not any(w["id"] == data.worker for w in leases.live_workers(task._db, WORKER_MAX_AGE))
+
+    try:
+        while True:
+            try:
+                wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=0.5)
+            except TimeoutError:
+                pass
+            pump()
+            if task.get_status() in _status.FINAL:
+                if script_ended():
+                    pump()
+                    return task.reload()
+                continue
+            counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
+            done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
+            line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
+            if line != last:
+                log.info(line)
+                last = line
+    except KeyboardInterrupt:
+        stop_pipeline_task(task, INTERRUPTED)
+        raise
+
+
+def exit_if_stopped(task: Task) -> None:
+    """A run stopped from outside (`labpipe stop`, Task.mark_stopped) while this script ran or waited
+    for it: one line and exit status 130 (SystemExit: no traceback), as a user's stop is no failure.
+    A Ctrl-C here is not this case: KeyboardInterrupt is on its way up already."""
+    data = task.reload().data
+    if data.status != _status.STOPPED or data.status_message == INTERRUPTED:
+        return
+    ensure_progress_handler()
+    message = data.status_message or ""
+    extra = "" if message in ("", "stopped by user", "pipeline stopped") else f" ({message})"
+    log.error("%s%s", STOPPED_LINE, extra)
+    raise SystemExit(EXIT_STOPPED)
+
+
+def run_failed(task: Task, name: str, errors: list[str] | None = None) -> StepFailed:
+    """The error a failed run raises where it was started (`start_locally()`, `start()` on the
+    controller's side): the pipeline, its task, and each failed step's root cause first."""
+    detail = "\n".join(errors) if errors else (task.reload().data.status_message or "no step error recorded")
+    return StepFailed(f"pipeline {name!r} (task {task.id}) failed:\n{detail}")
+
+
+def exit_with_outcome(task: Task) -> None:
+    """The caller's side of `start()` once the run (controlled elsewhere) ended: exit status 0 if it
+    completed; one line and 130 if it was stopped; the root cause and 1 if it failed. The caller is
+    a stand-in for the run, so it leaves as the run ended rather than raise (the run's own console,
+    shown above, has the traceback)."""
+    exit_if_stopped(task)
+    if task.get_status() in _status.SUCCEEDED:
+        raise SystemExit(0)
+    ensure_progress_handler()
+    log.error("pipeline %r (task %s) %s:\n%s", task.name, task.id, task.get_status(),
+              task.data.status_message or "no step error recorded")
+    raise SystemExit(1)
 
 
 def wait_on_services(task: Task, queue: str) -> Task:

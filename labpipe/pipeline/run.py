@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 from .. import status as _status
 from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed, Unfingerprintable
-from ..store import leases, outputs, pipelines, tasks
+from ..store import leases, outputs, pipelines, tasks, wakeup
 from ..task import Task
 from . import failure, references
 from .dag import DAG, Node
@@ -157,8 +156,6 @@ class PipelineRun:
         with self._lock:
             if self._thread is not None:
                 return
-            from ..store import wakeup
-
             # Workers poke this channel when one of our steps ends; add()/close()/stop() write to the
             # self-pipe. Between the two the scheduler sleeps instead of polling the store.
             self._listener = wakeup.Listener(self.db.root, [wakeup.pipeline_channel(self.task.id)])
@@ -188,7 +185,7 @@ class PipelineRun:
                     timeout = 0.0 if changed else self._idle_timeout()
                 if timeout:
                     fds = [*self._listener.fds, self._wake_r]
-                    if select.select(fds, [], [], timeout)[0]:
+                    if wakeup.readable(fds, timeout):
                         self._listener.drain()
                         _drain(self._wake_r)
         except BaseException as exc:  # never die silently: waiters get this error
@@ -199,8 +196,6 @@ class PipelineRun:
         finally:
             self._persist()
             self._listener.close()
-            from ..store import wakeup
-
             try:  # one channel per run: remove it, or the store's wake/ folder grows with every run
                 os.unlink(wakeup.fifo_path(self.db.root, wakeup.pipeline_channel(self.task.id)))
             except OSError:

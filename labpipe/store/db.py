@@ -414,6 +414,18 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
+def forget_database(root: str | os.PathLike) -> None:
+    """Close this process's connection to the store at `root` and forget it (the next use opens it
+    afresh). For a process done with a store it will not use again: each kept store holds three
+    open files (the database, its WAL and its shared memory)."""
+    key = os.fspath(root)
+    with _registry_lock:
+        db = _databases.pop(key, None)
+    if db is not None:
+        with db._lock:
+            db.close()
+
+
 def get_database(root: str | os.PathLike | None = None) -> Database:
     """The Database for `root` (default: the configured store), one object per folder per process."""
     if root is None:

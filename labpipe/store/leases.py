@@ -425,6 +425,21 @@ def worker_tasks(db: Database, worker_id: str) -> list[str]:
     return [r[0] for r in db.query("SELECT id FROM tasks WHERE worker = ? AND status = 'in_progress'", (worker_id,))]
 
 
+def running_on(db: Database, worker_ids: Sequence[str]) -> dict[str, sqlite3.Row]:
+    """{worker id: (id, type, name) of the task it runs} for those of these workers that hold one."""
+    if not worker_ids:
+        return {}
+    rows = db.query(f"SELECT worker, id, type, name FROM tasks WHERE status = 'in_progress' "
+                    f"AND worker IN ({', '.join('?' * len(worker_ids))})", tuple(worker_ids))
+    return {r["worker"]: r for r in rows}
+
+
+def queued_on(db: Database, queue: str, limit: int = 20) -> list[sqlite3.Row]:
+    """(id, name, type, parent) of the first `limit` tasks waiting on `queue`, in the order they will run."""
+    return db.query("SELECT id, name, type, parent FROM tasks WHERE status = 'queued' AND queue = ? "
+                    "ORDER BY priority DESC, enqueue_seq LIMIT ?", (queue, limit))
+
+
 def live_workers(db: Database, max_age: float) -> list[dict]:
     """Workers that are alive (queues decoded).
 

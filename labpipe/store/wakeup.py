@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import select
 import stat
 
 WAKE_DIR = "wake"
@@ -42,6 +43,15 @@ def poke(store_root: str | os.PathLike, queue: str) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def readable(fds: list[int], timeout: float) -> list[int]:
+    """Those of `fds` that can be read within `timeout` seconds (poll(): any fd number, unlike
+    select(), which fails past 1023 in a process holding many files, a long notebook session)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return [fd for fd, _ in poller.poll(max(0, timeout) * 1000)]
 
 
 class Listener:

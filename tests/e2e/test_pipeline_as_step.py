@@ -8,7 +8,9 @@ import subprocess
 import sys
 import textwrap
 
-from labpipe import PipelineController, Task
+import pytest
+
+from labpipe import PipelineController, StepFailed, Task
 from labpipe.store import pipelines
 from labpipe.store.db import get_database
 
@@ -50,6 +52,7 @@ def test_pipeline_execution_time_limit_stops_the_run(store, stop_shared_pool):
     pipe = PipelineController(name="limited", project="e2e", version="1")
     pipe.add_function_step("slow", slow, function_kwargs={"seconds": 30})
     pipe.set_pipeline_execution_time_limit(1 / 60)  # one second
-    assert pipe.start_locally() is False
+    with pytest.raises(StepFailed, match="time limit"):
+        pipe.start_locally()
     assert pipe.task.get_status() == "failed" and "time limit" in pipe.task.get_status_message()
     assert pipe.get_pipeline_dag()["slow"].status == "aborted"
