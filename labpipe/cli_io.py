@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import click
 
@@ -18,29 +20,101 @@ from .errors import LabpipeError
 
 
 def when(ts: float | None) -> str:
+    """A time for people: local `YYYY-mm-dd HH:MM:SS`, or '-' when unknown."""
     return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
-def elapsed(start: float | None, end: float | None) -> str:
+def seconds(start: float | None, end: float | None) -> float | None:
+    """A duration for `--json`: seconds from `start` to `end` (to now while it runs), None before it starts."""
     if not start:
+        return None
+    return round(max(0.0, (end or time.time()) - start), 3)
+
+
+def duration(secs: float | None) -> str:
+    """A duration for people: '350 ms', '4.2 s', '3.5 min', '2.1 h'; '-' when unknown."""
+    if secs is None:
         return "-"
-    secs = (end or time.time()) - start
     if secs < 1:
         return f"{secs * 1000:.0f} ms"
     if secs < 120:
         return f"{secs:.1f} s"
-    return f"{secs / 60:.1f} min"
+    if secs < 7200:
+        return f"{secs / 60:.1f} min"
+    return f"{secs / 3600:.1f} h"
 
 
-def table(rows: list[dict], columns: list[str]) -> str:
+def elapsed(start: float | None, end: float | None) -> str:
+    """`duration` of the time from `start` to `end` (to now while it runs)."""
+    return duration(seconds(start, end))
+
+
+def colour_on(stream: IO | None = None) -> bool:
+    """True when output to `stream` (stdout) may be coloured: it is a terminal and NO_COLOR is unset
+    (https://no-color.org: any non-empty value turns colour off)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    stream = stream if stream is not None else sys.stdout
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return False
+
+
+#: colours of the states people scan for: done, broken, busy
+_STATE_COLOURS = {
+    "completed": "green", "published": "green", "cached": "cyan", "failed": "red", "stopped": "magenta",
+    "skipped": "yellow", "in_progress": "blue", "running": "blue", "queued": "yellow",
+}
+
+
+def state(status: str, colour: bool | None = None) -> str:
+    """A task's or step's state as a person reads it: the one word for it (`status.shown`),
+    coloured on a terminal (`colour_on`) unless `colour` says otherwise."""
+    from .status import shown
+
+    word = shown(status)
+    if colour is None:
+        colour = colour_on()
+    if colour and word in _STATE_COLOURS:
+        return click.style(word, fg=_STATE_COLOURS[word])
+    return word
+
+
+def table(rows: list[dict], columns: list[str], right: tuple[str, ...] = ()) -> str:
+    """The one table style of every listing: plain columns, headers in lower case, numbers (and
+    the columns named in `right`: durations, sizes) right-aligned. '(none)' when there are no rows.
+
+    Cells are never parsed as numbers (an id such as 1234e5 stays text); a column is numeric when
+    its cells are ints or floats.
+    """
     from tabulate import tabulate
 
     if not rows:
         return "(none)"
-    return tabulate([[r.get(c, "") for c in columns] for r in rows], headers=columns, tablefmt="plain", disable_numparse=True)
+    cells = [[_cell(r.get(c, "")) for c in columns] for r in rows]
+
+    def numeric(c: str) -> bool:
+        values = [r.get(c) for r in rows if r.get(c) not in (None, "", "-")]
+        return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+    align = ["right" if c in right or numeric(c) else "left" for c in columns]
+    return tabulate(cells, headers=columns, tablefmt="plain", disable_numparse=True, colalign=align)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
 
 
 def emit(as_json: bool, payload, text: str) -> None:
+    """Print `payload` as JSON (for scripts: numbers as numbers, times as epoch seconds, durations
+    as seconds) or `text` (for people)."""
     click.echo(json.dumps(payload, indent=2, default=str) if as_json else text)
 
 

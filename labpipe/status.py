@@ -33,3 +33,18 @@ def check_status(status: str) -> str:
     if status not in ALLOWED_FROM:
         raise ValueError(f"unknown task status {status!r}; expected one of {', '.join(STATUSES)}")
     return status
+
+
+#: A pipeline step's states as the DAG records them (ClearML's node statuses); a step's task has one
+#: of `STATUSES`. ClearML calls one state by two words: a task is `stopped`, a node `aborted`.
+STEP_ABORTED = "aborted"
+
+
+def shown(status: str) -> str:
+    """The one word a person reads for a task's or a pipeline step's state.
+
+    ClearML's task status `stopped` is the word: `labpipe tasks --status stopped` finds what
+    `labpipe show RUN` lists as stopped. The node status `aborted` stays in the Python API
+    (`get_pipeline_dag()`, `fail_condition="aborted"`), where ClearML code expects it.
+    """
+    return STOPPED if status == STEP_ABORTED else status

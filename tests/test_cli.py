@@ -7,22 +7,14 @@ import json
 import os
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import run
 
 from labpipe import PipelineDecorator, Task
-from labpipe.cli import main
 from labpipe.store import leases, tasks
 from labpipe.store.db import get_database
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NO_STORE = "no labpipe store at"
-
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture
@@ -341,8 +333,7 @@ def test_agent_may_start_a_new_store_and_says_so(tmp_path):
 def test_artifact_to_stdout_and_plot_only_as_png(done_task, pipeline_run, tmp_path):
     import pickle
 
-    result = CliRunner().invoke(main, ["artifact", done_task.id, "table", "-o", "-"], catch_exceptions=False)
-    assert result.exit_code == 0
+    result = run("artifact", done_task.id, "table", "-o", "-")
     assert pickle.loads(result.stdout_bytes) == {"a": [1, 2]} and "to stdout" in result.stderr
     svg = tmp_path / "dag.svg"
     result = run("plot", pipeline_run.id, "-o", str(svg), ok=False)

@@ -6,20 +6,12 @@ import json
 import os
 
 import pytest
-from click.testing import CliRunner
+from cli_runner import run
 
 from labpipe import Logger, Task
-from labpipe.cli import main
 from labpipe.results_commands import file_stem
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run(*args, ok=True):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture
