@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from . import config
-from .cli_io import cannot_write, elapsed, emit, output_path, table, when
+from .cli_io import cannot_write, duration, emit, output_path, seconds, state, table, when
 from .errors import LabpipeError
 from .status import STATUSES
 from .store.db import require_store
@@ -62,63 +62,67 @@ def main(store: str | None) -> None:
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def tasks_cmd(project, name, status, task_type, tag, archived, limit, as_json):
-    """List tasks, newest first (a run whose process is gone is released first, never shown running)."""
-    from .store import tasks
+    """List tasks, newest first (a run whose process is gone is released first, never shown running).
+
+    A pipeline's step is named as its DAG names it (`slow_1`, `slow_2` for a component called twice).
+    """
+    from .store import pipelines, tasks
     from .store.db import get_database
 
     require_store()
-    _reap(get_database())
-    rows = tasks.find_tasks(get_database(), project=project, name=name, status=list(status) or None,
+    db = get_database()
+    _reap(db)
+    rows = tasks.find_tasks(db, project=project, name=name, status=list(status) or None,
                             type=list(task_type) or None, tags=list(tag) or None, include_archived=archived, limit=limit)
+    steps = pipelines.step_names(db, [r.id for r in rows if r.parent])
     payload = [{
-        "id": r.id, "project": r.project, "name": r.name, "type": r.type, "status": r.status, "queue": r.queue or "",
-        "worker": r.worker or "", "created": when(r.created), "elapsed": elapsed(r.started, r.completed),
-        "archived": r.archived,
+        "id": r.id, "project": r.project, "name": steps.get(r.id, r.name), "type": r.type, "status": r.status,
+        "parent": r.parent, "queue": r.queue, "worker": r.worker, "created": r.created, "started": r.started,
+        "completed": r.completed, "elapsed": seconds(r.started, r.completed), "archived": r.archived,
     } for r in rows]
     cols = ["id", "project", "name", "type", "status", "created", "elapsed"]
     if any(r.status in ("in_progress", "queued") for r in rows):
         cols += ["queue", "worker"]
-    emit(as_json, payload, table(payload, cols))
+    shown = [dict(p, status=state(p["status"]), created=when(p["created"]), elapsed=duration(p["elapsed"]),
+                  queue=p["queue"] or "", worker=p["worker"] or "") for p in payload]
+    emit(as_json, payload, table(shown, cols, right=("elapsed",)))
 
 
 @main.command("show")
 @click.argument("task_id")
 @click.option("--log", "show_log", is_flag=True, help="Print the console log (follows a running task with --follow).")
 @click.option("--follow", is_flag=True, help="With --log: keep printing until the task ends.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON: times in seconds since the epoch, durations in seconds.")
 def show_cmd(task_id, show_log, follow, as_json):
-    """Show a task: status, times, parameters, artifacts, last scalars."""
-    from .store import outputs
+    """Show a task: status, times, parameters, artifacts, last scalars; a pipeline run: its steps too."""
     from .task import Task
 
     _reap(require_store())
     t = Task.get_task(task_id=task_id)
-    r = t.data
     if show_log:
-        after = 0
-        while True:
-            for row in outputs.read_console(t._db, t.id, after):
-                click.echo(row["text"], nl=False)
-                after = row["seq"]
-            if not follow or t.get_status() not in ("queued", "in_progress"):
-                if follow:
-                    for row in outputs.read_console(t._db, t.id, after):
-                        click.echo(row["text"], nl=False)
-                return
-            time.sleep(0.3)
+        _print_log(t, follow)
+        return
+    r = t.data
     payload = {
         "id": r.id, "name": r.name, "project": r.project, "type": r.type, "status": r.status,
         "status_message": r.status_message, "parent": r.parent, "queue": r.queue, "worker": r.worker,
-        "created": when(r.created), "started": when(r.started), "completed": when(r.completed),
-        "elapsed": elapsed(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
+        "created": r.created, "started": r.started, "completed": r.completed,
+        "elapsed": seconds(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
         "parameters": t.get_parameters(),
         "artifacts": {a.name: {"type": a.type, "size": a.size, "hash": a.hash, "preview": a.preview} for a in t.artifacts.values()},
         "models": [m.name for m in t.models["output"]],
         "scalars": t.get_last_scalar_metrics(),
     }
-    lines = [f"{k:15} {payload[k]}" for k in ("id", "name", "project", "type", "status", "status_message", "parent",
-                                               "queue", "worker", "created", "started", "completed", "elapsed", "tags")
-             if payload[k] not in (None, "", [])]
+    if r.type == "controller":
+        payload["steps"] = _steps(t)
+    if as_json:
+        emit(True, payload, "")
+        return
+    shown = dict(payload, status=state(r.status), created=when(r.created), started=when(r.started) if r.started else None,
+                 completed=when(r.completed) if r.completed else None, elapsed=duration(payload["elapsed"]) if r.started else None)
+    lines = [f"{k:15} {shown[k]}" for k in ("id", "name", "project", "type", "status", "status_message", "parent",
+                                             "queue", "worker", "created", "started", "completed", "elapsed", "tags")
+             if shown[k] not in (None, "", [])]
     if payload["parameters"]:
         lines += ["", "parameters:"] + [f"  {k} = {v!r}" for k, v in payload["parameters"].items()]
     if payload["artifacts"]:
@@ -132,7 +136,71 @@ def show_cmd(task_id, show_log, follow, as_json):
             f"  {title}/{series}: {v['last']:.6g} (min {v['min']:.6g}, max {v['max']:.6g})"
             for title, d in payload["scalars"].items() for series, v in d.items()
         ]
-    emit(as_json, payload, "\n".join(lines))
+    if "steps" in payload:
+        lines += ["", _steps_heading(payload["steps"])]
+        if payload["steps"]:
+            rows = [dict(s, status=state(s["status"]), duration=duration(s["duration"]), task=(s["task"] or "-")[:8],
+                         error=_first_line(s["error"]) if s["status"] == "failed" else "") for s in payload["steps"]]
+            cols = ["step", "status", "cached", "duration", "task"] + (["error"] if any(x["error"] for x in rows) else [])
+            lines += ["  " + line for line in table([dict(x, step=x["name"]) for x in rows], cols, right=("duration",)).splitlines()]
+    click.echo("\n".join(lines))
+
+
+def _print_log(t, follow: bool) -> None:
+    """A task's console output as it was printed; `(no output)` (on stderr) for a task that printed nothing."""
+    from .store import outputs
+
+    after, printed = 0, False
+
+    def drain() -> None:
+        nonlocal after, printed
+        for row in outputs.read_console(t._db, t.id, after):
+            click.echo(row["text"], nl=False)
+            after, printed = row["seq"], printed or bool(row["text"])
+
+    while True:
+        drain()
+        if not follow or t.get_status() not in ("queued", "in_progress"):
+            if follow:
+                drain()
+            break
+        time.sleep(0.3)
+    if not printed:
+        click.echo(f"(no output: task {t.id[:8]} {t.name!r} printed nothing"
+                   + (")" if t.get_status() not in ("queued", "in_progress") else " yet)"), err=True)
+
+
+def _steps(t) -> list[dict]:
+    """A pipeline run's steps, in the order they were added: name, state word, cached or not,
+    duration (seconds), task id, parents, error."""
+    from .status import COMPLETED, shown
+    from .store import pipelines
+
+    out = []
+    for n in pipelines.load_nodes(t._db, t.id):
+        cached = n["status"] == "cached"
+        out.append({
+            "name": n["name"], "status": COMPLETED if cached else shown(n["status"]), "cached": cached,
+            "duration": round(max(0.0, n["completed"] - n["started"]), 3) if n["started"] and n["completed"] else None,
+            "task": n["task"], "parents": n["parents"], "error": n["error"],
+        })
+    return out
+
+
+def _steps_heading(steps: list[dict]) -> str:
+    from collections import Counter
+
+    if not steps:
+        return "steps: none yet"
+    counts = Counter(s["status"] for s in steps)
+    cached = sum(s["cached"] for s in steps)
+    parts = [f"{n} {word}" for word, n in counts.most_common()] + ([f"{cached} of them cached"] if cached else [])
+    return f"steps ({len(steps)}: {', '.join(parts)}):"
+
+
+def _first_line(text: str | None, width: int = 100) -> str:
+    line = next((x.strip() for x in (text or "").splitlines() if x.strip()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @main.command("queues")
@@ -276,6 +344,7 @@ def plot_cmd(pipeline_id, output):
 @click.option("--json", "as_json", is_flag=True)
 def pipelines_cmd(project, name, limit, as_json):
     """List pipeline runs: status, version, steps done/total/cached."""
+    from .pipeline.dag import DONE_STATUSES
     from .store import pipelines, tasks
     from .store.db import get_database
 
@@ -287,23 +356,27 @@ def pipelines_cmd(project, name, limit, as_json):
     payload = []
     for r in rows:
         c = counts.get(r.id, {})
-        done = sum(c.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
         payload.append({
             "id": r.id, "project": r.project, "name": r.name, "version": r.runtime.get("pipeline_version") or "",
-            "status": r.status, "steps": f"{done}/{sum(c.values())}", "cached": c.get("cached", 0),
-            "failed": c.get("failed", 0), "created": when(r.created), "elapsed": elapsed(r.started, r.completed),
+            "status": r.status, "steps": sum(c.values()), "done": sum(c.get(k, 0) for k in DONE_STATUSES),
+            "cached": c.get("cached", 0), "failed": c.get("failed", 0), "created": r.created,
+            "elapsed": seconds(r.started, r.completed),
         })
-    emit(as_json, payload, table(payload, ["id", "project", "name", "version", "status", "steps", "cached", "failed", "created", "elapsed"]))
+    shown = [dict(p, status=state(p["status"]), steps=f"{p['done']}/{p['steps']}", created=when(p["created"]),
+                  elapsed=duration(p["elapsed"])) for p in payload]
+    emit(as_json, payload, table(shown, ["id", "project", "name", "version", "status", "steps", "cached", "failed", "created",
+                                         "elapsed"], right=("steps", "elapsed")))
 
 
 @main.command("clone")
 @click.argument("task_id")
-@click.option("--name", default=None, help="Name of the clone (default: the original's).")
+@click.option("--name", default=None, help="Name of the clone (default: the original's; a pipeline run's: its next run number).")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION/NAME=VALUE",
-              help="Override a parameter, e.g. --set Args/lr=0.01 (repeatable). Values are parsed as JSON when they can be.")
+              help="Override a parameter the task has, e.g. --set Args/lr=0.01 (repeatable). Values are parsed as JSON "
+                   "when they can be, and must fit the parameter's type.")
 @click.option("--enqueue", "queue", default=None,
               help="Enqueue the clone on this queue (a pipeline: services). A queue that does not exist yet is "
-                   "created; a hint says when no live worker serves the queue.")
+                   "created; a hint says when no live worker serves the queue. Later: `labpipe enqueue ID`.")
 @click.option("--json", "as_json", is_flag=True)
 def clone_cmd(task_id, name, overrides, queue, as_json):
     """Clone a task (or a pipeline run), override parameters, optionally enqueue it.
@@ -311,11 +384,9 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     Every --set is checked before anything is created: bad input leaves no clone behind.
     """
     from . import params
-    from .errors import ParameterError, QueueError
-    from .names import check_label, check_queue_name
-    from .store import leases, tasks
+    from .errors import ParameterError
+    from .names import check_label
     from .task import Task
-    from .waiting import WORKER_MAX_AGE
 
     require_store()
     values, given = {}, {}
@@ -328,36 +399,89 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
         except ValueError:
             values[key] = raw
         given[key] = item
-    if queue is not None and not queue.strip():
-        raise QueueError("--enqueue needs a queue name, e.g. --enqueue default (a pipeline: --enqueue services)")
     if queue is not None:
-        check_queue_name(queue, where="--enqueue")
+        _check_queue(queue, "--enqueue")
     if name is not None:
         check_label(name, kind="task", where="--name", allow_empty=False)
     source = Task.get_task(task_id=task_id)
     known = source.get_parameters()
     for key, value in list(values.items()):
         try:  # what update_parameters checks, before the clone exists
-            if key in known:
-                values[key] = params.cast_like(value, known[key], key)
             params.split_key(key)
+            if key not in known:
+                has = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
+                raise ParameterError(f"task {source.id[:8]} ({source.name}) has no parameter {key!r}; "
+                                     f"it has: {has or 'none'}")
+            values[key] = params.cast_like(value, known[key], key)
             params.encode(values[key])
         except ParameterError as exc:
             raise ParameterError(f"--set {given[key]!r}: {exc}") from None
     clone = Task.clone(source, name=name)
     if values:
         clone.update_parameters(values)
-    new_queue = False
     if queue:
-        new_queue = not tasks.queue_exists(clone._db, queue)
-        Task.enqueue(clone, queue_name=queue)
-    emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
-          f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))
+        new_queue = _enqueue(clone, queue)
+    emit(as_json, {"id": clone.id, "name": clone.name, "queue": queue, "parameters": clone.get_parameters()},
+          f"cloned {source.id[:8]} -> {clone.id} ({clone.name})" + (f", enqueued on {queue!r}" if queue else ""))
     if queue:
-        if new_queue:
-            click.echo(f"labpipe: queue {queue!r} did not exist; it was created", err=True)
-        if not any(queue in w["queues"] for w in leases.live_workers(clone._db, WORKER_MAX_AGE)):
-            click.echo(f"labpipe: no worker serves queue {queue!r} yet: start one with `labpipe agent --queue {queue}`", err=True)
+        _queue_hints(clone, queue, new_queue)
+
+
+@main.command("enqueue")
+@click.argument("task_id")
+@click.option("--queue", "-q", default=None,
+              help="Queue to put it on (default: services for a pipeline run, else default). A new queue is created.")
+@click.option("--json", "as_json", is_flag=True)
+def enqueue_cmd(task_id, queue, as_json):
+    """Put a task on a queue for a worker to run: a clone made without --enqueue, or a failed or
+    stopped task to run again."""
+    from .errors import QueueError
+    from .task import Task
+
+    require_store()
+    if queue is not None:
+        _check_queue(queue, "--queue")
+    task = Task.get_task(task_id=task_id)
+    queue = queue or ("services" if task.task_type == "controller" else "default")
+    status = task.get_status()
+    if status not in ("created", "failed", "stopped"):
+        hint = {"queued": f"it is already queued on {task.data.queue!r}",
+                "in_progress": "it is running; stop it first with `labpipe stop`"}.get(
+            status, f"clone it to run it again: `labpipe clone {task.id[:8]} --enqueue {queue}`")
+        raise QueueError(f"cannot enqueue task {task.id[:8]} ({task.name}): it is {status}; {hint}")
+    new_queue = _enqueue(task, queue)
+    emit(as_json, {"id": task.id, "name": task.name, "queue": queue}, f"enqueued {task.id[:8]} ({task.name}) on {queue!r}")
+    _queue_hints(task, queue, new_queue)
+
+
+def _check_queue(queue: str, option: str) -> None:
+    from .errors import QueueError
+    from .names import check_queue_name
+
+    if not queue.strip():
+        raise QueueError(f"{option} needs a queue name, e.g. {option} default (a pipeline: {option} services)")
+    check_queue_name(queue, where=option)
+
+
+def _enqueue(task, queue: str) -> bool:
+    """Enqueue `task` on `queue`; True if that queue did not exist before (it is created)."""
+    from .store import tasks
+    from .task import Task
+
+    new_queue = not tasks.queue_exists(task._db, queue)
+    Task.enqueue(task, queue_name=queue)
+    return new_queue
+
+
+def _queue_hints(task, queue: str, new_queue: bool) -> None:
+    """On stderr: the queue was just created; no live worker serves it (and how to start one)."""
+    from .store import leases
+    from .waiting import WORKER_MAX_AGE
+
+    if new_queue:
+        click.echo(f"labpipe: queue {queue!r} did not exist; it was created", err=True)
+    if not any(queue in w["queues"] for w in leases.live_workers(task._db, WORKER_MAX_AGE)):
+        click.echo(f"labpipe: no worker serves queue {queue!r} yet: start one with `labpipe agent --queue {queue}`", err=True)
 
 
 def _register_agent_commands() -> None:

@@ -313,7 +313,7 @@ def test_agent_may_start_a_new_store_and_says_so(tmp_path):
     def read() -> None:
         for line in proc.stderr:
             lines.append(line)
-            if line.startswith("labpipe agent:"):
+            if " labpipe agent[" in line and "serving" in line:  # the agent's one log line format
                 started.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -325,7 +325,7 @@ def test_agent_may_start_a_new_store_and_says_so(tmp_path):
         proc.wait(30)
         reader.join(10)
     assert proc.returncode == 0, "".join(lines)
-    first = next(line for line in lines if line.startswith("labpipe agent:"))
+    first = next(line for line in lines if " labpipe agent[" in line and "serving" in line)
     assert f"on a new store at {new}" in first and "serving q1" in first
     assert json.loads(run("--store", str(new), "queues", "--json").output)  # now it is a store the others open
 
@@ -354,3 +354,70 @@ def test_fsck_names_a_dataset_file_whose_blob_is_gone(tmp_path):
     blobs.blob_path(db, digest).unlink()
     result = run("fsck", ok=False)
     assert result.exit_code == 1 and "file 'big.bin' of dataset" in result.output
+
+
+# -- listings of pipeline runs and their steps, clone --set, enqueue (issue 11) -------------------------
+
+
+@pytest.fixture
+def repeated_run(local_mode):
+    """A finished local run that calls one component twice."""
+    from pipeline_components import square
+
+    @PipelineDecorator.pipeline(name="repeats", project="cli", version="1.0")
+    def repeats():
+        return square(square(3))
+
+    assert repeats() == 81
+    (run_task,) = [t for t in Task.get_tasks(project_name="cli") if t.task_type == "controller"]
+    return run_task
+
+
+def test_show_of_a_pipeline_run_lists_its_steps(repeated_run):
+    text = run("show", repeated_run.id[:8]).output
+    assert "steps (2: 2 completed):" in text
+    step_lines = [line.split() for line in text.splitlines() if line.strip().startswith("square")]
+    assert [line[:3] for line in step_lines] == [["square", "completed", "no"], ["square_1", "completed", "no"]]
+    data = json.loads(run("show", repeated_run.id, "--json").output)
+    names = [s["name"] for s in data["steps"]]
+    assert names == ["square", "square_1"]
+    step = data["steps"][0]
+    assert isinstance(step["duration"], float) and step["cached"] is False and len(step["task"]) == 32
+    assert isinstance(data["created"], float) and isinstance(data["elapsed"], float)  # numbers, seconds
+
+
+def test_tasks_names_repeated_steps_as_the_dag_does_and_json_has_parent(repeated_run):
+    rows = json.loads(run("tasks", "--project", "cli", "--json").output)
+    steps = {r["name"]: r for r in rows if r["type"] != "controller"}
+    assert set(steps) == {"square", "square_1"}
+    assert {r["parent"] for r in steps.values()} == {repeated_run.id}
+    assert all(isinstance(r["elapsed"], float) for r in steps.values())
+    assert "square_1" in run("tasks", "--project", "cli").output
+
+
+def test_clone_set_of_a_parameter_the_task_lacks_is_refused_listing_those_it_has(done_task):
+    before = len(Task.get_tasks())
+    result = run("clone", done_task.id, "--set", "Args/lrr=0.5", ok=False)
+    assert result.exit_code == 1
+    assert "no parameter 'Args/lrr'" in result.output and "Args/epochs, Args/lr" in result.output
+    assert len(Task.get_tasks()) == before  # nothing half-made
+
+
+def test_enqueue_puts_a_clone_made_without_enqueue_on_a_queue(done_task):
+    clone_id = json.loads(run("clone", done_task.id, "--json").stdout)["id"]
+    result = run("enqueue", clone_id[:8], "--queue", "later")
+    assert "enqueued" in result.output
+    clone = Task.get_task(task_id=clone_id)
+    assert clone.get_status() == "queued" and clone.data.queue == "later"
+    again = run("enqueue", clone_id, "--queue", "later", ok=False)
+    assert again.exit_code == 1 and "already queued" in again.output
+
+
+def test_show_log_of_a_silent_step_says_no_output(done_task):
+    result = run("show", done_task.id, "--log")
+    assert "(no output" in result.output
+
+
+def test_a_clone_of_a_pipeline_run_gets_the_next_run_number(pipeline_run):
+    clone_id = json.loads(run("clone", pipeline_run.id, "--json").stdout)["id"]
+    assert Task.get_task(task_id=clone_id).name == "clipipe #2"

@@ -12,9 +12,17 @@ import sys
 
 import click
 
+from ..cli_io import duration, table
 from ..clock import wall
 from ..errors import LabpipeError
 from ..store.db import require_store
+
+#: The agent's one log line format, for its own lines and its workers' (forked, they inherit it):
+#: `2025-01-31 14:02:03 labpipe agent[4242] INFO: 2 worker(s) serving default ...`
+LOG_FORMAT = "%(asctime)s labpipe agent[%(process)d] %(levelname)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+log = logging.getLogger("labpipe.agent")
 
 
 @click.command("agent")
@@ -64,26 +72,25 @@ def agent_command(queues: tuple[str, ...], services: bool, max_services: int | N
     serving = ([f"{workers} worker(s) serving {', '.join(others)}"] if others else []) + (
         [f"services mode on services (up to {bound} task(s) at once)"] if "services" in names else [])
     new_store = not get_database().path.is_file()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATE_FORMAT)
     try:
         check_store()
     except LabpipeError as exc:
-        click.echo(f"labpipe agent: {exc}", err=True)
+        log.error("%s", exc)
         sys.exit(1)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     pools = []
 
     def started(pool) -> None:
         pools.append(pool)
-        click.echo(
-            f"labpipe agent: {'; '.join(serving)} on "
-            f"{'a new store at ' if new_store else 'store '}{store_path()} "
-            f"(pid {os.getpid()}; worker pids {' '.join(map(str, pool.pids))}); stop with Ctrl-C or SIGTERM",
-            err=True,
-        )
+        log.info("%s on %s%s (pid %d; worker pids %s); stop with Ctrl-C or SIGTERM", "; ".join(serving),
+                 "a new store at " if new_store else "store ", store_path(), os.getpid(), " ".join(map(str, pool.pids)))
 
     code = run_daemon(names, workers, grace=grace, lease_seconds=lease_seconds, on_start=started, max_services=bound)
     failure = pools[0].failure if pools else None
-    click.echo(f"labpipe agent: stopped: cannot serve: {failure}" if failure else "labpipe agent: stopped", err=True)
+    if failure:
+        log.error("stopped: cannot serve: %s", failure)
+    else:
+        log.info("stopped")
     sys.exit(code)
 
 
@@ -118,23 +125,9 @@ def workers_command(as_json: bool) -> None:
     if not rows:
         click.echo("no live workers (start some with `labpipe agent --queue default`)")
         return
-    table = [("WORKER", "KIND", "PID", "QUEUES", "TASK", "RUNNING FOR", "SEEN")]
-    for r in rows:
-        task = f"{r['task'][:12]} {r['task_name']}" if r["task"] else "-"
-        table.append((r["id"], r["kind"], str(r["pid"]), ",".join(r["queues"]), task,
-                      _duration(r["running_for"]) if r["running_for"] is not None else "-", f"{r['last_seen']:.0f}s ago"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-    for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    shown = [dict(r, worker=r["id"], queues=",".join(r["queues"]), task=f"{r['task'][:8]} {r['task_name']}" if r["task"] else "-",
+                  **{"running for": duration(r["running_for"])}, seen=f"{duration(r['last_seen'])} ago") for r in rows]
+    click.echo(table(shown, ["worker", "kind", "pid", "queues", "task", "running for", "seen"], right=("running for", "seen")))
 
 
 @click.command("stop")

@@ -46,6 +46,19 @@ def node_counts(db: Database, pipeline_ids: list[str]) -> dict[str, dict[str, in
     return out
 
 
+def step_names(db: Database, task_ids: list[str]) -> dict[str, str]:
+    """{task id: its step's name in the pipeline run that made it} (`slow_1`, `slow_2` for a repeated
+    component, as the DAG names them), for the tasks in `task_ids` that are pipeline steps."""
+    if not task_ids:
+        return {}
+    rows = db.query(
+        "SELECT n.task, n.name FROM pipeline_nodes n JOIN tasks t ON t.id = n.task AND t.parent = n.pipeline "
+        f"WHERE n.task IN ({', '.join('?' * len(task_ids))})",
+        tuple(task_ids),
+    )
+    return {r["task"]: r["name"] for r in rows}
+
+
 def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = None) -> tuple[TaskRow, dict[str, str]] | None:
     """A cache hit and its artifacts' hashes in one query: the newest completed (or published) task
     with this key, unless it is archived, that has every artifact in `names` (default: all it has)

@@ -381,25 +381,33 @@ def clone_task(db: Database, source_id: str, *, name: str | None = None, parent:
     Of the source's runtime record the clone keeps what says what the task is (which pipeline and
     version it runs, its DAG, its configuration), so a cloned pipeline run lists with its version and
     counts as a run of its pipeline; what describes a past execution (worker, imports, ...) is
-    dropped, as ClearML's clone drops the source's execution results.
+    dropped, as ClearML's clone drops the source's execution results. A pipeline run's clone, unless
+    given a name, is named as that pipeline's next run (`name #4`), counted in the inserting transaction.
     """
     keep = ("pipeline_name", "pipeline_version", "dag", "configuration")
     tid = new_id()
     now = time.time()
 
     def copy(c: sqlite3.Connection) -> None:
-        src = c.execute("SELECT runtime FROM tasks WHERE id = ?", (source_id,)).fetchone()
+        src = c.execute("SELECT runtime, project, type FROM tasks WHERE id = ?", (source_id,)).fetchone()
         if src is None:
             raise TaskNotFound(f"cannot clone: no task with id {source_id!r} in the store {db.root}")
         old = json.loads(src[0] or "{}")
         runtime = {k: old[k] for k in keep if k in old}
+        run_name = name
+        if run_name is None and old.get("pipeline_name"):  # a run of a pipeline: its next number, not the source's
+            runs = c.execute(
+                "SELECT count(*) FROM tasks WHERE project = ? AND type = ? AND json_extract(runtime, '$.pipeline_name') = ?",
+                (project or src[1], src[2], old["pipeline_name"]),
+            ).fetchone()[0]
+            run_name = f"{old['pipeline_name']} #{runs + 1}" if runs else old["pipeline_name"]
         c.execute(
             "INSERT INTO tasks (id, name, project, type, status, parent, comment, script, runtime, tags, system_tags, "
             "retries_left, archived, created, last_update) "
             "SELECT ?, COALESCE(?, name), COALESCE(?, project), type, 'created', ?, comment, script, ?, tags, "
             "(SELECT COALESCE(json_group_array(value), '[]') FROM json_each(src.system_tags) WHERE value != 'archived'), "
             "retries_left, 0, ?, ? FROM tasks AS src WHERE id = ?",
-            (tid, name, project, parent if parent is not None else source_id, json.dumps(runtime), now, now, source_id),
+            (tid, run_name, project, parent if parent is not None else source_id, json.dumps(runtime), now, now, source_id),
         )
         c.execute(
             "INSERT INTO params (task, section, name, value, type, description) "
