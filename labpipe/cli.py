@@ -111,7 +111,7 @@ def show_cmd(task_id, show_log, follow, as_json):
         "status_message": r.status_message, "parent": r.parent, "queue": r.queue, "worker": r.worker,
         "created": when(r.created), "started": when(r.started), "completed": when(r.completed),
         "elapsed": elapsed(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
-        "parameters": t.get_parameters(),
+        "parameters": t.get_parameters(cast=True),
         "artifacts": {a.name: {"type": a.type, "size": a.size, "hash": a.hash, "preview": a.preview} for a in t.artifacts.values()},
         "models": [m.name for m in t.models["output"]],
         "scalars": t.get_last_scalar_metrics(),
@@ -335,7 +335,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     if name is not None:
         check_label(name, kind="task", where="--name", allow_empty=False)
     source = Task.get_task(task_id=task_id)
-    known = source.get_parameters()
+    known = source.get_parameters(cast=True)
     for key, value in list(values.items()):
         try:  # what update_parameters checks, before the clone exists
             if key in known:
@@ -351,7 +351,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     if queue:
         new_queue = not tasks.queue_exists(clone._db, queue)
         Task.enqueue(clone, queue_name=queue)
-    emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters()},
+    emit(as_json, {"id": clone.id, "queue": queue, "parameters": clone.get_parameters(cast=True)},
           f"cloned {task_id} -> {clone.id}" + (f", enqueued on {queue!r}" if queue else ""))
     if queue:
         if new_queue:

@@ -511,6 +511,41 @@ class Dataset:
             if (cache / t.id).exists():
                 _rmtree(cache / t.id)
 
+    # -- the rest of ClearML's Dataset names that mean something offline --------------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    def add_tags(self, tags: str | Sequence[str]) -> None:
+        """Add tags to the dataset (its task's tags)."""
+        self._task().add_tags(tags)
+
+    @staticmethod
+    def is_offline() -> bool:
+        """False: labpipe's datasets are in its store at once; there is no ClearML offline session to import."""
+        return False
+
+    def is_dirty(self) -> bool:
+        """False: `add_files` stores the bytes at once, so nothing ever waits to be uploaded."""
+        return False
+
+    @property
+    def link_entries(self) -> list:
+        """[]: labpipe datasets hold copies of their files, never links to external storage."""
+        return []
+
+    @property
+    def link_entries_dict(self) -> dict:
+        """{}: labpipe datasets hold copies of their files, never links to external storage."""
+        return {}
+
+    def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
+        """Keep `metadata` (a table, dict, ...) with the dataset, as an artifact of its task named `metadata_name`."""
+        self._task().upload_artifact(metadata_name, metadata)
+
+    def get_metadata(self, metadata_name: str = "metadata") -> Any:
+        """The metadata stored with `set_metadata` under `metadata_name`, or None."""
+        artifact = self._task().artifacts.get(metadata_name)
+        return artifact.get() if artifact is not None else None
+
 
 def _walk(source: str, recursive: bool) -> Iterable[tuple[str, int, int]]:
     """(path, size, permission bits) of each regular file under `source` (or `source` itself), sorted."""
