@@ -121,7 +121,7 @@ class Dataset:
         try:
             task_id = tasks.get_task(db, dataset_id).id  # takes a unique id prefix too
         except TaskNotFound as exc:
-            raise DatasetError(f"{what}: {exc}") from None
+            raise DatasetError(f"{what}: {exc}{cls._close_ids(db, dataset_id)}") from None
         row = store.get_dataset(db, task_id)
         if row is None:
             raise DatasetError(f"{what}: task {task_id} is not a dataset")
@@ -163,6 +163,17 @@ class Dataset:
         if writable_copy:
             return cls.create(dataset_name=found.name, dataset_project=found.project, parent_datasets=[found])
         return found
+
+    @staticmethod
+    def _close_ids(db: Database, dataset_id: str) -> str:
+        """'; close matches: <id> (project/name vN), ...' for a dataset id that is not there (a typo), else ''."""
+        import difflib
+
+        known = {row.id: row for row, _status, _archived in store.find_datasets(db)}
+        close = difflib.get_close_matches(str(dataset_id), list(known), n=5, cutoff=0.6)
+        if not close:
+            return ""
+        return "; close matches: " + ", ".join(f"{i} ({known[i].project}/{known[i].name} v{known[i].version})" for i in close)
 
     @staticmethod
     def _not_found(db: Database, project: str | None, name: str | None, version: str | None, only_completed: bool) -> str:

@@ -341,3 +341,13 @@ def test_clearml_recipe_get_change_set_keeps_every_parameters_type():
     assert t.get_parameter("Args/n", cast=True) == "not a number"
     t.set_parameter("Args/k", "7", value_type=int)
     assert t.get_parameter("Args/k", cast=True) == 7
+
+
+def test_execute_remotely_on_an_unknown_queue_is_a_value_error_naming_it_and_changes_nothing():
+    task = Task.init(project_name="templates", task_name="nowhere", capture_output=False)
+    try:
+        with pytest.raises(ValueError, match=r"no queue named 'gpu-nobody-serves'.*labpipe agent --queue gpu-nobody-serves"):
+            task.execute_remotely(queue_name="gpu-nobody-serves", clone=True, exit_process=False)
+        assert task.reload().status == "in_progress" and Task.get_tasks(project_name="templates", task_name="nowhere") == [task]
+    finally:
+        task.close()
