@@ -44,7 +44,7 @@ def log_uniform(rng: random.Random, low: float, high: float) -> float:
 def launch(template: Task, optimizer: Task, values: dict, number: int) -> Task:
     """Clone the template, override its parameters, enqueue the clone (ClearML's recipe, step by step)."""
     trial = Task.clone(source_task=template, name=f"svc trial {number}", parent=optimizer.id, project="examples")
-    parameters = trial.get_parameters()
+    parameters = trial.get_parameters()  # text, as in ClearML: set_parameters keeps each type
     parameters.update({f"kwargs/{name}": value for name, value in values.items()})
     trial.set_parameters(parameters)
     return Task.enqueue(trial, queue_name="default")
@@ -67,8 +67,8 @@ def collect(trials: list[Task]) -> list[dict]:
         results.append({
             "task": trial.id,
             "name": trial.name,
-            "C": trial.get_parameter("kwargs/C"),
-            "gamma": trial.get_parameter("kwargs/gamma"),
+            "C": trial.get_parameter("kwargs/C", cast=True),
+            "gamma": trial.get_parameter("kwargs/gamma", cast=True),
             "accuracy": scalars["accuracy"]["validation"]["last"],
             "returned": trial.artifacts["accuracy"].get(),
             "support_vectors": int(scalars["support vectors"]["count"]["last"]),

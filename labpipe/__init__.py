@@ -64,3 +64,8 @@ __all__ = [
     "set_store",
     "store_path",
 ]
+
+from .offline import install as _install_offline_names  # noqa: E402 - after every class it covers is defined
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+_install_offline_names()

@@ -119,11 +119,6 @@ def histogram(title: str, series: str, values: Any, iteration: int | None = None
               data_args: dict | None = None, extra_layout: dict | None = None) -> dict:
     """Bars already counted: each row of `values` is one series of bars (a flat list is one series)."""
     what = f"histogram {title}/{series}"
-    counted = _counts_and_edges(values)
-    if counted is not None:  # numpy's `np.histogram(...)`: its counts are the bars, its edges name them
-        values, edges = counted
-        if xlabels is None:
-            xlabels = [f"{_edge(a)}-{_edge(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
     rows = _matrix(values, what)
     width = len(rows[0]) if rows else 0
     if labels is not None and len(_plain(labels)) == 1:  # one label for every row, as ClearML allows
@@ -136,21 +131,6 @@ def histogram(title: str, series: str, values: Any, iteration: int | None = None
             t["args"] = dict(data_args)
     layout = _layout(xaxis=xaxis, yaxis=yaxis, mode=_choice(mode or "group", HISTOGRAM_MODES, what, "mode"), extra_layout=extra_layout)
     return _chart("histogram", title, series, iteration, traces, layout)
-
-
-def _counts_and_edges(values: Any) -> tuple[list, list] | None:
-    """(counts, edges) when `values` is what `np.histogram` returns: two sequences, the second one longer."""
-    if not isinstance(values, tuple) or len(values) != 2:
-        return None
-    counts, edges = (_plain(v) for v in values)
-    flat = all(isinstance(v, Sequence) and not isinstance(v, str) for v in (counts, edges))
-    if not flat or len(edges) != len(counts) + 1 or any(isinstance(c, Sequence) for c in counts):
-        return None
-    return list(counts), list(edges)
-
-
-def _edge(value: Any) -> str:
-    return f"{float(value):.4g}"
 
 
 def line_plot(title: str, series: Sequence[SeriesInfo], xaxis: str, yaxis: str, mode: str = "lines",

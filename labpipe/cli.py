@@ -108,7 +108,7 @@ def show_cmd(task_id, show_log, follow, as_json):
         "status_message": r.status_message, "parent": r.parent, "queue": r.queue, "worker": r.worker,
         "created": r.created, "started": r.started, "completed": r.completed,
         "elapsed": seconds(r.started, r.completed), "tags": r.tags, "system_tags": r.system_tags,
-        "parameters": t.get_parameters(),
+        "parameters": t.get_parameters(cast=True),
         "artifacts": {a.name: {"type": a.type, "size": a.size, "hash": a.hash, "preview": a.preview} for a in t.artifacts.values()},
         "models": [m.name for m in t.models["output"]],
         "scalars": t.get_last_scalar_metrics(),
@@ -404,7 +404,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
     if name is not None:
         check_label(name, kind="task", where="--name", allow_empty=False)
     source = Task.get_task(task_id=task_id)
-    known = source.get_parameters()
+    known = source.get_parameters(cast=True)
     for key, value in list(values.items()):
         try:  # what update_parameters checks, before the clone exists
             params.split_key(key)
@@ -421,7 +421,7 @@ def clone_cmd(task_id, name, overrides, queue, as_json):
         clone.update_parameters(values)
     if queue:
         new_queue = _enqueue(clone, queue)
-    emit(as_json, {"id": clone.id, "name": clone.name, "queue": queue, "parameters": clone.get_parameters()},
+    emit(as_json, {"id": clone.id, "name": clone.name, "queue": queue, "parameters": clone.get_parameters(cast=True)},
           f"cloned {source.id[:8]} -> {clone.id} ({clone.name})" + (f", enqueued on {queue!r}" if queue else ""))
     if queue:
         _queue_hints(clone, queue, new_queue)

@@ -121,7 +121,7 @@ class Dataset:
         try:
             task_id = tasks.get_task(db, dataset_id).id  # takes a unique id prefix too
         except TaskNotFound as exc:
-            raise DatasetError(f"{what}: {exc}") from None
+            raise DatasetError(f"{what}: {exc}{cls._close_ids(db, dataset_id)}") from None
         row = store.get_dataset(db, task_id)
         if row is None:
             raise DatasetError(f"{what}: task {task_id} is not a dataset")
@@ -163,6 +163,17 @@ class Dataset:
         if writable_copy:
             return cls.create(dataset_name=found.name, dataset_project=found.project, parent_datasets=[found])
         return found
+
+    @staticmethod
+    def _close_ids(db: Database, dataset_id: str) -> str:
+        """'; close matches: <id> (project/name vN), ...' for a dataset id that is not there (a typo), else ''."""
+        import difflib
+
+        known = {row.id: row for row, _status, _archived in store.find_datasets(db)}
+        close = difflib.get_close_matches(str(dataset_id), list(known), n=5, cutoff=0.6)
+        if not close:
+            return ""
+        return "; close matches: " + ", ".join(f"{i} ({known[i].project}/{known[i].name} v{known[i].version})" for i in close)
 
     @staticmethod
     def _not_found(db: Database, project: str | None, name: str | None, version: str | None, only_completed: bool) -> str:
@@ -510,6 +521,41 @@ class Dataset:
         for t in targets:
             if (cache / t.id).exists():
                 _rmtree(cache / t.id)
+
+    # -- the rest of ClearML's Dataset names that mean something offline --------------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    def add_tags(self, tags: str | Sequence[str]) -> None:
+        """Add tags to the dataset (its task's tags)."""
+        self._task().add_tags(tags)
+
+    @staticmethod
+    def is_offline() -> bool:
+        """False: labpipe's datasets are in its store at once; there is no ClearML offline session to import."""
+        return False
+
+    def is_dirty(self) -> bool:
+        """False: `add_files` stores the bytes at once, so nothing ever waits to be uploaded."""
+        return False
+
+    @property
+    def link_entries(self) -> list:
+        """[]: labpipe datasets hold copies of their files, never links to external storage."""
+        return []
+
+    @property
+    def link_entries_dict(self) -> dict:
+        """{}: labpipe datasets hold copies of their files, never links to external storage."""
+        return {}
+
+    def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
+        """Keep `metadata` (a table, dict, ...) with the dataset, as an artifact of its task named `metadata_name`."""
+        self._task().upload_artifact(metadata_name, metadata)
+
+    def get_metadata(self, metadata_name: str = "metadata") -> Any:
+        """The metadata stored with `set_metadata` under `metadata_name`, or None."""
+        artifact = self._task().artifacts.get(metadata_name)
+        return artifact.get() if artifact is not None else None
 
 
 def _walk(source: str, recursive: bool) -> Iterable[tuple[str, int, int]]:

@@ -48,8 +48,9 @@ class ParameterError(LabpipeError, ValueError):
     """A hyperparameter name or value is malformed."""
 
 
-class QueueError(LabpipeError):
-    """A queue is unknown, or nobody serves it within the time asked for."""
+class QueueError(LabpipeError, ValueError):
+    """A queue is unknown, or nobody serves it within the time asked for (a ValueError, as ClearML
+    raises for a queue it cannot find)."""
 
 
 class StepFailed(LabpipeError):

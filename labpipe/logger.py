@@ -54,11 +54,21 @@ class Logger:
     def report_histogram(self, title: str, series: str, values: Any, iteration: int | None = None, labels: Any = None,
                          xlabels: Any = None, xaxis: str | None = None, yaxis: str | None = None, mode: str | None = None,
                          data_args: dict | None = None, extra_layout: dict | None = None) -> None:
-        """Bars already counted: `values` is one series of bars, or one row per series (named by `labels`).
+        """Bars already counted: `values` is one series of bars, or one row per series (named by `labels`),
+        or numpy's `np.histogram(...)` result `(counts, bin_edges)`: the counts are the bars, and each
+        bar is labelled with its bin's range (the edges are kept with the chart as `bin_edges`).
 
         xlabels: one label per bar; mode: 'group' (default), 'stack' or 'relative'.
         """
-        self._chart(charts.histogram(title, series, values, iteration, labels, xlabels, xaxis, yaxis, mode, data_args, extra_layout))
+        binned = counts_and_edges(values)
+        if binned is not None:
+            values, edges = binned
+            xlabels = bin_labels(edges) if xlabels is None else xlabels
+        chart = charts.histogram(title, series, values, iteration, labels, xlabels, xaxis, yaxis, mode, data_args, extra_layout)
+        if binned is not None:
+            for trace in chart["traces"]:
+                trace["bin_edges"] = edges
+        self._chart(chart)
 
     def report_vector(self, title: str, series: str, values: Any, iteration: int | None = None, labels: Any = None,
                       xlabels: Any = None, xaxis: str | None = None, yaxis: str | None = None, mode: str | None = None,
@@ -340,3 +350,25 @@ def _number(value: Any, title: str, series: str) -> float:
         chosen = charts.special_values["nan"]  # Logger.set_reporting_nan_value
         return float("nan") if chosen is None else chosen
     return number
+
+
+def counts_and_edges(values: Any) -> tuple[list, list[float]] | None:
+    """`(counts, bin_edges)` when `values` is what `np.histogram` returns (a pair of flat sequences, the
+    edges one longer than the counts), else None. No other value has that shape: as rows of bars, two
+    rows of different lengths are an error."""
+    if not isinstance(values, (tuple, list)) or len(values) != 2:
+        return None
+    counts, edges = (v.tolist() if hasattr(v, "tolist") else v for v in values)
+    flat = all(isinstance(v, (list, tuple)) and not any(isinstance(x, (list, tuple, str, bytes)) for x in v) for v in (counts, edges))
+    if not flat or len(edges) != len(counts) + 1:
+        return None
+    try:
+        return list(counts), [float(e) for e in edges]
+    except (TypeError, ValueError):
+        return None
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """A label per bin: '[lo, hi)', the last one '[lo, hi]' (np.histogram's last bin holds its right edge)."""
+    last = len(edges) - 2
+    return [f"[{lo:.6g}, {hi:.6g}{']' if i == last else ')'}" for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False))]

@@ -30,7 +30,73 @@ def _db() -> Database:
     return get_database()
 
 
-class Model:
+def _cast(entry: dict) -> Any:
+    """A metadata entry's value as its recorded type (ClearML stores every value as text)."""
+    value, kind = entry.get("value"), entry.get("type")
+    try:
+        if kind == "bool":
+            return str(value).strip().lower() in ("1", "true", "yes", "on")
+        if kind in ("int", "float"):
+            return {"int": int, "float": float}[kind](value)
+    except (TypeError, ValueError):
+        return value
+    return value
+
+
+class ModelMetadata:
+    """ClearML's model metadata: {key: {'key', 'type', 'value'}}, values kept as text with their type's name.
+
+    A class using it supplies `_read_user_metadata()` and `_write_user_metadata(entries)`.
+    """
+
+    def _read_user_metadata(self) -> dict[str, dict]:
+        raise NotImplementedError
+
+    def _write_user_metadata(self, entries: dict[str, dict]) -> None:
+        raise NotImplementedError
+
+    def set_metadata(self, key: str, value: Any, v_type: Any = None) -> bool:
+        """Record `value` (kept as text) under `key`; v_type: its type (default: the value's own)."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"model metadata keys are non-empty strings, not {key!r}")
+        kind = v_type if isinstance(v_type, str) else getattr(v_type or type(value), "__name__", "str")
+        self._write_user_metadata({**self._read_user_metadata(), key: {"key": key, "type": kind, "value": str(value)}})
+        return True
+
+    def get_metadata(self, key: str) -> str | None:
+        """The text recorded under `key`, or None."""
+        entry = self._read_user_metadata().get(key)
+        return entry["value"] if entry else None
+
+    def get_metadata_casted(self, key: str) -> Any:
+        """The value recorded under `key`, as its recorded type (int, float, bool; else text), or None."""
+        entry = self._read_user_metadata().get(key)
+        return _cast(entry) if entry else None
+
+    def get_all_metadata(self) -> dict[str, dict]:
+        """Every entry: {key: {'key', 'type', 'value'}}."""
+        return {k: dict(v) for k, v in self._read_user_metadata().items()}
+
+    def get_all_metadata_casted(self) -> dict[str, Any]:
+        """Every entry's value, as its recorded type."""
+        return {k: _cast(v) for k, v in self._read_user_metadata().items()}
+
+    def set_all_metadata(self, metadata: dict[str, Any], replace: bool = True) -> bool:
+        """Record several entries ({key: {'type', 'value'}} or {key: value}); replace=True drops the others."""
+        entries = {} if replace else self._read_user_metadata()
+        for key, item in metadata.items():
+            value, kind = (item.get("value"), item.get("type")) if isinstance(item, dict) else (item, None)
+            entries[key] = {"key": key, "type": kind or type(value).__name__, "value": str(value)}
+        self._write_user_metadata(entries)
+        return True
+
+    @property
+    def system_tags(self) -> list[str]:
+        """[]: labpipe keeps no system tags on models."""
+        return []
+
+
+class Model(ModelMetadata):
     """A stored model, by id (ClearML's `Model(model_id)`): id, name, task (the id of the task that made
     it), project, framework, url, tags, comment, config_dict / config_text, labels, published;
     `get_local_copy()` gives its weights file (or folder)."""
@@ -135,6 +201,28 @@ class Model:
         return found
 
 
+    # -- the rest of ClearML's Model names that mean something offline ------------------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    def _read_user_metadata(self) -> dict[str, dict]:
+        return dict(self.metadata.get("metadata") or {})
+
+    def _write_user_metadata(self, entries: dict[str, dict]) -> None:
+        self.metadata = outputs.update_model_metadata(self._db, self.id, {"metadata": entries})
+
+    @property
+    def original_task(self) -> str:
+        """The id of the task that made the model (the same as `task`)."""
+        return self.task
+
+    def get_weights_package(self, return_path: bool = False, raise_on_error: bool = False, force_download: bool = False) -> Any:
+        """The weights folder's files (paths), or with return_path=True the folder itself."""
+        path = self.get_local_copy()
+        if return_path or not os.path.isdir(path):
+            return path
+        return sorted(os.path.join(d, f) for d, _, files in os.walk(path) for f in files)
+
+
 def _tags_match(have: Sequence[str], wanted: Sequence[str]) -> bool:
     wanted = list(wanted)
     every = bool(wanted) and wanted[0] == "__$all"
@@ -179,7 +267,7 @@ class InputModel(Model):
         task.set_input_model_id(key, self.id)
 
 
-class OutputModel:
+class OutputModel(ModelMetadata):
     """A model a task produces (ClearML's `OutputModel(task=, name=, framework=, ...)`).
 
     task: the task it belongs to (default: `Task.current_task()`). Call `update_weights(path)` to store
@@ -304,6 +392,49 @@ class OutputModel:
         if self.id is None:
             raise ArtifactError(f"model {self.name!r} has no weights yet; call update_weights() before publish()")
         Model(self.id).publish()
+
+
+    # -- the rest of ClearML's OutputModel names that mean something offline ------------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    def _read_user_metadata(self) -> dict[str, dict]:
+        return dict(self._design.get("metadata") or {})
+
+    def _write_user_metadata(self, entries: dict[str, dict]) -> None:
+        self._design["metadata"] = entries
+        if self.id is not None:
+            outputs.update_model_metadata(self._task._db, self.id, {"metadata": entries})
+
+    @property
+    def task(self) -> str:
+        """The id of the task the model belongs to."""
+        return self._task.id
+
+    @property
+    def original_task(self) -> str:
+        """The id of the task the model belongs to (the same as `task`)."""
+        return self._task.id
+
+    @property
+    def project(self) -> str:
+        """The project of the model's task."""
+        return self._task.project
+
+    def _stored(self, call: str) -> Model:
+        if self.id is None:
+            raise ArtifactError(f"OutputModel.{call}: model {self.name!r} has no weights yet; call update_weights() first")
+        return Model(self.id)
+
+    def get_weights(self, raise_on_error: bool = False, force_download: bool = False) -> str:
+        """A local path to the weights last stored with `update_weights`."""
+        return self._stored("get_weights").get_local_copy()
+
+    def get_weights_package(self, return_path: bool = False, raise_on_error: bool = False, force_download: bool = False) -> Any:
+        """The stored weights folder's files (paths), or with return_path=True the folder itself."""
+        return self._stored("get_weights_package").get_weights_package(return_path=return_path)
+
+    def wait_for_uploads(self, timeout: float | None = None, max_num_uploads: int | None = None) -> None:
+        """Nothing to wait for: `update_weights` stores the weights before it returns."""
 
 
 class ModelList(list):

@@ -44,6 +44,36 @@ def encode(value: Any) -> tuple[str, str]:
     return json.dumps(str(value)), "str"
 
 
+def as_text(value: Any) -> str:
+    """A parameter value as ClearML shows it uncast: None as '', lists, tuples and dicts as JSON, else str()."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+_EXAMPLES: dict[str, Any] = {"int": 0, "float": 0.0, "bool": False, "list": [], "tuple": (), "dict": {}}
+
+
+def keep_type(text: str, type_name: str, name: str = "value") -> Any:
+    """A text value (as `get_parameters()` returns it) back in the parameter's stored type:
+    '0.2' for a float is 0.2, '' for a None is None. Text that does not read as that type stays
+    text, as ClearML keeps whatever was typed."""
+    if type_name == "NoneType":
+        return None if text == "" else text
+    example = _EXAMPLES.get(type_name)
+    if example is None:
+        return text
+    try:
+        return cast_like(text, example, name)
+    except ParameterError:
+        return text
+
+
 def decode(value_json: str, type_name: str) -> Any:
     """The Python value of a stored parameter."""
     value = json.loads(value_json)
@@ -104,20 +134,4 @@ def cast_like(value: Any, example: Any, name: str = "value") -> Any:
         return type(example)(value)
     if isinstance(example, str):
         return str(value)
-    return value
-    try:
-        if isinstance(example, bool):
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-        if isinstance(example, (int, float)) and isinstance(value, str):
-            return type(example)(float(value)) if isinstance(example, float) else int(float(value))
-        if isinstance(example, (int, float)) and isinstance(value, (int, float)):
-            return type(example)(value)
-        if isinstance(example, (list, tuple, dict)) and isinstance(value, str):
-            return type(example)(json.loads(value))
-        if isinstance(example, str):
-            return str(value)
-    except (TypeError, ValueError):
-        pass
     return value

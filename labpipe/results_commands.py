@@ -155,7 +155,7 @@ def compare_command(task_ids: tuple[str, ...], show_all: bool, output: str | Non
         raise LabpipeError("compare needs two or more task ids (or id prefixes)")
     runs = [_load(t) for t in task_ids]
     columns = [f"{r.id[:8]} {r.name}"[:40] for r in runs]
-    params = [r.get_parameters() for r in runs]
+    params = [r.get_parameters(cast=True) for r in runs]
     metrics = [{f"{t}/{s}": v["last"] for t, d in r.get_last_scalar_metrics().items() for s, v in d.items()} for r in runs]
     rows, payload = [], {"runs": [{"id": r.id, "name": r.name, "status": r.status} for r in runs], "parameters": {}, "metrics": {}}
     for kind, values in (("parameters", params), ("metrics", metrics)):

@@ -135,3 +135,128 @@ class StorageManager:
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
         return str(dst)
+
+    # -- the rest of ClearML's StorageManager names that mean something offline --------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    @classmethod
+    def exists_file(cls, remote_url: str) -> bool:
+        """Whether `remote_url` names an existing file: a local path, file://, labpipe:// or http(s):// (asked with HEAD)."""
+        local = _local_path(remote_url)
+        if local is not None:
+            return local.is_file()
+        parsed = urllib.parse.urlparse(str(remote_url))
+        if parsed.scheme == "labpipe":
+            try:
+                return os.path.isfile(cls.get_local_copy(str(remote_url), extract_archive=False))
+            except ArtifactError:
+                return False
+        return _http_size(str(remote_url), "exists_file") is not None
+
+    @classmethod
+    def get_file_size_bytes(cls, remote_url: str, silence_errors: bool = False) -> int | None:
+        """The size of the file `remote_url` names, in bytes (None when it cannot be known and silence_errors)."""
+        local = _local_path(remote_url)
+        parsed = urllib.parse.urlparse(str(remote_url))
+        if local is not None:
+            size = local.stat().st_size if local.is_file() else None
+        elif parsed.scheme == "labpipe":
+            try:  # a verified copy in the store's cache: its size is the stored content's
+                size = os.path.getsize(cls.get_local_copy(str(remote_url), extract_archive=False))
+            except ArtifactError:
+                size = None
+        else:
+            size = _http_size(str(remote_url), "get_file_size_bytes")
+        if size is None and not silence_errors:
+            raise FileNotFoundError(f"StorageManager.get_file_size_bytes: {remote_url} is not a file labpipe can reach")
+        return size
+
+    @classmethod
+    def get_metadata(cls, remote_url: str, return_full_path: bool = False) -> dict | None:
+        """{'name', 'size'} of a local file (or file:// URL); None when there is no such file."""
+        local = _local_path(remote_url)
+        if local is None:
+            cls._local_only(remote_url, "get_metadata")
+        if not local.is_file():
+            return None
+        return {"name": str(local) if return_full_path else local.name, "size": local.stat().st_size}
+
+    @classmethod
+    def list(cls, remote_url: str, return_full_path: bool = False, with_metadata: bool = False) -> list:
+        """The files under a local folder (or file:// URL), sorted: paths relative to it (return_full_path:
+        as full paths), or with_metadata: dicts of 'name' and 'size'."""
+        local = _local_path(remote_url)
+        if local is None:
+            cls._local_only(remote_url, "list")
+        if not local.is_dir():
+            raise FileNotFoundError(f"StorageManager.list: {remote_url} is not a folder")
+        found = sorted(p for p in local.rglob("*") if p.is_file())
+        names = [str(p) if return_full_path else p.relative_to(local).as_posix() for p in found]
+        if with_metadata:
+            return [{"name": n, "size": p.stat().st_size} for n, p in zip(names, found, strict=True)]
+        return names
+
+    @classmethod
+    def download_folder(cls, remote_url: str, local_folder: str | None = None, match_wildcard: str | None = None,
+                        overwrite: bool = False, skip_zero_size_check: bool = False, silence_errors: bool = False,
+                        max_workers: int | None = None) -> str | None:
+        """Copy the files under a local folder (or file:// URL) into `local_folder` (default: a folder in
+        the store's cache), keeping their relative paths; match_wildcard: only files whose name matches."""
+        import fnmatch
+
+        local = _local_path(remote_url)
+        if local is None:
+            cls._local_only(remote_url, "download_folder")
+        if not local.is_dir():
+            if silence_errors:
+                return None
+            raise FileNotFoundError(f"StorageManager.download_folder: {remote_url} is not a folder")
+        if local_folder is None:
+            db = get_database()
+            db.connection()
+            key = xxhash.xxh3_128(str(local.resolve()).encode()).hexdigest()
+            target = contained.private_dirs(db.root, ("cache", "folders", key))
+        else:
+            target = Path(local_folder)
+            target.mkdir(parents=True, exist_ok=True)
+        for rel in cls.list(str(local)):
+            if match_wildcard and not fnmatch.fnmatch(rel.rsplit("/", 1)[-1], match_wildcard):
+                continue
+            dst = target / rel
+            if dst.exists() and not overwrite:
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local / rel, dst)
+        return str(target)
+
+    @classmethod
+    def set_report_upload_chunk_size(cls, chunk_size_mb: int) -> None:
+        """Accepted and unused: labpipe's copies are local and report no progress, so there is nothing to tune."""
+
+    @classmethod
+    def set_report_download_chunk_size(cls, chunk_size_mb: int) -> None:
+        """Accepted and unused: labpipe's copies are local and report no progress, so there is nothing to tune."""
+
+    @staticmethod
+    def _local_only(remote_url: str, call: str) -> None:
+        raise ValueError(f"StorageManager.{call}: labpipe reads only local paths and file:// URLs here, not {remote_url}; "
+                         f"there is no object store (s3://, gs://, azure://) offline")
+
+
+def _http_size(url: str, call: str) -> int | None:
+    """An http(s) file's Content-Length (None when it does not exist); other schemes are refused."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme not in ("http", "https"):
+        raise ValueError(f"StorageManager.{call}: unsupported url scheme {parsed.scheme!r} in {url}; labpipe handles "
+                         f"local paths, file://, http(s):// and labpipe://")
+    from urllib.error import HTTPError
+    from urllib.request import Request, urlopen
+
+    try:
+        with urlopen(Request(url, method="HEAD"), timeout=30) as resp:
+            length = resp.headers.get("Content-Length")
+            return int(length) if length is not None else 0
+    except HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise

@@ -503,34 +503,53 @@ class Task:
     def set_parameters(self, *args: Mapping[str, Any], **kwargs: Any) -> None:
         """Set parameters from a dict of 'Section/name' keys (no section: 'General/'), replacing all others.
 
-        Types are preserved: `{"Args/lr": 0.1, "Args/epochs": 3}` reads back as a float and an int.
+        Types are kept: `{"Args/lr": 0.1, "Args/epochs": 3}` reads back as a float and an int with
+        `get_parameters(cast=True)` (and as '0.1' and '3' without it, as in ClearML). A text value for a
+        parameter that has another type keeps that type, as in ClearML, so the recipe
+        `p = t.get_parameters(); p["Args/lr"] = "0.2"; t.set_parameters(p)` changes no type.
         """
-        values = _merge(args, kwargs)
-        tasks.set_params(self._db, self.id, [_param_row(k, v) for k, v in values.items()], clear=True)
+        self._put_parameters(_merge(args, kwargs), clear=True)
 
     def update_parameters(self, *args: Mapping[str, Any], **kwargs: Any) -> None:
-        """Set or change these parameters, keeping the others."""
-        values = _merge(args, kwargs)
-        tasks.set_params(self._db, self.id, [_param_row(k, v) for k, v in values.items()])
+        """Set or change these parameters, keeping the others (types as in `set_parameters`)."""
+        self._put_parameters(_merge(args, kwargs))
 
     def set_parameter(self, name: str, value: Any, description: str | None = None, value_type: Any = None) -> None:
-        """Set one parameter ('Section/name')."""
-        tasks.set_params(self._db, self.id, [_param_row(name, value, description or "")])
+        """Set one parameter ('Section/name'); value_type (a type or its name) casts a text value to it."""
+        if value_type is not None and isinstance(value, str):
+            type_name = value_type if isinstance(value_type, str) else getattr(value_type, "__name__", str(value_type))
+            value = _params.keep_type(value, type_name, name)
+        self._put_parameters({name: value}, description=description or "")
 
-    def get_parameters(self, backwards_compatibility: bool = True, cast: bool = True) -> dict[str, Any]:
-        """All parameters as {'Section/name': value}. cast=False returns the values as strings, as ClearML's default."""
+    def _put_parameters(self, values: Mapping[str, Any], clear: bool = False, description: str = "") -> None:
+        types = {(r["section"], r["name"]): r["type"] for r in tasks.get_params(self._db, self.id)}
+        rows = []
+        for key, value in values.items():
+            section, name = _params.split_key(key)
+            if isinstance(value, str) and (section, name) in types:
+                value = _params.keep_type(value, types[(section, name)], key)
+            rows.append(_param_row(key, value, description))
+        tasks.set_params(self._db, self.id, rows, clear=clear)
+
+    def get_parameters(self, backwards_compatibility: bool = True, cast: bool = False) -> dict[str, Any]:
+        """All parameters as {'Section/name': value}.
+
+        As in ClearML, the values come back as text (None as '', lists and dicts as JSON) unless
+        cast=True, which returns them with the type they were set with.
+        """
         out = {}
         for row in tasks.get_params(self._db, self.id):
             value = _params.decode(row["value"], row["type"])
-            out[f"{row['section']}/{row['name']}"] = value if cast else ("" if value is None else str(value))
+            out[f"{row['section']}/{row['name']}"] = value if cast else _params.as_text(value)
         return out
 
-    def get_parameter(self, name: str, default: Any = None, cast: bool = True) -> Any:
+    def get_parameter(self, name: str, default: Any = None, cast: bool = False) -> Any:
+        """One parameter ('Section/name'; no section: 'General/'), as text unless cast=True; `default` if unset."""
         section, pname = _params.split_key(name)
         return self.get_parameters(cast=cast).get(f"{section}/{pname}", default)
 
-    def get_parameters_as_dict(self, cast: bool = True) -> dict[str, dict[str, Any]]:
-        """Parameters nested by section: {'Args': {'lr': 0.1}}."""
+    def get_parameters_as_dict(self, cast: bool = False) -> dict[str, dict[str, Any]]:
+        """Parameters nested by section: {'Args': {'lr': '0.1'}} (typed values with cast=True)."""
         out: dict[str, dict[str, Any]] = {}
         for key, value in self.get_parameters(cast=cast).items():
             section, name = key.split("/", 1)
@@ -556,7 +575,7 @@ class Task:
         is_dict = isinstance(mutable, dict)
         current = dict(mutable) if is_dict else {k: v for k, v in vars(mutable).items() if not k.startswith("_")}
         if getattr(self, "_remote", False):
-            stored = self.get_parameters_as_dict().get(section, {})
+            stored = self.get_parameters_as_dict(cast=True).get(section, {})
             for key, example in current.items():
                 if key in stored:
                     value = _params.cast_like(stored[key], example, f"{section}/{key}")
@@ -883,6 +902,279 @@ class Task:
     def delete(self) -> None:
         """Delete the task and its records (blobs go at the next `labpipe gc`)."""
         tasks.delete_task(self._db, self.id)
+
+    # -- the rest of ClearML's Task names that mean something offline ----------------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    class TaskStatusEnum(enum.StrEnum):
+        """ClearML's task statuses (labpipe's tasks take those in `labpipe.status.STATUSES`)."""
+
+        created = "created"
+        queued = "queued"
+        in_progress = "in_progress"
+        stopped = "stopped"
+        published = "published"
+        publishing = "publishing"
+        closed = "closed"
+        failed = "failed"
+        completed = "completed"
+        unknown = "unknown"
+
+    class DeleteError(Exception):
+        """ClearML's error for a task that could not be deleted."""
+
+    #: ClearML's marker for "argument not given" (distinct from None).
+    NotSet = object()
+    #: The system tag an archived task carries, as in ClearML.
+    archived_tag = "archived"
+
+    @property
+    def task_id(self) -> str:
+        """The task's id (the same as `id`)."""
+        return self.id
+
+    @property
+    def last_worker(self) -> str | None:
+        """The worker that ran (or runs) the task, if any."""
+        return self.reload()._row.worker
+
+    @property
+    def logger(self):
+        """This task's Logger (the same as `get_logger()`)."""
+        return self.get_logger()
+
+    @property
+    def log(self):
+        """The Python logger labpipe writes its own messages to."""
+        import logging
+
+        return logging.getLogger("labpipe")
+
+    def started(self, ignore_errors: bool = True, force: bool = False) -> None:
+        """ClearML's older name for `mark_started()`."""
+        self.mark_started(force=force)
+
+    def completed(self, ignore_errors: bool = True) -> None:
+        """ClearML's older name for `mark_completed()`."""
+        self.mark_completed(ignore_errors=ignore_errors)
+
+    def stopped(self, ignore_errors: bool = True, force: bool = False, status_reason: str | None = None,
+                status_message: str | None = None) -> None:
+        """ClearML's older name for `mark_stopped()`."""
+        self.mark_stopped(force=force, status_message=status_message)
+
+    def flush(self, wait_for_uploads: bool = False) -> bool:
+        """Everything reported is already in the store (labpipe writes as it goes), so nothing waits."""
+        return True
+
+    def rename(self, new_name: str) -> None:
+        """ClearML's other name for `set_name()`."""
+        self.set_name(new_name)
+
+    def move_to_project(self, new_project_id: str | None = None, new_project_name: str | None = None,
+                        system_tags: Sequence[str] | None = None) -> None:
+        """Put the task in another project (labpipe's projects are names, so either argument is the name)."""
+        project = new_project_name or new_project_id
+        if not project:
+            raise ValueError(f"task {self.id}: move_to_project needs new_project_name=")
+        _names.check_label(project, kind="project", where=f"task {self.id}: move_to_project", allow_empty=False)
+        tasks.update_task(self._db, self.id, project=project)
+        self._row.project = project
+
+    def set_project(self, project_id: str | None = None, project_name: str | None = None) -> None:
+        """Put the task in another project (`project_name`, or `project_id`, which labpipe takes as a name)."""
+        self.move_to_project(new_project_id=project_id, new_project_name=project_name)
+
+    def set_task_type(self, task_type: str | TaskTypes) -> None:
+        """Change the task's type (one of `TaskTypes`)."""
+        value = _type_name(task_type)
+        tasks.update_task(self._db, self.id, type=value)
+        self._row.type = value
+
+    def get_executed_queue(self, return_name: bool = False) -> str | None:
+        """The queue the task was last enqueued on (labpipe's queues are names: the same either way)."""
+        return self.reload()._row.queue
+
+    @classmethod
+    def get_num_enqueued_tasks(cls, queue_name: str | None = None, queue_id: str | None = None) -> int:
+        """How many tasks wait on the queue."""
+        name = queue_name or queue_id
+        for q in tasks.queue_stats(get_database()):
+            if q["name"] == name:
+                return int(q["queued"])
+        raise ValueError(f"no queue named {name!r}; queues: {', '.join(q['name'] for q in tasks.queue_stats(get_database())) or 'none'}")
+
+    @classmethod
+    def get_by_name(cls, task_name: str) -> Task:
+        """The newest task with this name, in any project."""
+        return cls.get_task(task_name=task_name)
+
+    @classmethod
+    def query_tasks(cls, project_name: str | None = None, task_name: str | None = None, tags: Sequence[str] | None = None,
+                    additional_return_fields: Sequence[str] | None = None, task_filter: Mapping[str, Any] | None = None,
+                    **_ignored: Any) -> list[str] | list[dict]:
+        """Ids of the tasks matching the filters (as `get_tasks`); with additional_return_fields, dicts
+        of 'id' and those fields of the task's row."""
+        found = cls.get_tasks(project_name=project_name, task_name=task_name, tags=tags, task_filter=task_filter)
+        if not additional_return_fields:
+            return [t.id for t in found]
+        return [{"id": t.id, **{f: getattr(t.data, f, None) for f in additional_return_fields}} for t in found]
+
+    @staticmethod
+    def resolve_id(obj: Any) -> Any:
+        """The id of a Task (or anything with an `id`); anything else as given."""
+        return getattr(obj, "id", obj)
+
+    @staticmethod
+    def normalize_id(task_id: Any) -> Any:
+        """A task id with surrounding white space removed."""
+        return task_id.strip() if isinstance(task_id, str) else task_id
+
+    def is_current_task(self) -> bool:
+        """Whether this is the process's current task (ClearML's older form of `Task.current_task() == task`)."""
+        return Task.current_task() == self
+
+    @classmethod
+    def is_offline(cls) -> bool:
+        """False: labpipe writes to its store as it goes; there is no ClearML offline session to import later."""
+        return False
+
+    def get_initial_iteration(self) -> int:
+        """0: labpipe reports iterations as given, with no offset (see set_initial_iteration)."""
+        return 0
+
+    def get_last_iteration(self) -> int:
+        """The largest iteration of any reported scalar (0 when none was reported)."""
+        return max((r["iteration"] for r in outputs.get_scalars(self._db, self.id)), default=0)
+
+    def get_all_reported_scalars(self, x_axis: str = "iter") -> dict[str, dict[str, dict[str, list]]]:
+        """Every reported scalar, unsampled: {title: {series: {'x': [...], 'y': [...]}}}."""
+        return self.get_reported_scalars(x_axis=x_axis)
+
+    def get_reported_single_value(self, name: str) -> float | None:
+        """The single value reported as `name` (Logger.report_single_value), or None."""
+        return self.get_reported_single_values().get(name)
+
+    def get_reported_plots(self, max_iterations: int | None = None) -> list[dict]:
+        """The plots, tables and images reported on this task (see `Logger.get_plots`)."""
+        return self.get_logger().get_plots()
+
+    def set_progress(self, progress: int) -> None:
+        """Record how far the task is, in percent (0-100)."""
+        if isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 100:
+            raise ValueError(f"task {self.id}: set_progress takes a percentage from 0 to 100, not {progress!r}")
+        self._set_runtime("progress", int(progress))
+
+    def get_progress(self) -> int | None:
+        """The progress last set with `set_progress`, or None."""
+        return self.reload()._row.runtime.get("progress")
+
+    def get_user_properties(self, value_only: bool = False) -> dict[str, Any]:
+        """The task's user properties: {name: {'name', 'value', 'description'}} (value_only: {name: value})."""
+        props = dict(self.reload()._row.runtime.get("user_properties") or {})
+        return {k: v["value"] for k, v in props.items()} if value_only else props
+
+    def set_user_properties(self, *iterables: Any, **properties: Any) -> bool:
+        """Add or change user properties: keyword arguments (name=value), dicts of {name: value} or of
+        {'name', 'value', 'description'}, or lists of such dicts."""
+        given: dict[str, dict] = {}
+
+        def take(name: Any, value: Any, description: str = "") -> None:
+            given[str(name)] = {"name": str(name), "value": str(value), "description": description or ""}
+
+        for item in iterables:
+            entries = item if isinstance(item, (list, tuple)) else [item]
+            for entry in entries:
+                if isinstance(entry, Mapping) and "name" in entry and "value" in entry:
+                    take(entry["name"], entry["value"], entry.get("description", ""))
+                elif isinstance(entry, Mapping):
+                    for k, v in entry.items():
+                        take(k, v["value"] if isinstance(v, Mapping) else v, v.get("description", "") if isinstance(v, Mapping) else "")
+                else:
+                    raise ValueError(f"task {self.id}: set_user_properties takes dicts or name=value, not {entry!r}")
+        for k, v in properties.items():
+            take(k, v)
+
+        def change(row):
+            runtime = dict(row.runtime)
+            runtime["user_properties"] = {**(runtime.get("user_properties") or {}), **given}
+            return {"runtime": runtime}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
+        return True
+
+    def delete_user_properties(self, *iterables: Any) -> bool:
+        """Remove user properties by name (names, or dicts with a 'name')."""
+        names = {str(n["name"]) if isinstance(n, Mapping) else str(n) for item in iterables
+                 for n in (item if isinstance(item, (list, tuple, set)) else [item])}
+
+        def change(row):
+            runtime = dict(row.runtime)
+            runtime["user_properties"] = {k: v for k, v in (runtime.get("user_properties") or {}).items() if k not in names}
+            return {"runtime": runtime}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
+        return True
+
+    def _set_runtime(self, key: str, value: Any) -> None:
+        def change(row):
+            return {"runtime": {**row.runtime, key: value}}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
+
+    def set_parameters_as_dict(self, dictionary: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set parameters from {section: {name: value}} (the form `get_parameters_as_dict` returns),
+        replacing all others."""
+        flat: dict[str, Any] = {}
+        for section, values in dictionary.items():
+            if not isinstance(values, Mapping):
+                raise ValueError(f"task {self.id}: set_parameters_as_dict takes {{section: {{name: value}}}}; "
+                                 f"section {section!r} holds {type(values).__name__}")
+            flat.update({f"{section}/{name}": value for name, value in values.items()})
+        self.set_parameters(flat)
+
+    def get_requirements(self) -> dict[str, str]:
+        """The packages the task declared or detected, as ClearML's {'pip': requirements text}."""
+        return {"pip": "\n".join(self.reload()._row.script.get("packages") or [])}
+
+    def set_packages(self, packages: str | os.PathLike | Sequence[str]) -> None:
+        """Replace the task's packages: a list of requirement strings, or a requirements file's path."""
+        from . import requirements
+
+        found = requirements.parse_requirements(packages if isinstance(packages, os.PathLike) else
+                                                 [packages] if isinstance(packages, str) else list(packages))
+
+        def change(row):
+            return {"script": {**row.script, "packages": list(dict.fromkeys(found))}}
+
+        self._row = tasks.modify_task(self._db, self.id, change)
+
+    def get_script(self) -> dict[str, Any]:
+        """What the task runs: entry_point, working_dir, and for a script, its argv and repository."""
+        script = self.reload()._row.script
+        keys = ("kind", "entry_point", "working_dir", "argv", "repo", "repo_branch", "repo_commit", "packages")
+        return {k: script[k] for k in keys if k in script}
+
+    def get_models(self) -> dict[str, list]:
+        """{'input': [...], 'output': [...]}: the same as `models`."""
+        return self.models
+
+    @property
+    def input_models_id(self) -> dict[str, str]:
+        """{name on this task: model id} of its input models."""
+        return self.input_model_ids()
+
+    @property
+    def output_models_id(self) -> dict[str, str]:
+        """{name: model id} of the models this task produced (the newest of each name)."""
+        out: dict[str, str] = {}
+        for model in reversed(self.models["output"]):
+            out.setdefault(model.name, model.id)
+        return out
+
+    def get_registered_artifacts(self) -> dict[str, Any]:
+        """{}: labpipe has no dynamic artifacts (register_artifact); upload_artifact stores a copy at once."""
+        return {}
 
 
 def _check_task_names(task_name: Any, project_name: Any, where: str) -> None:

@@ -156,7 +156,7 @@ def test_fsck_quarantines_corrupt_blobs_and_names_the_rows_that_lost_them(done_t
 def test_clone_sets_typed_parameters_and_enqueues(done_task):
     payload = json.loads(run("clone", done_task.id, "--set", "Args/lr=0.5", "--set", "Args/epochs=7", "--enqueue", "gpu", "--json").stdout)
     clone = Task.get_task(task_id=payload["id"])
-    assert clone.get_parameters() == {"Args/lr": 0.5, "Args/epochs": 7}
+    assert clone.get_parameters(cast=True) == {"Args/lr": 0.5, "Args/epochs": 7}
     assert clone.get_status() == "queued" and clone.data.queue == "gpu"
     result = run("clone", done_task.id, "--set", "nonsense", ok=False)
     assert result.exit_code == 1 and "SECTION/NAME=VALUE" in result.output
@@ -234,7 +234,7 @@ def test_clone_refuses_a_value_that_does_not_fit_the_parameters_type(done_task):
         assert result.exit_code == 1 and why in result.output, result.output
     assert [t.id for t in Task.get_tasks()] == [done_task.id]
     clone_id = json.loads(run("clone", done_task.id, "--set", "Args/epochs=7", "--set", "Args/lr=1", "--json").stdout)["id"]
-    assert Task.get_task(task_id=clone_id).get_parameters() == {"Args/lr": 1.0, "Args/epochs": 7}
+    assert Task.get_task(task_id=clone_id).get_parameters(cast=True) == {"Args/lr": 1.0, "Args/epochs": 7}
 
 
 def test_a_cloned_pipeline_run_keeps_what_it_is_not_how_it_ran(pipeline_run):

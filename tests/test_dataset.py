@@ -215,3 +215,12 @@ def test_a_hostile_file_entry_in_a_shared_store_never_writes_outside_the_copy(fo
     with pytest.raises(DatasetError, match="is not a path inside the dataset"):
         ds.get_local_copy()
     assert not (db.root / "cache" / "datasets" / ds.id).exists()
+
+
+def test_get_of_a_mistyped_dataset_id_names_it_and_the_close_matches(folder):
+    ds = Dataset.create(dataset_name="raw", dataset_project="data")
+    typo = ds.id[:-3] + "zzz"
+    with pytest.raises(DatasetError, match=rf"Dataset.get: no task with id '{typo}' .*; close matches: {ds.id} \(data/raw v"):
+        Dataset.get(dataset_id=typo)
+    with pytest.raises(DatasetError, match=r"no task with id 'elsewhere' in the store [^;]*$"):
+        Dataset.get(dataset_id="elsewhere")

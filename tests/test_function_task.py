@@ -75,7 +75,7 @@ def test_helper_functions_sources_are_stored_beside_the_function():
 
 def test_basic_kwargs_become_typed_kwargs_parameters():
     task = Task.create_function_task(takes_anything, data=1.5, flag=False, nums=(1, 2), conf={"a": [1, "x", None]})
-    params = task.get_parameters()
+    params = task.get_parameters(cast=True)
     assert params == {"kwargs/data": 1.5, "kwargs/flag": False, "kwargs/nums": (1, 2), "kwargs/conf": {"a": [1, "x", None]}}
 
 
@@ -83,7 +83,7 @@ def test_non_basic_kwargs_are_stored_as_artifacts_of_the_task_and_referenced():
     np = pytest.importorskip("numpy")
     arr = np.arange(6).reshape(2, 3)
     task = Task.create_function_task(takes_anything, data=arr, table=_Thing(4))
-    params = task.get_parameters()
+    params = task.get_parameters(cast=True)
     assert params["kwargs_artifacts/data"] == {"task": task.id, "artifact": "kwarg.data"}
     assert params["kwargs_artifacts/table"] == {"task": task.id, "artifact": "kwarg.table"}
     assert not any(k.startswith("kwargs/") for k in params)
@@ -97,7 +97,7 @@ def test_another_tasks_artifact_is_passed_as_a_reference_without_copying():
     by_artifact = Task.create_function_task(takes_anything, data=source.artifacts["table"])
     by_ref = Task.create_function_task(takes_anything, data=ArtifactRef(source.id, "table"))
     for task in (by_artifact, by_ref):
-        assert task.get_parameters() == {"kwargs_artifacts/data": {"task": source.id, "artifact": "table"}}
+        assert task.get_parameters(cast=True) == {"kwargs_artifacts/data": {"task": source.id, "artifact": "table"}}
         assert task.artifacts == {}
 
 

@@ -88,15 +88,6 @@ def test_histogram_rows_are_series_named_by_labels():
                                {"name": "B", "x": ["x", "y", "z"], "y": [4.0, 5.0, 6.0]}]
 
 
-def test_histogram_of_numpys_histogram_tuple_has_its_counts_as_bars_and_its_edges_as_labels():
-    import numpy as np
-
-    t = Task.create(task_name="np hist")
-    t.get_logger().report_histogram("age", "rows", np.histogram([20, 21, 35, 60, 61, 62], bins=3, range=(20, 62)))
-    (chart,) = [p["data"] for p in _charts(t)]
-    assert chart["traces"] == [{"name": "rows", "x": ["20-34", "34-48", "48-62"], "y": [2.0, 1.0, 3.0]}]
-
-
 def test_histogram_of_two_rows_of_equal_length_is_still_two_series():
     t = Task.create(task_name="two rows")
     t.get_logger().report_histogram("h", "s", ([1, 2], [3, 4]), labels=["a", "b"])
@@ -233,3 +224,30 @@ def test_capture_logging_sends_log_records_to_the_console():
         logging.getLogger("mine").warning("disk almost full")
     logging.getLogger("mine").warning("not captured")
     assert "disk almost full" in t.get_console() and "not captured" not in t.get_console()
+
+
+def test_histogram_takes_numpys_histogram_counts_and_bin_edges():
+    import numpy as np
+
+    ages = np.array([22, 25, 31, 38, 38, 45, 61, 70])
+    t = Task.create(task_name="ages")
+    t.get_logger().report_histogram("age", "passengers", values=np.histogram(ages, bins=4), iteration=0, xaxis="age")
+    (chart,) = [p["data"] for p in _charts(t)]
+    counts, edges = np.histogram(ages, bins=4)
+    (trace,) = chart["traces"]
+    assert trace["y"] == [float(c) for c in counts] and sum(trace["y"]) == len(ages)
+    assert trace["bin_edges"] == [float(e) for e in edges]
+    assert trace["x"] == ["[22, 34)", "[34, 46)", "[46, 58)", "[58, 70]"]
+    assert trace["name"] == "passengers" and chart["layout"]["xaxis"] == "age"
+
+
+def test_histogram_of_counts_and_edges_keeps_given_xlabels_and_plain_pairs():
+    t = Task.create(task_name="pairs")
+    log = t.get_logger()
+    log.report_histogram("h", "s", ([3, 1], [0.0, 0.5, 1.0]), xlabels=["low", "high"])
+    log.report_histogram("rows", "s", [[1, 2], [3, 4]])  # two rows of bars, not counts and edges
+    binned, rows = [p["data"] for p in _charts(t)]
+    assert binned["traces"][0]["x"] == ["low", "high"] and binned["traces"][0]["bin_edges"] == [0.0, 0.5, 1.0]
+    assert [tr["y"] for tr in rows["traces"]] == [[1.0, 2.0], [3.0, 4.0]] and "bin_edges" not in rows["traces"][0]
+    with pytest.raises(ValueError, match=r"histogram h2/s: rows have different lengths"):
+        log.report_histogram("h2", "s", ([1, 2, 3], [0, 1]))  # edges one shorter: not np.histogram's shape

@@ -111,3 +111,47 @@ def test_output_model_design_labels_and_connect(tmp_path):
         out.connect(Task.create(task_name="other"))
     with pytest.raises(ArtifactError, match="config_text= or config_dict=, not both"):
         OutputModel(task=task, config_text="a", config_dict={"a": 1})
+
+
+def test_model_metadata_is_kept_with_its_type_and_read_back_cast(tmp_path):
+    task, out = _model(tmp_path)
+    out.set_metadata("epochs", 12)
+    out.set_metadata("ratio", "0.25", v_type=float)
+    out.set_metadata("frozen", True)
+    model = Model(out.id)  # another handle reads what the output model stored
+    assert model.get_metadata("epochs") == "12" and model.get_metadata_casted("epochs") == 12
+    assert model.get_all_metadata()["ratio"] == {"key": "ratio", "type": "float", "value": "0.25"}
+    assert model.get_all_metadata_casted() == {"epochs": 12, "ratio": 0.25, "frozen": True}
+    model.set_all_metadata({"stage": {"type": "str", "value": "prod"}})
+    assert InputModel(model_id=out.id).get_all_metadata_casted() == {"stage": "prod"} and model.get_metadata("epochs") is None
+    assert model.config_dict == {} and model.comment == ""  # the rest of the model's record is untouched
+    with pytest.raises(ValueError, match="model metadata keys are non-empty strings"):
+        model.set_metadata("", 1)
+
+
+def test_output_model_metadata_set_before_its_weights_is_stored_with_them(tmp_path):
+    task = Task.create(project_name="models", task_name="early")
+    out = OutputModel(task=task, name="net")
+    out.set_metadata("dataset", "v3")
+    with pytest.raises(ArtifactError, match=r"OutputModel.get_weights: model 'net' has no weights yet; call update_weights\(\) first"):
+        out.get_weights()
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"abc")
+    out.update_weights(str(path))
+    out.wait_for_uploads()
+    assert Model(out.id).get_metadata("dataset") == "v3" and open(out.get_weights(), "rb").read() == b"abc"
+    assert (out.task, out.original_task, out.project, out.system_tags) == (task.id, task.id, "models", [])
+
+
+def test_weights_package_lists_a_stored_folders_files(tmp_path):
+    task = Task.create(project_name="models", task_name="pkg")
+    folder = tmp_path / "ckpt"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.bin").write_bytes(b"a")
+    (folder / "sub" / "b.bin").write_bytes(b"b")
+    out = OutputModel(task=task, name="pkg")
+    out.update_weights_package(weights_path=str(folder))
+    model = Model(out.id)
+    files = model.get_weights_package()
+    assert sorted(p.rsplit("/", 1)[-1] for p in files) == ["a.bin", "b.bin"]
+    assert model.get_weights_package(return_path=True) == model.get_local_copy() and model.original_task == task.id

@@ -67,11 +67,11 @@ def test_task_steps_resolve_references_and_monitor_onto_the_pipeline():
     dag = pipe.get_pipeline_dag()
     assert dag["train"].parents == ["prep"]  # the reference made prep a parent
     train = Task.get_task(task_id=dag["train"].task_id)
-    assert train.parent == pipe.id and train.get_parameters()["kwargs/lr"] == 0.5
-    assert train.get_parameters()["kwargs/data_url"].startswith("labpipe://")
+    assert train.parent == pipe.id and train.get_parameters(cast=True)["kwargs/lr"] == 0.5
+    assert train.get_parameters(cast=True)["kwargs/data_url"].startswith("labpipe://")
     assert pipe.task.artifacts["score"].get() == 3.0
     assert pipe.task.get_last_scalar_metrics()["prep"]["rows"]["last"] == 4
-    assert pipe.task.get_parameters() == {"Args/rows": 4}
+    assert pipe.task.get_parameters(cast=True) == {"Args/rows": 4}
     assert prod.get_status() == "created"  # templates are cloned, never run
 
 
@@ -84,7 +84,7 @@ def test_function_steps_pass_returns_by_reference_and_cache():
     dag = pipe.get_pipeline_dag()
     s = Task.get_task(task_id=dag["sum"].task_id)
     assert s.artifacts["s"].get() == 20
-    assert s.get_parameters()["kwargs_artifacts/xs"] == {"task": dag["make"].task_id, "artifact": "xs"}
+    assert s.get_parameters(cast=True)["kwargs_artifacts/xs"] == {"task": dag["make"].task_id, "artifact": "xs"}
     again = _pipe()
     again.add_parameter("n", 5)
     again.add_function_step("make", pc.numbers, function_kwargs={"n": "${pipeline.n}"}, function_return=["xs"], cache_executed_step=True)
@@ -135,7 +135,7 @@ def test_get_returns_the_highest_version_and_clone_overrides_args():
     best = PipelineController.get(pipeline_project="t", pipeline_name="versions")
     assert best.data.runtime["pipeline_version"] == "1.10"
     clone = PipelineController.clone(best, parameters={"x": 7})
-    assert clone.get_parameters() == {"Args/x": 7} and clone.get_status() == "created"
+    assert clone.get_parameters(cast=True) == {"Args/x": 7} and clone.get_status() == "created"
 
 
 def test_pipeline_nodes_are_recorded_in_the_store():
@@ -185,7 +185,7 @@ def test_non_basic_literal_kwargs_are_pipeline_artifacts_passed_by_reference_and
     first = run()
     assert first.task.artifacts["frame_sum.df"].get().equals(frame)
     step = Task.get_task(task_id=first.get_pipeline_dag()["frame_sum"].task_id)
-    assert step.get_parameters()["kwargs_artifacts/df"] == {"task": first.id, "artifact": "frame_sum.df"}
+    assert step.get_parameters(cast=True)["kwargs_artifacts/df"] == {"task": first.id, "artifact": "frame_sum.df"}
     assert step.artifacts["s"].get() == 6
     assert run().get_pipeline_dag()["frame_sum"].status == "cached"
 
@@ -201,7 +201,7 @@ def test_model_and_task_field_references_resolve(tmp_path):
     dag = pipe.get_pipeline_dag()
     use = Task.get_task(task_id=dag["use"].task_id)
     assert use.artifacts["return_object"].get() == "trained weights"
-    params = use.get_parameters()
+    params = use.get_parameters(cast=True)
     assert params["General/source"] == dag["train"].task_id and params["General/name"] == "train"
 
 

@@ -54,7 +54,7 @@ def test_debug_mode_runs_plain_calls_and_records_only_the_pipeline_run():
         PipelineDecorator._mode = "remote"
     (pipe,) = Task.get_tasks()  # the run itself; its steps were plain calls, not tasks
     assert pipe.task_type == "controller" and pipe.get_status() == "completed"
-    assert pipe.get_parameters() == {"Args/n": 3, "Args/bonus": 10}
+    assert pipe.get_parameters(cast=True) == {"Args/n": 3, "Args/bonus": 10}
 
 
 def test_debug_mode_logic_reports_on_its_pipeline_task():
@@ -89,14 +89,14 @@ def test_local_mode_runs_steps_as_tasks_and_passes_results_by_reference(local_mo
     assert pc.chain_pipeline(n=4, bonus=1) == 7
     pipe = _pipeline_task("chain")
     assert pipe.get_status() == "completed" and pipe.task_type == "controller"
-    assert pipe.get_parameters() == {"Args/n": 4, "Args/bonus": 1}
+    assert pipe.get_parameters(cast=True) == {"Args/n": 4, "Args/bonus": 1}
     nodes = _nodes(pipe.id)
     assert list(nodes) == ["make_numbers", "add_up"]
     assert nodes["add_up"]["parents"] == ["make_numbers"] and all(n["status"] == "completed" for n in nodes.values())
     make, add = (Task.get_task(task_id=nodes[n]["task"]) for n in ("make_numbers", "add_up"))
-    assert make.parent == pipe.id and make.get_parameters()["kwargs/n"] == 4
+    assert make.parent == pipe.id and make.get_parameters(cast=True)["kwargs/n"] == 4
     # the proxy travelled as a reference to the first step's artifact, not as data
-    assert add.get_parameters()["kwargs_artifacts/numbers"] == {"task": make.id, "artifact": "numbers"}
+    assert add.get_parameters(cast=True)["kwargs_artifacts/numbers"] == {"task": make.id, "artifact": "numbers"}
     assert add.artifacts["total"].get() == 7
 
 
@@ -359,7 +359,7 @@ def test_args_map_puts_arguments_in_their_sections(local_mode):
         return int(pc.add_up(pc.make_numbers(n), bonus=bonus))
 
     assert mapped(n=3, bonus=1) == 4
-    assert _pipeline_task("argsmap").get_parameters() == {"Data/n": 3, "Args/bonus": 1}
+    assert _pipeline_task("argsmap").get_parameters(cast=True) == {"Data/n": 3, "Args/bonus": 1}
 
 
 def test_parallel_instances_run_concurrently_and_wait_for_multi_pipelines_collects_them(local_mode):
@@ -391,7 +391,7 @@ def test_remote_mode_without_waiting_only_enqueues_the_controller():
         PipelineDecorator.run_remotely(wait=True)
     pipe = _pipeline_task("chain")
     assert pipe.get_status() == "queued" and pipe.data.queue == "services"
-    assert pipe.data.script["pipeline_function"] == "chain_pipeline" and pipe.get_parameters() == {"Args/n": 2, "Args/bonus": 1}
+    assert pipe.data.script["pipeline_function"] == "chain_pipeline" and pipe.get_parameters(cast=True) == {"Args/n": 2, "Args/bonus": 1}
 
 
 def test_remote_mode_without_waiting_tells_which_task_it_enqueued_and_what_runs_it(tmp_path):

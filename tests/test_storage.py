@@ -61,3 +61,42 @@ def test_upload_file_copies_to_a_local_destination(tmp_path):
     assert dest.read_text() == "A"
     with pytest.raises(ValueError, match="local paths or file://"):
         StorageManager.upload_file(str(src), "s3://bucket/x")
+
+
+def test_exists_and_size_of_local_http_and_artifact_urls(tmp_path, http_root):
+    root, base = http_root
+    (root / "data.csv").write_text("a,b\n1,2\n")
+    local = tmp_path / "x.bin"
+    local.write_bytes(b"12345")
+    task = Task.create(task_name="t")
+    task.upload_artifact("blob", artifact_object=str(local))
+    url = task.artifacts["blob"].url
+    assert StorageManager.exists_file(str(local)) and StorageManager.exists_file(f"file://{local}")
+    assert StorageManager.exists_file(f"{base}/data.csv") and not StorageManager.exists_file(f"{base}/missing.csv")
+    assert StorageManager.exists_file(url) and not StorageManager.exists_file(str(tmp_path / "nope"))
+    assert StorageManager.get_file_size_bytes(str(local)) == 5 and StorageManager.get_file_size_bytes(url) == 5
+    assert StorageManager.get_file_size_bytes(f"{base}/data.csv") == 8
+    assert StorageManager.get_file_size_bytes(str(tmp_path / "nope"), silence_errors=True) is None
+    with pytest.raises(FileNotFoundError, match="get_file_size_bytes: .*nope is not a file labpipe can reach"):
+        StorageManager.get_file_size_bytes(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match=r"exists_file: unsupported url scheme 's3'"):
+        StorageManager.exists_file("s3://bucket/key")
+
+
+def test_list_metadata_and_download_folder_of_a_local_folder(tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("a")
+    (src / "sub" / "b.csv").write_text("bb")
+    assert StorageManager.list(str(src)) == ["a.txt", "sub/b.csv"]
+    assert StorageManager.list(f"file://{src}", with_metadata=True)[1] == {"name": "sub/b.csv", "size": 2}
+    assert StorageManager.get_metadata(str(src / "a.txt")) == {"name": "a.txt", "size": 1}
+    assert StorageManager.get_metadata(str(src / "none")) is None
+    out = StorageManager.download_folder(str(src), str(tmp_path / "dst"), match_wildcard="*.csv")
+    assert StorageManager.list(out) == ["sub/b.csv"]
+    cached = StorageManager.download_folder(str(src))
+    assert StorageManager.list(cached) == ["a.txt", "sub/b.csv"] and "/cache/folders/" in cached
+    with pytest.raises(ValueError, match=r"StorageManager.list: labpipe reads only local paths and file:// URLs here, not s3://b/k"):
+        StorageManager.list("s3://b/k")
+    StorageManager.set_report_upload_chunk_size(10)  # no progress to report: accepted
+    StorageManager.set_report_download_chunk_size(10)

@@ -68,4 +68,4 @@ def test_set_params_only_missing_keeps_a_value_already_there():
     task = Task.create(task_name="p")
     task.set_parameter("Args/lr", 0.5)
     tasks.set_params(db, task.id, [("Args", "lr", "0.1", "float", ""), ("Args", "epochs", "3", "int", "")], only_missing=True)
-    assert task.get_parameters() == {"Args/lr": 0.5, "Args/epochs": 3}
+    assert task.get_parameters(cast=True) == {"Args/lr": 0.5, "Args/epochs": 3}

@@ -17,7 +17,7 @@ def test_issue_example_round_trips_parameters_and_artifact():
     t.upload_artifact("table", {"a": [1, 2]})
     again = Task.get_task(task_id=t.id)
     assert again.artifacts["table"].get() == {"a": [1, 2]}
-    assert again.get_parameters() == {"Args/lr": 0.1, "Args/epochs": 3}
+    assert again.get_parameters(cast=True) == {"Args/lr": 0.1, "Args/epochs": 3}
     assert again.task_type == "data_processing" and again.project == "demo" and again.name == "prep"
     assert again.get_status() == "created"
 
@@ -27,12 +27,12 @@ def test_parameter_types_round_trip_in_sections():
     values = {"Args/f": 0.5, "Args/i": 3, "Args/b": True, "Args/s": "x", "Args/n": None, "Args/l": [1, "a"],
               "Args/t": (1, 2), "Args/d": {"k": [1]}, "kwargs/x": 1, "plain": "general"}
     t.set_parameters(values)
-    got = Task.get_task(task_id=t.id).get_parameters()
+    got = Task.get_task(task_id=t.id).get_parameters(cast=True)
     assert got.pop("General/plain") == "general"
     values.pop("plain")
     assert got == values
     assert type(got["Args/t"]) is tuple and type(got["Args/i"]) is int and type(got["Args/b"]) is bool
-    nested = t.get_parameters_as_dict()
+    nested = t.get_parameters_as_dict(cast=True)
     assert nested["Args"]["f"] == 0.5 and nested["kwargs"]["x"] == 1
     assert t.get_parameters(cast=False)["Args/i"] == "3"
 
@@ -41,11 +41,11 @@ def test_set_parameters_replaces_and_set_parameter_adds():
     t = Task.create(task_name="p")
     t.set_parameters({"Args/a": 1, "Args/b": 2})
     t.set_parameters({"Args/c": 3})
-    assert t.get_parameters() == {"Args/c": 3}
+    assert t.get_parameters(cast=True) == {"Args/c": 3}
     t.set_parameter("Args/d", 4, description="four")
     t.update_parameters({"Args/c": 30})
-    assert t.get_parameters() == {"Args/c": 30, "Args/d": 4}
-    assert t.get_parameter("Args/d") == 4 and t.get_parameter("Args/zz", 9) == 9
+    assert t.get_parameters(cast=True) == {"Args/c": 30, "Args/d": 4}
+    assert t.get_parameter("Args/d", cast=True) == 4 and t.get_parameter("Args/zz", 9, cast=True) == 9
 
 
 def test_bad_parameter_name_is_rejected():
@@ -58,7 +58,7 @@ def test_connect_records_locally_and_applies_overrides_when_run_remotely():
     t = Task.create(task_name="c")
     config = {"lr": 0.1, "epochs": 3}
     t.connect(config, name="Args")
-    assert t.get_parameters() == {"Args/lr": 0.1, "Args/epochs": 3}
+    assert t.get_parameters(cast=True) == {"Args/lr": 0.1, "Args/epochs": 3}
     t.set_parameter("Args/epochs", "7")  # an override as a string, as from the CLI
     t._remote = True
     cfg = {"lr": 0.1, "epochs": 3}
@@ -130,7 +130,7 @@ def test_clone_copies_definition_and_parameters_never_outputs():
     src.archive()
     clone = Task.clone(src, name="copy")
     assert clone.name == "copy" and clone.project == "p" and clone.task_type == "qc" and clone.parent == src.id
-    assert clone.get_status() == "created" and clone.get_parameters() == {"Args/x": 1}
+    assert clone.get_status() == "created" and clone.get_parameters(cast=True) == {"Args/x": 1}
     assert clone.artifacts == {} and clone.get_reported_scalars() == {}
     assert clone.get_tags() == ["t"] and not clone.get_archived()
     with pytest.raises(TaskNotFound):
@@ -160,7 +160,7 @@ def test_task_init_completes_on_normal_exit_and_keeps_console(tmp_path):
     t = Task.get_task(project_name="proj", task_name="train")
     assert t.get_status() == "completed"
     assert "hello from the script 0.3" in t.get_console()
-    assert t.get_parameters() == {"Args/lr": 0.3}
+    assert t.get_parameters(cast=True) == {"Args/lr": 0.3}
     assert t.data.script["entry_point"] == str(script)
 
 
@@ -277,7 +277,7 @@ def test_parameters_set_from_four_processes_at_once_are_all_kept():
     task = Task.create(task_name="tuned")
     task.set_parameters({"Args/kept": "yes"})
     _in_processes(_set_parameters, 4, task.id, 50)
-    params = task.get_parameters()
+    params = task.get_parameters(cast=True)
     assert params == {
         "Args/kept": "yes",
         **{f"Args/p{i}_{j}": j for i in range(4) for j in range(50)},
@@ -317,3 +317,37 @@ def test_status_transitions_racing_from_four_processes_have_one_winner_each():
     assert sorted(ended) == sorted(ids) and len([s for s in seen if s[0] == "ended"]) == len(ids)
     for task_id, by in ended.items():  # the status is the winner's, never overwritten by a loser
         assert Task.get_task(task_id=task_id).get_status() == ("completed" if by % 2 else "stopped")
+
+
+def test_parameters_come_back_as_text_unless_cast_as_in_clearml():
+    t = Task.create(task_name="text")
+    t.set_parameters({"Args/lr": 0.1, "Args/n": 3, "Args/on": True, "Args/none": None, "Args/l": ["a", 1], "Args/d": {"k": 2}})
+    assert t.get_parameters() == {"Args/lr": "0.1", "Args/n": "3", "Args/on": "True", "Args/none": "",
+                                  "Args/l": '["a", 1]', "Args/d": '{"k": 2}'}
+    assert t.get_parameter("Args/n") == "3" and t.get_parameter("Args/n", cast=True) == 3
+    assert t.get_parameters_as_dict() == {"Args": t.get_parameters_as_dict(cast=False)["Args"]}
+    assert t.get_parameters_as_dict()["Args"]["lr"] == "0.1" and t.get_parameters_as_dict(cast=True)["Args"]["lr"] == 0.1
+
+
+def test_clearml_recipe_get_change_set_keeps_every_parameters_type():
+    t = Task.create(task_name="recipe")
+    t.set_parameters({"Args/lr": 0.1, "Args/n": 3, "Args/on": True, "Args/none": None, "Args/t": (1, 2), "Args/s": "x"})
+    params = t.get_parameters()  # all text
+    params["Args/lr"] = "0.5"  # an edit as text, as from a UI or a CLI
+    t.set_parameters(params)
+    assert t.get_parameters(cast=True) == {"Args/lr": 0.5, "Args/n": 3, "Args/on": True, "Args/none": None,
+                                           "Args/t": (1, 2), "Args/s": "x"}
+    t.update_parameters({"Args/n": "not a number"})  # text that is no int stays text, as ClearML keeps what was typed
+    assert t.get_parameter("Args/n", cast=True) == "not a number"
+    t.set_parameter("Args/k", "7", value_type=int)
+    assert t.get_parameter("Args/k", cast=True) == 7
+
+
+def test_execute_remotely_on_an_unknown_queue_is_a_value_error_naming_it_and_changes_nothing():
+    task = Task.init(project_name="templates", task_name="nowhere", capture_output=False)
+    try:
+        with pytest.raises(ValueError, match=r"no queue named 'gpu-nobody-serves'.*labpipe agent --queue gpu-nobody-serves"):
+            task.execute_remotely(queue_name="gpu-nobody-serves", clone=True, exit_process=False)
+        assert task.reload().status == "in_progress" and Task.get_tasks(project_name="templates", task_name="nowhere") == [task]
+    finally:
+        task.close()

@@ -204,8 +204,8 @@ def bench_kill(n: int = 200) -> None:
         runs[line] = runs.get(line, 0) + 1
     completed = [t for t, s in zip(tasks, statuses, strict=True) if s == "completed"]
     failed = [t for t, s in zip(tasks, statuses, strict=True) if s == "failed"]
-    twice = [t.name for t in tasks if runs.get(t.get_parameters()["kwargs/tag"], 0) > 1]
-    unrun = [t for t in completed if runs.get(t.get_parameters()["kwargs/tag"], 0) != 1]
+    twice = [t.name for t in tasks if runs.get(t.get_parameters(cast=True)["kwargs/tag"], 0) > 1]
+    unrun = [t for t in completed if runs.get(t.get_parameters(cast=True)["kwargs/tag"], 0) != 1]
     integrity = db.query_one("PRAGMA integrity_check")[0]
     ok = len(completed) + len(failed) == n and not twice and not unrun and integrity == "ok"
     report("completed + failed of 200, none twice", f"{len(completed)} + {len(failed)}", "200, 0 twice", ok,

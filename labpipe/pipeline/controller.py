@@ -27,7 +27,7 @@ from ..errors import PipelineError, TaskNotFound
 from ..store import leases, tasks
 from ..task import ENV_TASK_ID, Task
 from . import references
-from .dag import DAG, Node
+from .dag import DAG, NODE_STATUSES, Node
 from .pipeline_task import (
     agent_serves,
     close_run,
@@ -491,7 +491,7 @@ class PipelineController:
 
     def _apply_overrides(self, task: Task) -> None:
         """A clone's edited Args are the pipeline's parameters."""
-        stored = task.get_parameters()
+        stored = task.get_parameters(cast=True)
         for key in list(self._params):
             if f"Args/{key}" in stored:
                 self._params[key] = stored[f"Args/{key}"]
@@ -690,6 +690,28 @@ class PipelineController:
     def enqueue(cls, pipeline: Task | str, queue_name: str = "services") -> Task:
         """Enqueue a pipeline run (e.g. a clone) on `queue_name` for a services worker to re-run."""
         return Task.enqueue(pipeline, queue_name=queue_name)
+
+    # -- the rest of ClearML's PipelineController names that mean something offline ------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    #: the statuses a Node can have, as ClearML lists them
+    valid_job_status = list(NODE_STATUSES)
+
+    @property
+    def tags(self) -> list[str]:
+        """The pipeline task's tags ([] before it has a task)."""
+        return self._task.get_tags() if self._task is not None else []
+
+    @property
+    def version(self) -> str | None:
+        """The pipeline's version: the run's, once it has a task; before, the one given (None: decided at start)."""
+        if self._task is not None:
+            return self._task.reload().data.runtime.get("pipeline_version") or self._version
+        return self._version
+
+    def connect_configuration(self, configuration: Any, name: str | None = None, description: str | None = None) -> Any:
+        """Connect a configuration (dict, file path or text) to the pipeline task, as `Task.connect_configuration`."""
+        return self._ensure_task(_status.CREATED).connect_configuration(configuration, name=name, description=description)
 
 
 def _ref_steps(spec: StepSpec) -> set[str]:

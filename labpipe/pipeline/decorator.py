@@ -32,6 +32,7 @@ from .. import status as _status
 from ..errors import PipelineError, StepFailed
 from ..function_task import unwrap_decorated
 from ..task import ENV_TASK_ID, Task, _context_task
+from .dag import NODE_STATUSES, Node
 from .pipeline_task import (
     close_run,
     create_pipeline_task,
@@ -282,7 +283,7 @@ class PipelineFunction:
     def _overridden(self, task: Task, kwargs: dict) -> dict:
         """The call's arguments with the task's stored (possibly edited) Args applied: a clone with
         changed arguments really runs with them."""
-        stored = task.get_parameters()
+        stored = task.get_parameters(cast=True)
         sections = {arg: sec for sec, args in (self.settings.get("args_map") or {}).items() for arg in args}
         out = dict(kwargs)
         for key, value in kwargs.items():
@@ -577,4 +578,39 @@ class PipelineDecorator:
         from ..models import OutputModel
 
         return OutputModel(task=cls._pipeline_task(), name=model_name).update_weights(weights_filename=model_local_path)
+
+    # -- the rest of ClearML's PipelineDecorator names that mean something offline -------------
+    # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
+
+    #: ClearML's `PipelineDecorator.Node` (the same class as `PipelineController.Node`)
+    Node = Node
+    #: the statuses a Node can have, as ClearML lists them
+    valid_job_status = list(NODE_STATUSES)
+
+    @classmethod
+    def add_tags(cls, tags: str | Sequence[str]) -> None:
+        """Add tags to the running pipeline's task (from its logic or from inside a component)."""
+        cls._pipeline_task().add_tags([tags] if isinstance(tags, str) else list(tags))
+
+    @classmethod
+    def get(cls, pipeline_id: str | None = None, pipeline_project: str | None = None, pipeline_name: str | None = None,
+            pipeline_version: str | None = None, pipeline_tags: Sequence[str] | None = None) -> Task:
+        """A pipeline run's task, as `PipelineController.get`."""
+        from .controller import PipelineController
+
+        return PipelineController.get(pipeline_id, pipeline_project, pipeline_name, pipeline_version, pipeline_tags)
+
+    @classmethod
+    def clone(cls, pipeline: Task | str, name: str | None = None, parameters: dict | None = None) -> Task:
+        """A new draft of a pipeline run, as `PipelineController.clone`."""
+        from .controller import PipelineController
+
+        return PipelineController.clone(pipeline, name=name, parameters=parameters)
+
+    @classmethod
+    def enqueue(cls, pipeline: Task | str, queue_name: str = "services") -> Task:
+        """Enqueue a pipeline run for a services worker, as `PipelineController.enqueue`."""
+        from .controller import PipelineController
+
+        return PipelineController.enqueue(pipeline, queue_name=queue_name)
 

@@ -46,7 +46,7 @@ def make_resolver(run: PipelineRun, params: dict[str, Any]):
         kind, path = ref.kind, ref.path
         if kind == "parameter":
             name = ref.name
-            stored = task.get_parameters()
+            stored = task.get_parameters(cast=True)
             if name not in stored:
                 raise PipelineError(f"reference {ref.text}: step {ref.step!r} has no parameter {name!r}; it has {', '.join(stored) or 'none'}")
             return stored[name]
@@ -168,7 +168,7 @@ def _cache_key(base: Task, overrides: dict, spec: StepSpec) -> str | None:
     from ..fingerprint import fingerprint
     from ..hashing import hash_bytes
 
-    params = dict(base.get_parameters())
+    params = dict(base.get_parameters(cast=True))
     params.update(overrides)
     try:
         digest = fingerprint({"script": base.data.script, "params": params, "config": spec.configuration_overrides,

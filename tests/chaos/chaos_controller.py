@@ -57,7 +57,7 @@ def _completed_steps() -> set[int]:
     for t in Task.get_tasks(project_name="chaos", task_filter={"status": ["completed"]}):
         if t.task_type == "controller":
             continue
-        i = t.get_parameters().get("kwargs/i")
+        i = t.get_parameters(cast=True).get("kwargs/i")
         if i is not None:
             done.add(int(i))
     return done

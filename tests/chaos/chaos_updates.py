@@ -102,7 +102,7 @@ def concurrent_params(workdir: Path, full: bool) -> dict:
     with _own_store(workdir):
         task = Task.create(task_name="tuned")
         codes = _in_processes(_set_params, procs, task.id, each)
-        params = task.get_parameters()
+        params = task.get_parameters(cast=True)
     wanted = {f"Args/p{i}_{j}": j for i in range(procs) for j in range(each)}
     wanted.update({f"Shared/last_{i}": each - 2 for i in range(procs)})
     return {"processes": procs, "expected": len(wanted), "lost": sum(params.get(k) != v for k, v in wanted.items()),

@@ -140,16 +140,16 @@ def check_decorator(store: Path, cwd: Path) -> None:
 def check_from_tasks(store: Path, cwd: Path) -> None:
     out = run_example("pipeline_from_tasks.py", store, cwd, "--C", "0.5").stdout
     [run] = pipeline_runs("pipeline from tasks")
-    assert run.get_status() == "completed" and run.get_parameters() == {"Args/test_size": 0.25, "Args/C": 0.5}
+    assert run.get_status() == "completed" and run.get_parameters(cast=True) == {"Args/test_size": 0.25, "Args/C": 0.5}
     nodes = nodes_of(run)
     assert_completed_with(nodes, {"prep": {"data", "rows"}, "train": {"model", "train_accuracy"},
                                   "evaluate": {"confusion", "scores"}, "report": {"report"}})
     assert nodes["evaluate"]["parents"] == ["prep", "train"]  # made parents by the references alone
     prep, train, evaluate, report = (Task.get_task(task_id=nodes[n]["task"]) for n in ("prep", "train", "evaluate", "report"))
-    assert train.get_parameters()["kwargs/data_url"] == prep.artifacts["data"].url
-    assert train.get_parameters()["kwargs/C"] == 0.5  # ${pipeline.C}, with its type
-    assert evaluate.get_parameters()["kwargs/train_task_id"] == train.id  # ${train.id}
-    assert report.get_parameters()["Args/evaluate_task_id"] == evaluate.id and report.get_parameters()["Args/C"] == 0.5
+    assert train.get_parameters(cast=True)["kwargs/data_url"] == prep.artifacts["data"].url
+    assert train.get_parameters(cast=True)["kwargs/C"] == 0.5  # ${pipeline.C}, with its type
+    assert evaluate.get_parameters(cast=True)["kwargs/train_task_id"] == train.id  # ${train.id}
+    assert report.get_parameters(cast=True)["Args/evaluate_task_id"] == evaluate.id and report.get_parameters(cast=True)["Args/C"] == 0.5
     for step in (prep, train, evaluate, report):
         assert step.parent == run.id and f"pipe: {run.id}" in step.get_tags()
     templates = Task.get_tasks(project_name="examples/templates")
@@ -169,8 +169,8 @@ def check_from_functions(store: Path, cwd: Path) -> None:
     assert_completed_with(nodes, steps)
     split = Task.get_task(task_id=nodes["split"]["task"])
     # the DataFrame travelled by reference (store -> worker), not as a copy through the controller
-    assert split.get_parameters()["kwargs_artifacts/df"] == {"task": nodes["load"]["task"], "artifact": "df"}
-    assert split.get_parameters()["kwargs/test_size"] == 0.25
+    assert split.get_parameters(cast=True)["kwargs_artifacts/df"] == {"task": nodes["load"]["task"], "artifact": "df"}
+    assert split.get_parameters(cast=True)["kwargs/test_size"] == 0.25
     assert run.get_last_scalar_metrics()["accuracy"]["test"]["last"] > 0.8
     assert "(0 of 4 steps cached)" in first
     before = step_task_ids()
@@ -215,7 +215,7 @@ def check_random_search(store: Path, cwd: Path) -> None:
         assert trial.artifacts["accuracy"].get() == accuracies[trial.id]
     [template] = Task.get_tasks(project_name="examples/templates", task_name="svc template")
     assert template.get_status() == "created"
-    assert len({(t.get_parameter("kwargs/C"), t.get_parameter("kwargs/gamma")) for t in trials}) == 10  # each its own
+    assert len({(t.get_parameter("kwargs/C", cast=True), t.get_parameter("kwargs/gamma", cast=True)) for t in trials}) == 10  # each its own
     best = optimizer.artifacts["best"].get()
     top = max(accuracies.values())
     assert best["accuracy"] == top and accuracies[best["task"]] == top  # ties are possible: any top trial
