@@ -164,6 +164,7 @@ class PipelineController:
         self._task: Task | None = None
         self._run: PipelineRun | None = None
         self._started: float | None = None
+        self._progress: dict = {}  # start_locally's quiet / stream_output (labpipe.progress)
         self._refresh: bool | set[str] = False
         if always_create_task:
             self._ensure_task(_status.CREATED)
@@ -353,10 +354,12 @@ class PipelineController:
     # -- running ----------------------------------------------------------------------------
 
     def start(self, queue: str = "services", step_task_created_callback: Callable | None = None,
-              step_task_completed_callback: Callable | None = None, wait: bool = True) -> bool:
+              step_task_completed_callback: Callable | None = None, wait: bool = True, quiet: bool = False,
+              stream_output: bool | None = None) -> bool:
         """Run the controller as a task on `queue` (a built-in pool serves it unless a daemon does).
 
         wait: block until the pipeline ends (showing progress); False returns after enqueueing.
+        quiet, stream_output: as for start_locally.
         Returns True if the pipeline succeeded (or was enqueued, with wait=False).
         """
         names.check_queue_name(queue, where=f"pipeline {self._name!r}: start")
@@ -369,11 +372,15 @@ class PipelineController:
         Task.enqueue(task, queue_name=queue)
         if not wait:
             return True
-        return wait_on_services(task, queue).status in _status.SUCCEEDED
+        return wait_on_services(task, queue, quiet=quiet, stream_output=stream_output is not False).status in _status.SUCCEEDED
 
     def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
-                      step_task_completed_callback: Callable | None = None) -> bool:
+                      step_task_completed_callback: Callable | None = None, quiet: bool = False,
+                      stream_output: bool | None = None) -> bool:
         """Run the controller in this process. Blocks until the pipeline ends; returns True if it succeeded.
+
+        quiet: show no progress (as LABPIPE_PROGRESS=0). stream_output: False leaves the steps' own
+        output out of the progress shown (as LABPIPE_STEP_OUTPUT=0); see `labpipe.progress`.
 
         run_pipeline_steps_locally: True runs every step in this process's own worker pool (a private
         queue no agent serves); False sends steps to their execution queues, served by the built-in
@@ -386,6 +393,7 @@ class PipelineController:
             task = self._ensure_task(_status.IN_PROGRESS)
         from ..console import captured_console
 
+        self._progress = {"quiet": quiet, "stream_output": stream_output}
         with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
             return self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
                                  local_steps=run_pipeline_steps_locally)
@@ -403,6 +411,7 @@ class PipelineController:
             retry_on_failure=self._retry_on_failure, pool_frequency=float(self._pool_frequency or 0) * 60,
             pool=pool_starter() if pool else None, refresh=self._refresh_for(),
             step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
+            **self._progress,
         )
         run.params = dict(self._params)
         run.local_imports = self._local_imports

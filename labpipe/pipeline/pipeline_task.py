@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import params as _params
+from .. import progress
 from .. import status as _status
-from ..store import leases, pipelines, tasks
+from ..store import leases, tasks
 from ..store.db import get_database
 from ..task import Task
 
@@ -89,6 +90,7 @@ def finish(task: Task, status: str, message: str) -> None:
     """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
     leases.end_run(task._db, task.id, status, message)
     task.reload()
+    progress.run_ended(task.id, task.data.status, task.data.status_message or "")
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
@@ -117,23 +119,10 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def follow(task: Task, poll: float = 0.1) -> Task:
-    """Wait for a pipeline task, logging progress (steps done/total) as it changes."""
-    from ..waiting import wait_for_tasks
-
-    last = None
-    while True:
-        try:
-            wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=1.0)
-            return task.reload()
-        except TimeoutError:
-            pass
-        counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
-        done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
-        line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
-        if line != last:
-            log.info(line)
-            last = line
+def follow(task: Task, quiet: bool = False, stream_output: bool | None = True) -> Task:
+    """Wait for a pipeline task executed elsewhere, showing its progress (`labpipe.progress.follow`)."""
+    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task._db)
+    return task.reload()
 
 
 def pool_starter(workers: int | None = None, services: bool = False) -> Callable[[str], None]:
@@ -162,13 +151,13 @@ def require_script_file(what: str, advice: str, fallback_entry: str | None = Non
         )
 
 
-def wait_on_services(task: Task, queue: str) -> Task:
-    """Make sure `queue` is served, follow the enqueued pipeline task to its end (showing progress),
-    and stop it and its steps on Ctrl-C. Returns the task as it ended."""
+def wait_on_services(task: Task, queue: str, quiet: bool = False, stream_output: bool | None = True) -> Task:
+    """Make sure `queue` is served, follow the enqueued pipeline task to its end (showing progress,
+    see `labpipe.progress`), and stop it and its steps on Ctrl-C. Returns the task as it ended."""
     pool_starter(services=True)(queue)
     ensure_progress_handler()
     try:
-        return follow(task)
+        return follow(task, quiet=quiet, stream_output=stream_output)
     except KeyboardInterrupt:
         stop_pipeline_task(task, INTERRUPTED)
         raise
