@@ -1,9 +1,11 @@
-"""Capturing a task's stdout/stderr into its console log, readable while it runs."""
+"""Capturing a task's stdout/stderr into its console log, readable while it runs; and finding the
+terminal beneath that capture (where a progress view draws)."""
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from .store import outputs
@@ -120,3 +122,45 @@ class captured_console:  # noqa: N801 - used as a context manager, like contextl
             untee_streams(self._tees)
         except Exception:  # noqa: BLE001 - a busy store must not break the user's program
             pass
+
+
+def terminal_stream(stream: TextIO) -> TextIO:
+    """The stream beneath a console tee: where a progress view writes, so that what it draws reaches
+    the person and is not stored again in the run's console."""
+    while isinstance(stream, ConsoleTee):
+        stream = stream.original
+    return stream
+
+
+def route_terminal(wrap: Callable[[TextIO], TextIO], names: Iterable[str] = ("stdout", "stderr")) -> Callable[[], None]:
+    """Send what this process writes to sys.stdout / sys.stderr (`names`) through `wrap(stream)` (a
+    live view prints it above itself), beneath any console tee so the tee still stores it. Returns
+    the function that undoes it (where the streams are still as it left them)."""
+    import sys
+
+    undo: list[Callable[[], None]] = []
+    for name in names:
+        current = getattr(sys, name)
+        if isinstance(current, ConsoleTee):
+            tee, original = current, current.original
+            proxy = tee.original = wrap(original)
+
+            def restore(tee=tee, original=original, proxy=proxy, name=name) -> None:
+                if tee.original is proxy:
+                    tee.original = original
+                if getattr(sys, name) is proxy:  # the tee was undone meanwhile and left our proxy in place
+                    setattr(sys, name, original)
+        else:
+            original, proxy = current, wrap(current)
+            setattr(sys, name, proxy)
+
+            def restore(original=original, proxy=proxy, name=name) -> None:
+                if getattr(sys, name) is proxy:
+                    setattr(sys, name, original)
+        undo.append(restore)
+
+    def undo_all() -> None:
+        for restore in undo:
+            restore()
+
+    return undo_all

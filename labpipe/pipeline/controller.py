@@ -169,6 +169,7 @@ class PipelineController:
         self._task: Task | None = None
         self._run: PipelineRun | None = None
         self._started: float | None = None
+        self._progress: dict = {}  # start_locally's quiet / stream_output (labpipe.progress)
         self._refresh: bool | set[str] = False
         if always_create_task:
             self._ensure_task(_status.CREATED)
@@ -358,7 +359,8 @@ class PipelineController:
     # -- running ----------------------------------------------------------------------------
 
     def start(self, queue: str = "services", step_task_created_callback: Callable | None = None,
-              step_task_completed_callback: Callable | None = None, wait: bool = True) -> bool:
+              step_task_completed_callback: Callable | None = None, wait: bool = True, quiet: bool = False,
+              stream_output: bool | None = None) -> bool:
         """Run the controller as a task on `queue`, as ClearML's start() does: the script runs again there.
 
         In the calling process the pipeline is enqueued and the process leaves, so that the code after
@@ -369,11 +371,13 @@ class PipelineController:
           as it goes and leaves with the run's outcome (0 completed, 1 failed, 130 stopped) once the
           script there, the code after `start()` included, has ended.
         On the controller's side it runs the pipeline and returns True if it succeeded, else False;
-        `wait` is accepted for ClearML's sake (the pipeline has ended when start() returns).
+        `wait` is accepted for ClearML's sake (the pipeline has ended when start() returns). quiet: the
+        caller shows nothing of the run; stream_output: as for start_locally, on the controller's side.
         """
         names.check_queue_name(queue, where=f"pipeline {self._name!r}: start")
         attached = self._attached_task()
         if attached is not None:
+            self._progress = {"stream_output": stream_output}
             return self._control(attached, step_task_created_callback, step_task_completed_callback, pool=True)
         self._validate()
         require_script_file(f"pipeline {self._name!r}: start()", "use start_locally(), or put it in a .py file")
@@ -382,16 +386,20 @@ class PipelineController:
         if agent_serves(queue):
             hand_over(task, queue)
         pool_starter(services=True)(queue)
-        exit_with_outcome(watch_run(task))
+        exit_with_outcome(watch_run(task, quiet=quiet))
         return True  # not reached: the caller has left
 
     def start_locally(self, run_pipeline_steps_locally: bool = False, step_task_created_callback: Callable | None = None,
-                      step_task_completed_callback: Callable | None = None) -> bool:
+                      step_task_completed_callback: Callable | None = None, quiet: bool = False,
+                      stream_output: bool | None = None) -> bool:
         """Run the controller in this process. Blocks until the pipeline ends; returns True when it succeeded.
 
         A failed run raises StepFailed naming each failed step's root cause, so that a script never ends
         with status 0 after a failed run (uncaught, it prints your frames and the causes, exit status 1);
         catch it to go on. A run stopped by `labpipe stop` prints one line and exits with status 130.
+
+        quiet: show no progress (as LABPIPE_PROGRESS=0). stream_output: False leaves the steps' own
+        output out of the progress shown (as LABPIPE_STEP_OUTPUT=0); see `labpipe.progress`.
 
         run_pipeline_steps_locally: True runs every step in this process's own worker pool (a private
         queue no agent serves); False sends steps to their execution queues, served by the built-in
@@ -404,6 +412,7 @@ class PipelineController:
             task = self._ensure_task(_status.IN_PROGRESS)
         from ..console import captured_console
 
+        self._progress = {"quiet": quiet, "stream_output": stream_output}
         with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
             ok = self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
                                local_steps=run_pipeline_steps_locally)
@@ -425,6 +434,7 @@ class PipelineController:
             retry_on_failure=self._retry_on_failure, pool_frequency=float(self._pool_frequency or 0) * 60,
             pool=pool_starter() if pool else None, refresh=self._refresh_for(),
             step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
+            **self._progress,
         )
         run.params = dict(self._params)
         run.local_imports = self._local_imports

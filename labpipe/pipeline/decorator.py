@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import names
+from .. import names, progress
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
@@ -101,8 +101,8 @@ class Component:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = current_run()
-        if run is None:  # outside a pipeline, or debug mode: a plain call, as ClearML does
-            return self.func(*args, **kwargs)
+        if run is None:  # outside a pipeline, or debug mode: a plain call, as ClearML does (shown as a step in debug)
+            return progress.call_step(self.name, self.func, args, kwargs)
         call_kwargs = _call_arguments(self._signature, args, kwargs, f"component {self.name!r}")
         name = run.unique_name(self.name)
         check_picklable(name, call_kwargs)
@@ -191,7 +191,9 @@ class PipelineFunction:
         task = self._create_task(kwargs, status=_status.IN_PROGRESS, parent=outer.id if outer is not None else None)
         token = _context_task.set(task)
         try:
-            result = self.func(**kwargs)
+            with progress.debug_run(task._db, task.id, task.name, quiet=bool(self.settings.get("quiet")),
+                                    stream_output=self.settings.get("stream_output")):
+                result = self.func(**kwargs)
         except KeyboardInterrupt:
             finish(task, _status.STOPPED, "interrupted (Ctrl-C)")
             raise
@@ -231,6 +233,7 @@ class PipelineFunction:
             pool_frequency=float(s.get("pool_frequency") or 0.0) * 60 if s.get("pool_frequency") else 0.0,
             pool=pool_starter(PipelineDecorator._workers) if local_pool else None,
             refresh=PipelineDecorator._refresh_for() or _recorded_refresh(task),
+            quiet=bool(s.get("quiet")), stream_output=s.get("stream_output"),
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
         token = _current.set(run)
@@ -319,7 +322,8 @@ class PipelineFunction:
             ensure_progress_handler()  # the task id and what runs it must reach the user
             log.info("pipeline %r enqueued on %r as task %s; `labpipe agent --queue %s` runs it", self.settings["name"], queue, task.id, queue)
             return None
-        final = wait_on_services(task, queue)
+        final = wait_on_services(task, queue, quiet=bool(self.settings.get("quiet")),
+                                 stream_output=self.settings.get("stream_output") is not False)
         if final.status not in _status.SUCCEEDED:
             raise StepFailed(f"pipeline {self.settings['name']!r} (task {task.id}) {final.status}: {final.data.status_message}")
         name = self.settings.get("return_value")
@@ -451,6 +455,8 @@ class PipelineDecorator:
         retry_on_failure: int | Callable | None = None,
         enable_local_imports: bool = True,
         tags: Sequence[str] | None = None,
+        quiet: bool = False,
+        stream_output: bool | None = None,
         **_ignored: Any,
     ) -> Callable:
         """Make a function the pipeline's logic (ClearML's arguments).
@@ -461,6 +467,8 @@ class PipelineDecorator:
         arguments runs with them. pipeline_execution_queue: where the controller runs in the default
         (remote) mode; None runs the logic here with steps on workers. abort_on_failure: a failed step
         stops everything at once. return_value: artifact name for the function's return value.
+        quiet: show no progress (as LABPIPE_PROGRESS=0). stream_output: False leaves the steps' own
+        output out of the progress shown (as LABPIPE_STEP_OUTPUT=0); see `labpipe.progress`.
         """
         settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
         # No version: each run takes the newest run's version, incremented (1.0.0, 1.0.1, ...), as ClearML does.

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import params as _params
+from .. import progress
 from .. import status as _status
 from ..errors import StepFailed
-from ..store import leases, pipelines, tasks
+from ..store import leases, tasks
 from ..store.db import get_database
 from ..task import Task
 
@@ -90,6 +91,7 @@ def finish(task: Task, status: str, message: str) -> None:
     """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
     leases.end_run(task._db, task.id, status, message)
     task.reload()
+    progress.run_ended(task.id, task.data.status, task.data.status_message or "")
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
@@ -118,23 +120,10 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def follow(task: Task, poll: float = 0.1) -> Task:
-    """Wait for a pipeline task, logging progress (steps done/total) as it changes."""
-    from ..waiting import wait_for_tasks
-
-    last = None
-    while True:
-        try:
-            wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=1.0)
-            return task.reload()
-        except TimeoutError:
-            pass
-        counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
-        done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
-        line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
-        if line != last:
-            log.info(line)
-            last = line
+def follow(task: Task, quiet: bool = False, stream_output: bool | None = True) -> Task:
+    """Wait for a pipeline task executed elsewhere, showing its progress (`labpipe.progress.follow`)."""
+    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task._db)
+    return task.reload()
 
 
 def pool_starter(workers: int | None = None, services: bool = False) -> Callable[[str], None]:
@@ -184,25 +173,25 @@ def hand_over(task: Task, queue: str) -> None:
     raise SystemExit(0)
 
 
-def watch_run(task: Task, poll: float = 0.1) -> Task:
+def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
     """Follow a run that another process controls, from the process that waits for it, until the run
     ended and its script's process did too (the code after `start()` runs there and must not lose
-    the pool it runs in): the run's console as it grows (its stdout to ours, its stderr to ours) and
-    a line whenever its steps' counts change. Ctrl-C stops the run and its steps, and is raised.
-
-    The one place a waiting caller shows a run: the live progress view replaces this function.
+    the pool it runs in). Shown: the run's console as it grows (its stdout to ours, its stderr to ours),
+    which holds the controller's own progress lines (labpipe.progress, plain lines under a worker) and
+    whatever its script prints; nothing with quiet. Ctrl-C stops the run and its steps, and is raised.
     """
     from ..store import outputs
     from ..waiting import WORKER_MAX_AGE, wait_for_tasks
 
     ensure_progress_handler()
-    seq, last = 0, None
+    seq = 0
 
     def pump() -> None:
         nonlocal seq
         for row in outputs.read_console(task._db, task.id, after=seq):
             seq = row["seq"]
-            (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
+            if not quiet:
+                (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
         sys.stdout.flush()
         sys.stderr.flush()
 
@@ -222,17 +211,9 @@ def watch_run(task: Task, poll: float = 0.1) -> Task:
             except TimeoutError:
                 pass
             pump()
-            if task.get_status() in _status.FINAL:
-                if script_ended():
-                    pump()
-                    return task.reload()
-                continue
-            counts = pipelines.node_counts(task._db, [task.id]).get(task.id, {})
-            done = sum(counts.get(k, 0) for k in ("completed", "cached", "failed", "aborted", "skipped"))
-            line = f"pipeline {task.name!r}: {task.get_status()}, steps {done}/{sum(counts.values())} done ({counts.get('cached', 0)} cached)"
-            if line != last:
-                log.info(line)
-                last = line
+            if task.get_status() in _status.FINAL and script_ended():
+                pump()
+                return task.reload()
     except KeyboardInterrupt:
         stop_pipeline_task(task, INTERRUPTED)
         raise
@@ -273,13 +254,13 @@ def exit_with_outcome(task: Task) -> None:
     raise SystemExit(1)
 
 
-def wait_on_services(task: Task, queue: str) -> Task:
-    """Make sure `queue` is served, follow the enqueued pipeline task to its end (showing progress),
-    and stop it and its steps on Ctrl-C. Returns the task as it ended."""
+def wait_on_services(task: Task, queue: str, quiet: bool = False, stream_output: bool | None = True) -> Task:
+    """Make sure `queue` is served, follow the enqueued pipeline task to its end (showing progress,
+    see `labpipe.progress`), and stop it and its steps on Ctrl-C. Returns the task as it ended."""
     pool_starter(services=True)(queue)
     ensure_progress_handler()
     try:
-        return follow(task)
+        return follow(task, quiet=quiet, stream_output=stream_output)
     except KeyboardInterrupt:
         stop_pipeline_task(task, INTERRUPTED)
         raise

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import progress
 from .. import status as _status
 from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed, Unfingerprintable
 from ..store import leases, outputs, pipelines, tasks, wakeup
@@ -38,6 +39,7 @@ class PipelineRun:
     task: the pipeline's own task (type controller). default_queue: where steps go unless told.
     pool: a callable(queue) that makes sure someone serves that queue (None: nobody starts workers).
     refresh: True to re-run every cached step, or a set of step names to re-run.
+    quiet, stream_output: what the run shows of its progress (labpipe.progress.settings).
     """
 
     def __init__(
@@ -55,6 +57,8 @@ class PipelineRun:
         step_task_created_callback: Callable | None = None,
         step_task_completed_callback: Callable | None = None,
         owner: Any = None,
+        quiet: bool = False,
+        stream_output: bool | None = None,
     ):
         self.task = task
         self.db = task._db
@@ -103,6 +107,7 @@ class PipelineRun:
         self.params: dict[str, Any] = {}  # pipeline parameters, for ${pipeline.x} references
         self.local_imports = True  # steps get the pipeline script's folder on sys.path
         self.local_queue: str | None = None  # set: every step goes to this process-private queue
+        self.progress = progress.open_run(self.db, task.id, task.name, quiet=quiet, stream_output=stream_output)
 
     # -- declaring steps (caller's thread) -----------------------------------------------
 
@@ -140,6 +145,7 @@ class PipelineRun:
                 self._candidates[spec.name] = None
             self._dirty.add(spec.name)
             self._nudge()
+            self.progress.step(spec.name, node.status)
             return node
 
     def results(self, name: str, return_values: tuple[str, ...]) -> StepResult | tuple[StepResult, ...] | None:
@@ -195,6 +201,7 @@ class PipelineRun:
                 self._cond.notify_all()
         finally:
             self._persist()
+            self.progress.steps_done()
             self._listener.close()
             try:  # one channel per run: remove it, or the store's wake/ folder grows with every run
                 os.unlink(wakeup.fifo_path(self.db.root, wakeup.pipeline_channel(self.task.id)))
@@ -536,6 +543,7 @@ class PipelineRun:
             except LabpipeError:
                 error = None
         self._causes[name] = failure.root_cause(name, node.task_id, error, message or task_status)
+        self._emit(name)  # before the steps it makes skipped
         self._apply_policy(name, node_status, message)
 
     def _retry(self, spec: StepSpec, node: Node) -> bool:
@@ -581,6 +589,7 @@ class PipelineRun:
                 pass
             del self._active[name]
             self._set(name, "aborted", error=reason, completed=time.time())
+            self._emit(name)
         for node in self.dag:
             if node.status == "pending":
                 self._set(node.name, "skipped", error=reason)
@@ -613,11 +622,18 @@ class PipelineRun:
         cb = self.specs[name].status_change_callback
         previous = self._reported.get(name, "pending")
         self._reported[name] = self.dag[name].status
+        if previous != self.dag[name].status:
+            self._emit(name)
         if cb is not None and previous != self.dag[name].status:
             try:
                 cb(self.owner, self.dag[name], previous)
             except Exception:
                 log.exception("pipeline %s: status_change_callback of step %r raised", self.task.id, name)
+
+    def _emit(self, name: str) -> None:
+        """Tell the progress view a step changed state (one append; drawn on the view's own thread)."""
+        n = self.dag[name]
+        self.progress.step(name, n.status, n.task_id, n.started, n.completed, self._causes.get(name) or n.error)
 
     def _persist(self) -> None:
         with self._lock:
