@@ -17,6 +17,7 @@ from typing import IO
 import click
 
 from .errors import LabpipeError
+from .progress_events import duration  # one way to write a duration, in the CLI as in the progress view
 
 
 def when(ts: float | None) -> str:
@@ -29,19 +30,6 @@ def seconds(start: float | None, end: float | None) -> float | None:
     if not start:
         return None
     return round(max(0.0, (end or time.time()) - start), 3)
-
-
-def duration(secs: float | None) -> str:
-    """A duration for people: '350 ms', '4.2 s', '3.5 min', '2.1 h'; '-' when unknown."""
-    if secs is None:
-        return "-"
-    if secs < 1:
-        return f"{secs * 1000:.0f} ms"
-    if secs < 120:
-        return f"{secs:.1f} s"
-    if secs < 7200:
-        return f"{secs / 60:.1f} min"
-    return f"{secs / 3600:.1f} h"
 
 
 def elapsed(start: float | None, end: float | None) -> str:
