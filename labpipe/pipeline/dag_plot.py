@@ -303,8 +303,8 @@ def _draw_panels(ax, pen: _Pen, layout: Layout) -> None:
 
 def _draw_edges(ax, layout: Layout, scale: float) -> None:
     from matplotlib.collections import PatchCollection, PathCollection
-    from matplotlib.path import Path as MPath
     from matplotlib.patches import Polygon
+    from matplotlib.path import Path as MPath
 
     head_len, head_w = 0.11, 0.09
     paths, heads = [], []
