@@ -314,27 +314,32 @@ def fsck_cmd(no_repair, as_json):
 
 @main.command("plot")
 @click.argument("pipeline_id")
-@click.option("-o", "--output", default="dag.png", show_default=True, type=click.Path(),
-              help="PNG file to write; an existing folder gets dag.png inside it. The folder it goes into must exist.")
-def plot_cmd(pipeline_id, output):
-    """Draw a pipeline run's DAG to PNG (status colours, cached marks, durations)."""
+@click.option("-o", "--output", default=None, type=click.Path(),
+              help="File to write (default dag.<format>); an existing folder gets dag.<format> inside it. "
+                   "The folder it goes into must exist.")
+@click.option("--format", "fmt", default=None, metavar="png|svg|dot|mermaid",
+              help="png or svg (a picture), dot (Graphviz text) or mermaid (flowchart text); "
+                   "default: from the output's suffix (.png .svg .dot/.gv .mmd/.mermaid), else png.")
+def plot_cmd(pipeline_id, output, fmt):
+    """Draw a pipeline run's DAG (status colours, cached marks, durations, failed steps' errors)."""
+    from .pipeline.dag_formats import SUFFIXES, format_for
     from .pipeline.render import plot_pipeline
 
     require_store()
-    out, typed = output_path(output, "dag.png")
-    if out.suffix.lower() != ".png":
-        raise click.UsageError(f"labpipe plot writes PNG: name the output {out.with_suffix('.png').name!r}, not {out.name!r}")
-    png = plot_pipeline(pipeline_id)
+    fmt = format_for(None if output is None or Path(output).is_dir() else output, fmt)
+    default_name = "dag" + SUFFIXES[fmt][0]
+    out, typed = output_path(output or default_name, default_name)
+    data = plot_pipeline(pipeline_id, fmt=fmt)
     try:
         if typed:
-            out.write_bytes(png)
+            out.write_bytes(data)
         else:  # dag.png inside a folder: never written through a link there
             from . import contained
 
-            contained.replace_file(out, png)
+            contained.replace_file(out, data)
     except OSError as exc:
         raise cannot_write(out, exc) from None
-    click.echo(f"wrote {out} ({len(png):,d} bytes)")
+    click.echo(f"wrote {out} ({fmt}, {len(data):,d} bytes)")
 
 
 @main.command("pipelines")

@@ -330,14 +330,14 @@ def test_agent_may_start_a_new_store_and_says_so(tmp_path):
     assert json.loads(run("--store", str(new), "queues", "--json").output)  # now it is a store the others open
 
 
-def test_artifact_to_stdout_and_plot_only_as_png(done_task, pipeline_run, tmp_path):
+def test_artifact_to_stdout_and_plot_refuses_an_unknown_format(done_task, pipeline_run, tmp_path):
     import pickle
 
     result = run("artifact", done_task.id, "table", "-o", "-")
     assert pickle.loads(result.stdout_bytes) == {"a": [1, 2]} and "to stdout" in result.stderr
-    svg = tmp_path / "dag.svg"
-    result = run("plot", pipeline_run.id, "-o", str(svg), ok=False)
-    assert result.exit_code == 2 and "writes PNG" in result.output and not svg.exists()
+    txt = tmp_path / "dag.txt"
+    result = run("plot", pipeline_run.id, "-o", str(txt), ok=False)
+    assert result.exit_code == 1 and "known suffixes are .png, .svg" in result.output and not txt.exists()
 
 
 def test_fsck_names_a_dataset_file_whose_blob_is_gone(tmp_path):

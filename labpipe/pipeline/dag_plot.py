@@ -1,9 +1,9 @@
-"""Draw a pipeline DAG to PNG: layered left to right, boxes coloured by status.
+"""Draw a pipeline DAG as a picture (PNG or SVG): boxes coloured by status, a legend for every colour.
 
-Pure drawing, no store access: the pipeline stores the bytes as a plot on its task and
-`labpipe plot ID -o dag.png` writes them out. matplotlib is imported inside `plot_dag` (it costs
-about half a second) and only through `Figure` + `FigureCanvasAgg`, never pyplot: no global
-figure state, no GUI backend, safe in worker and services processes.
+Pure drawing, no store access: `labpipe plot ID -o dag.png` and `PipelineController.plot_dag()` pass
+the run's DAG here (see render.py). Where the boxes and edges go is `dag_layout`'s business; this
+module paints them. matplotlib is imported inside the functions, and only through `Figure` +
+`FigureCanvasAgg`, never pyplot: no global figure state, no GUI backend, safe in any process.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import io
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from labpipe.pipeline.dag import DAG, NODE_STATUSES
+from labpipe.pipeline.dag_layout import BOX_W, MARGIN, PANEL_LABEL_H, Layout, Segment, error_line, layout_dag
 
 # Box fill per status (the legend shows the same). Cached is a blue distinct from completed green
 # because a cached step did not run in this pipeline run: the box says so too ("cached").
@@ -29,7 +29,7 @@ STATUS_COLORS = {
     "aborted": "#8e2a2a",
     "skipped": "#bdbdbd",
 }
-_BORDER_COLORS = {
+BORDER_COLORS = {
     "pending": "#9a9a9a",
     "queued": "#b8962e",
     "running": "#a05f00",
@@ -39,21 +39,28 @@ _BORDER_COLORS = {
     "aborted": "#4a1010",
     "skipped": "#8a8a8a",
 }
+# What each colour means, for the legend: a reader should not have to guess.
+STATUS_MEANINGS = {
+    "pending": "pending: not started",
+    "queued": "queued: waiting for a worker",
+    "running": "running",
+    "completed": "completed",
+    "cached": "cached: reused an earlier run",
+    "failed": "failed",
+    "aborted": "aborted: stopped",
+    "skipped": "skipped: a parent did not succeed",
+}
+PANEL_COLOR, PANEL_BORDER = "#eef1f6", "#c5ccd8"
+EDGE_COLOR, HEAD_COLOR = "#8a8a8a", "#6f6f6f"
 # Statuses whose box shows its status word under the name, so a reader who cannot tell the
 # colours apart (or prints in grey) still can; completed and pending are the unmarked norm.
-_SAY_STATUS = frozenset(NODE_STATUSES) - {"completed", "pending"}
-_DASHED = frozenset({"cached", "skipped"})
+SAY_STATUS = frozenset(NODE_STATUSES) - {"completed", "pending"}
+DASHED = frozenset({"cached", "skipped"})
+PICTURE_FORMATS = ("png", "svg")
 
-# Layout in "nominal" inches; a graph too big for MAX_INCHES is scaled down as a whole.
-BOX_W, BOX_H = 2.0, 0.52
-COL_GAP, ROW_GAP = 0.8, 0.2
-COL_PITCH, ROW_PITCH = BOX_W + COL_GAP, BOX_H + ROW_GAP
-BAND_GAP = 0.55  # between bands of a wrapped graph: the channel edges take to the next band
-MARGIN = 0.3
-EDGE_MARGIN = MARGIN + COL_GAP / 2  # left/right: room for edges that turn down to another band
 TEXT_PAD = 0.09  # inside a box, each side
-_SWATCH_W = 0.22
-NAME_PT, DETAIL_PT, TITLE_PT, LEGEND_PT = 9.0, 7.5, 12.0, 8.0
+SWATCH_W = 0.22
+NAME_PT, DETAIL_PT, ERROR_PT, TITLE_PT, LEGEND_PT = 9.0, 7.5, 7.0, 12.0, 8.0
 MAX_INCHES = 40.0
 MAX_PIXELS = 16e6  # 40 x 40 in at 100 dpi; flat-colour PNGs of that size stay around 1-2 MB
 
@@ -75,57 +82,56 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-@dataclass
-class _Layout:
-    """Where each step's box goes (top-left corner, nominal inches) and the drawing's size."""
-
-    pos: dict[str, tuple[float, float]]
-    band_of: dict[str, int]
-    slot_of: dict[str, int]
-    column_tops: dict[tuple[int, int], list[float]]  # (band, slot) -> box tops, top to bottom
-    band_bottom: list[float]
-    width: float
-    height: float
-
-
 def plot_dag(
-    dag: DAG, path: str | os.PathLike | None = None, *, title: str | None = None, dpi: int = 100
+    dag: DAG,
+    path: str | os.PathLike | None = None,
+    *,
+    title: str | None = None,
+    dpi: int = 100,
+    format: str = "png",
 ) -> bytes:
-    """Draw the pipeline graph as a PNG and return its bytes.
+    """Draw the pipeline graph as a PNG (or SVG) and return its bytes.
 
     Args:
         dag: the pipeline's graph.
-        path: also write the PNG to this file.
+        path: also write the picture to this file.
         title: a line above the graph (e.g. the pipeline's name and run id).
         dpi: resolution; lowered automatically for very large graphs so the image stays under
             about 16 megapixels.
+        format: "png" or "svg".
 
-    Columns are the DAG's layers; a layer too tall for the page wraps into several columns, and
-    a graph too long for the page wraps into bands stacked top to bottom.
+    Each layer of the DAG is one column (rank); a layer of more than 40 steps folds into
+    sub-columns on a shaded panel, and a graph too long for the page wraps into bands.
     """
-    fig = _figure(dag, title=title, dpi=dpi)
+    if format not in PICTURE_FORMATS:
+        raise ValueError(f"plot_dag draws {' or '.join(PICTURE_FORMATS)}, not {format!r}")
+    fig = figure(dag, title=title, dpi=dpi)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi, facecolor="white")
+    # An SVG names its fonts instead of tracing glyphs: small, and its text stays text.
+    metadata = {"Date": None} if format == "svg" else None
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "labpipe"}):
+        fig.savefig(buffer, format=format, dpi=fig.dpi, facecolor="white", metadata=metadata)
     data = buffer.getvalue()
     if path is not None:
         Path(path).write_bytes(data)
     return data
 
 
-def _figure(dag: DAG, *, title: str | None, dpi: int):
+def figure(dag: DAG, *, title: str | None = None, dpi: int = 100):
     """The drawing as a matplotlib Figure with an Agg canvas (tests inspect its artists)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     top = MARGIN + (0.42 if title else 0.0)
+    layout: Layout | None = None
     if len(dag):
-        layout = _layout(dag)
-        legend = _legend_layout(dag, layout.width)
-        header = top + legend[-1].y + 0.45
-        layout = _shifted(layout, header)
+        layout = layout_dag(dag)
+        legend = legend_entries(dag, layout, layout.width)
+        layout = layout.shifted(top + legend[-1].y + 0.45 - MARGIN)
         width, height = layout.width, layout.height
     else:
-        layout = None
         width, height = 3.2, top + 0.9
     scale = min(1.0, MAX_INCHES / width, MAX_INCHES / height)
     fig_w, fig_h = width * scale, height * scale
@@ -148,24 +154,29 @@ def _figure(dag: DAG, *, title: str | None, dpi: int):
         pen.text(width / 2, top + 0.35, "empty pipeline", NAME_PT + 2, width - 2 * MARGIN, color="#777777")
     else:
         _draw_legend(pen, legend, top)
-        _draw_edges(ax, dag, layout, scale)
+        _draw_panels(ax, pen, layout)
+        _draw_edges(ax, layout, scale)
         _draw_boxes(ax, pen, dag, layout, scale)
     return fig
 
 
-# -- layout ---------------------------------------------------------------------------------
+# -- legend ---------------------------------------------------------------------------------
 
 
-class _LegendItem(NamedTuple):
-    status: str
+class LegendEntry(NamedTuple):
+    """One legend entry: what it explains ("status" or "panel"), its key, text and place."""
+
+    kind: str
+    key: str
     label: str
     x: float
     y: float  # below the legend's top
     room: float  # width the label may take
 
 
-def _legend_layout(dag: DAG, width: float) -> list[_LegendItem]:
-    """One entry per status present, flowing left to right and wrapping at `width`.
+def legend_entries(dag: DAG, layout: Layout, width: float) -> list[LegendEntry]:
+    """One entry per status present (with its count), and one for folded panels if any, flowing
+    left to right and wrapping at `width`.
 
     Measured at nominal size before the figure exists, because the legend's height decides
     the figure's; the drawn text is fitted again to `room`, so a small difference cannot overflow.
@@ -176,104 +187,46 @@ def _legend_layout(dag: DAG, width: float) -> list[_LegendItem]:
     renderer = RendererAgg(1, 1, 100)
     prop = FontProperties(size=LEGEND_PT)
     counts = dag.summary()
-    items: list[_LegendItem] = []
+    wanted = [("status", s, f"{STATUS_MEANINGS[s]} ({counts[s]})") for s in NODE_STATUSES if counts[s]]
+    if layout.panels:
+        wanted.append(("panel", "folded", "one layer, folded into columns"))
+    entries: list[LegendEntry] = []
     x, y, right = MARGIN, 0.0, max(width - MARGIN, MARGIN + 3.0)
-    for status in NODE_STATUSES:
-        if not counts[status]:
-            continue
-        label = f"{status} ({counts[status]})"
-        text_w = renderer.get_text_width_height_descent(label, prop, ismath=False)[0] / 100 + 0.05
-        item_w = _SWATCH_W + 0.08 + text_w
+    for kind, key, label in wanted:
+        text_w = renderer.get_text_width_height_descent(label, prop, ismath=False)[0] / 100 * 1.06 + 0.05
+        item_w = SWATCH_W + 0.08 + text_w
         if x > MARGIN and x + item_w > right:
             x, y = MARGIN, y + 0.3
-        items.append(_LegendItem(status, label, x, y, min(text_w, right - x - _SWATCH_W - 0.08)))
+        entries.append(LegendEntry(kind, key, label, x, y, min(text_w, right - x - SWATCH_W - 0.08)))
         x += item_w + 0.3
-    return items
+    return entries
 
 
-def _order_layers(dag: DAG) -> list[list[str]]:
-    """The DAG's layers, each sorted so that children sit near their parents (fewer crossings)."""
-    layers = dag.layers()
-    rank: dict[str, float] = {}
-    for layer in layers:
-        for i, name in enumerate(layer):
-            rank[name] = (i + 0.5) / len(layer)
-    # Barycentre heuristic: one sweep down (by parents' mean rank) is enough for pipeline-shaped
-    # graphs; Python's stable sort keeps the added order among equals.
-    for layer in layers[1:]:
-        key = {n: sum(rank[p] for p in dag[n].parents) / len(dag[n].parents) for n in layer}
-        layer.sort(key=key.__getitem__)
-        for i, name in enumerate(layer):
-            rank[name] = (i + 0.5) / len(layer)
-    return layers
+def _draw_legend(pen: _Pen, legend: list[LegendEntry], top: float) -> None:
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import FancyBboxPatch
 
-
-def _layout(dag: DAG) -> _Layout:
-    layers = _order_layers(dag)
-    widest = max(len(layer) for layer in layers)
-    # A tall layer wraps into sub-columns of at most max_rows boxes; 2*sqrt(n) rows for n boxes
-    # keeps a fan-out of 100 roughly square (20 rows x 5 columns) at these box proportions.
-    max_rows = max(12, math.ceil(2 * math.sqrt(widest)))
-    columns: list[list[str]] = []
-    for layer in layers:
-        n_sub = math.ceil(len(layer) / max_rows)
-        rows = math.ceil(len(layer) / n_sub)
-        columns.extend(layer[i : i + rows] for i in range(0, len(layer), rows))
-
-    per_band = _columns_per_band([len(c) for c in columns])
-    bands = [columns[i : i + per_band] for i in range(0, len(columns), per_band)]
-
-    pos: dict[str, tuple[float, float]] = {}
-    band_of: dict[str, int] = {}
-    slot_of: dict[str, int] = {}
-    column_tops: dict[tuple[int, int], list[float]] = {}
-    band_bottom: list[float] = []
-    top = 0.0
-    for b, band in enumerate(bands):
-        band_rows = max(len(c) for c in band)
-        for slot, column in enumerate(band):
-            x = EDGE_MARGIN + slot * COL_PITCH
-            offset = (band_rows - len(column)) * ROW_PITCH / 2  # centre short columns
-            tops = column_tops[b, slot] = []
-            for row, name in enumerate(column):
-                pos[name] = (x, top + offset + row * ROW_PITCH)
-                band_of[name], slot_of[name] = b, slot
-                tops.append(pos[name][1])
-        bottom = top + band_rows * ROW_PITCH - ROW_GAP
-        band_bottom.append(bottom)
-        top = bottom + BAND_GAP
-    width = 2 * EDGE_MARGIN + min(per_band, len(columns)) * COL_PITCH - COL_GAP
-    return _Layout(pos, band_of, slot_of, column_tops, band_bottom, width, band_bottom[-1] + MARGIN)
-
-
-def _shifted(layout: _Layout, dy: float) -> _Layout:
-    """The same layout moved down by `dy` inches (to make room for the title and legend)."""
-    return _Layout(
-        pos={name: (x, y + dy) for name, (x, y) in layout.pos.items()},
-        band_of=layout.band_of,
-        slot_of=layout.slot_of,
-        column_tops={key: [t + dy for t in tops] for key, tops in layout.column_tops.items()},
-        band_bottom=[b + dy for b in layout.band_bottom],
-        width=layout.width,
-        height=layout.height + dy,
+    swatches, faces, edges, styles = [], [], [], []
+    for entry in legend:
+        cy = top + 0.12 + entry.y
+        swatches.append(
+            FancyBboxPatch((entry.x, cy - 0.08), SWATCH_W, 0.16, boxstyle="round,pad=0,rounding_size=0.04")
+        )
+        if entry.kind == "status":
+            faces.append(STATUS_COLORS[entry.key])
+            edges.append(BORDER_COLORS[entry.key])
+            styles.append((0, (3, 2)) if entry.key in DASHED else "solid")
+        else:
+            faces.append(PANEL_COLOR)
+            edges.append(PANEL_BORDER)
+            styles.append("solid")
+        pen.text(entry.x + SWATCH_W + 0.08, cy, entry.label, LEGEND_PT, entry.room, ha="left", color="#333333")
+    pen.ax.add_collection(
+        PatchCollection(swatches, facecolors=faces, edgecolors=edges, linestyles=styles, linewidths=0.8 * pen.scale)
     )
 
 
-def _columns_per_band(column_rows: list[int]) -> int:
-    """How many columns go side by side before the graph wraps into another band."""
-    n = len(column_rows)
-    if n <= 8:
-        return n
-    # Take the widest band that keeps the picture no wider than about twice its height.
-    for per_band in range(n, 5, -1):
-        bands = [column_rows[i : i + per_band] for i in range(0, n, per_band)]
-        height = sum(max(b) * ROW_PITCH + BAND_GAP for b in bands)
-        if per_band * COL_PITCH <= 2.2 * height:
-            return per_band
-    return 6
-
-
-# -- drawing --------------------------------------------------------------------------------
+# -- graph ----------------------------------------------------------------------------------
 
 
 class _Pen:
@@ -331,140 +284,69 @@ def _elide(text: str, keep: int) -> str:
     return text[:head] + "…" + (text[len(text) - tail :] if tail else "")
 
 
-def _draw_legend(pen: _Pen, legend: list[_LegendItem], top: float) -> None:
+def _draw_panels(ax, pen: _Pen, layout: Layout) -> None:
+    """A folded layer's shaded panel, labelled so its columns read as one layer."""
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import FancyBboxPatch
 
-    swatches = []
-    for item in legend:
-        cy = top + 0.12 + item.y
-        swatches.append(
-            FancyBboxPatch((item.x, cy - 0.08), _SWATCH_W, 0.16, boxstyle="round,pad=0,rounding_size=0.04")
-        )
-        pen.text(item.x + _SWATCH_W + 0.08, cy, item.label, LEGEND_PT, item.room, ha="left", color="#333333")
-    pen.ax.add_collection(
-        PatchCollection(
-            swatches,
-            facecolors=[STATUS_COLORS[i.status] for i in legend],
-            edgecolors=[_BORDER_COLORS[i.status] for i in legend],
-            linewidths=0.8 * pen.scale,
-        )
+    if not layout.panels:
+        return
+    patches = []
+    for p in layout.panels:
+        patches.append(FancyBboxPatch((p.x, p.y), p.w, p.h, boxstyle="round,pad=0,rounding_size=0.12"))
+        label = f"layer {p.rank + 1} · {p.steps} steps in {p.columns} columns"
+        pen.text(p.x + 0.1, p.y - PANEL_LABEL_H / 2, label, LEGEND_PT, p.w - 0.2, ha="left", color="#4a5568")
+    ax.add_collection(
+        PatchCollection(patches, facecolors=PANEL_COLOR, edgecolors=PANEL_BORDER, linewidths=0.8 * pen.scale, zorder=0)
     )
 
 
-def _draw_edges(ax, dag: DAG, layout: _Layout, scale: float) -> None:
+def _draw_edges(ax, layout: Layout, scale: float) -> None:
     from matplotlib.collections import PatchCollection, PathCollection
     from matplotlib.patches import Polygon
+    from matplotlib.path import Path as MPath
 
     head_len, head_w = 0.11, 0.09
     paths, heads = [], []
-    for node in dag:
-        cx, cy = layout.pos[node.name]
-        end = (cx - head_len, cy + BOX_H / 2)
-        for parent in node.parents:
-            px, py = layout.pos[parent]
-            start = (px + BOX_W, py + BOX_H / 2)
-            if layout.band_of[parent] == layout.band_of[node.name]:
-                paths.append(_same_band_edge(layout, parent, node.name, start, end))
-            else:
-                # To a later band: out into the column gap, down to the channel under the
-                # parent's band, across, and down the gap left of the child. Column gaps line
-                # up in every band, so this never crosses a box.
-                channel = layout.band_bottom[layout.band_of[parent]] + BAND_GAP / 2
-                gx0, gx1 = start[0] + COL_GAP / 2, cx - COL_GAP / 2
-                corners = [start, (gx0, start[1]), (gx0, channel), (gx1, channel), (gx1, end[1]), end]
-                paths.append(_rounded(corners, 0.12))
-            heads.append(
-                Polygon(
-                    [
-                        (cx - head_len, cy + BOX_H / 2 - head_w / 2),
-                        (cx, cy + BOX_H / 2),
-                        (cx - head_len, cy + BOX_H / 2 + head_w / 2),
-                    ],
-                    closed=True,
-                )
-            )
+    for segments in {id(s): s for s in layout.edges.values()}.values():  # a bundled edge once
+        if not segments:
+            continue
+        verts, codes = [segments[0].a], [MPath.MOVETO]
+        for s in segments[:-1]:
+            _add_segment(verts, codes, s)
+        last = segments[-1]
+        # The arrowhead takes the last bit, pointing the way the edge arrives (a curve: rightwards).
+        (ax0, ay0), tip = last.a, last.b
+        length = math.dist(last.a, tip) if last.kind == "line" else 0.0
+        dx, dy = ((tip[0] - ax0) / length, (tip[1] - ay0) / length) if length else (1.0, 0.0)
+        base = (tip[0] - dx * head_len, tip[1] - dy * head_len)
+        _add_segment(verts, codes, Segment(last.kind, last.a, base))
+        paths.append(MPath(verts, codes))
+        side = (-dy * head_w / 2, dx * head_w / 2)
+        heads.append(Polygon([(base[0] + side[0], base[1] + side[1]), tip, (base[0] - side[0], base[1] - side[1])],
+                             closed=True))
     if not paths:
         return
     # One collection for all edges and one for all arrowheads: a 100-node graph draws in a
     # few milliseconds, where one annotate() per edge takes most of a second.
-    ax.add_collection(
-        PathCollection(paths, facecolors="none", edgecolors="#8a8a8a", linewidths=1.0 * scale, zorder=1)
-    )
-    ax.add_collection(PatchCollection(heads, facecolors="#6f6f6f", edgecolors="none", zorder=1))
+    ax.add_collection(PathCollection(paths, facecolors="none", edgecolors=EDGE_COLOR, linewidths=1.0 * scale, zorder=1))
+    ax.add_collection(PatchCollection(heads, facecolors=HEAD_COLOR, edgecolors="none", zorder=1))
 
 
-def _same_band_edge(layout: _Layout, parent: str, child: str, start, end):
-    """S-curves from column to column; across each column in between, along a gap between boxes.
-
-    Without the detour a long edge (or one into the second sub-column of a wide layer) would
-    run hidden under unrelated boxes and seem to start from one of them.
-    """
+def _add_segment(verts: list, codes: list, s: Segment) -> None:
+    """Append a segment: an S-curve leaves and arrives horizontally (so arrowheads line up)."""
     from matplotlib.path import Path as MPath
 
-    band = layout.band_of[child]
-    verts, codes = [start], [MPath.MOVETO]
-    x, y = start
-    for slot in range(layout.slot_of[parent] + 1, layout.slot_of[child]):
-        left = EDGE_MARGIN + slot * COL_PITCH
-        # Head for the target in a straight line, then step aside to the nearest gap.
-        want = y + (end[1] - y) * (left - x) / (end[0] - x)
-        gap_y = _free_y(layout.column_tops[band, slot], want)
-        _s_curve(verts, codes, (x, y), (left, gap_y))
-        verts.append((left + BOX_W, gap_y))
+    if s.kind == "curve":
+        d = max(0.3, (s.b[0] - s.a[0]) * 0.45)
+        verts += [(s.a[0] + d, s.a[1]), (s.b[0] - d, s.b[1]), s.b]
+        codes += [MPath.CURVE4] * 3
+    else:
+        verts.append(s.b)
         codes.append(MPath.LINETO)
-        x, y = left + BOX_W, gap_y
-    _s_curve(verts, codes, (x, y), end)
-    return MPath(verts, codes)
 
 
-def _s_curve(verts: list, codes: list, a: tuple[float, float], b: tuple[float, float]) -> None:
-    """Append a cubic from a to b that leaves and arrives horizontally (so arrowheads line up)."""
-    from matplotlib.path import Path as MPath
-
-    d = max(COL_GAP * 0.45, (b[0] - a[0]) * 0.4)
-    verts += [(a[0] + d, a[1]), (b[0] - d, b[1]), b]
-    codes += [MPath.CURVE4] * 3
-
-
-def _free_y(tops: list[float], want: float) -> float:
-    """`want` if it clears every box in a column, else the middle of the nearest gap.
-
-    Above the top box or below the bottom one there is no neighbour, so the edge keeps a wider
-    berth there than between two boxes.
-    """
-    clear = ROW_GAP / 4
-    for i, t in enumerate(tops):
-        if t - clear < want < t + BOX_H + clear:
-            above = t - (ROW_GAP / 2 if i > 0 else 0.2)
-            below = t + BOX_H + (ROW_GAP / 2 if i < len(tops) - 1 else 0.2)
-            return above if want - above < below - want else below
-    return want
-
-
-def _rounded(points: list[tuple[float, float]], radius: float):
-    """A polyline through `points` with its corners rounded (quadratic curves)."""
-    from matplotlib.path import Path as MPath
-
-    verts, codes = [points[0]], [MPath.MOVETO]
-    for prev, corner, nxt in zip(points, points[1:], points[2:], strict=False):
-        r_in = min(radius, math.dist(prev, corner) / 2)
-        r_out = min(radius, math.dist(corner, nxt) / 2)
-        verts += [_toward(corner, prev, r_in), corner, _toward(corner, nxt, r_out)]
-        codes += [MPath.LINETO, MPath.CURVE3, MPath.CURVE3]
-    verts.append(points[-1])
-    codes.append(MPath.LINETO)
-    return MPath(verts, codes)
-
-
-def _toward(a: tuple[float, float], b: tuple[float, float], dist: float) -> tuple[float, float]:
-    length = math.dist(a, b)
-    if length == 0:
-        return a
-    return (a[0] + (b[0] - a[0]) * dist / length, a[1] + (b[1] - a[1]) * dist / length)
-
-
-def _draw_boxes(ax, pen: _Pen, dag: DAG, layout: _Layout, scale: float) -> None:
+def _draw_boxes(ax, pen: _Pen, dag: DAG, layout: Layout, scale: float) -> None:
     from matplotlib.collections import PatchCollection
     from matplotlib.patches import FancyBboxPatch
 
@@ -472,31 +354,44 @@ def _draw_boxes(ax, pen: _Pen, dag: DAG, layout: _Layout, scale: float) -> None:
     room = BOX_W - 2 * TEXT_PAD
     for node in dag:
         x, y = layout.pos[node.name]
-        boxes.append(FancyBboxPatch((x, y), BOX_W, BOX_H, boxstyle="round,pad=0,rounding_size=0.08"))
+        h = layout.height_of[node.name]
+        boxes.append(FancyBboxPatch((x, y), BOX_W, h, boxstyle="round,pad=0,rounding_size=0.08"))
         faces.append(STATUS_COLORS[node.status])
-        borders.append(_BORDER_COLORS[node.status])
+        borders.append(BORDER_COLORS[node.status])
         widths.append((2.0 if node.status == "running" else 1.0) * scale)
-        styles.append((0, (3, 2)) if node.status in _DASHED else "solid")
+        styles.append((0, (3, 2)) if node.status in DASHED else "solid")
 
         ink = _ink_for(STATUS_COLORS[node.status])
-        detail = _detail(node)
-        cx, cy = x + BOX_W / 2, y + BOX_H / 2
-        if detail:
-            pen.text(cx, cy - 0.09, node.name, NAME_PT, room, weight="bold", color=ink)
-            pen.text(cx, cy + 0.12, detail, DETAIL_PT, room, color=ink)
-        else:
-            pen.text(cx, cy, node.name, NAME_PT, room, weight="bold", color=ink)
+        lines = box_lines(node)
+        cx = x + BOX_W / 2
+        sizes = [NAME_PT, DETAIL_PT, ERROR_PT]
+        weights = ["bold", "normal", "normal"]
+        step = 0.21
+        first = y + h / 2 - step * (len(lines) - 1) / 2
+        for i, text in enumerate(lines):
+            pen.text(cx, first + i * step, text, sizes[i], room, weight=weights[i], color=ink)
     ax.add_collection(
-        PatchCollection(
-            boxes, facecolors=faces, edgecolors=borders, linewidths=widths, linestyles=styles, zorder=2
-        )
+        PatchCollection(boxes, facecolors=faces, edgecolors=borders, linewidths=widths, linestyles=styles, zorder=2)
     )
 
 
-def _detail(node) -> str:
+def box_lines(node) -> list[str]:
+    """What a step's box says: its name; its status when not the norm, and its duration if known;
+    for a failed or aborted step, the first line of its error."""
+    lines = [node.name]
+    detail = detail_line(node)
+    error = error_line(node.error) if node.status in ("failed", "aborted") else ""
+    if detail or error:
+        lines.append(detail or node.status)
+    if error:
+        lines.append(error)
+    return lines
+
+
+def detail_line(node) -> str:
     """The line under a step's name: its status when not the norm, and its duration if known."""
     parts = []
-    if node.status in _SAY_STATUS:
+    if node.status in SAY_STATUS:
         parts.append(node.status)
     duration = format_duration(node.duration)
     if duration:
