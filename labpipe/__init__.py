@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from . import console as _console
 from . import tracebacks as _tracebacks
 from .config import set_store, store_path
 from .dataset import Dataset
@@ -36,6 +37,7 @@ from .task import Task, TaskTypes
 __version__ = "0.1.0"
 
 _tracebacks.install()  # an uncaught LabpipeError shows the user's frames only (see tracebacks.py)
+_console.whole_lines_in_a_task()  # under a worker: lines stay whole in the task's console
 
 __all__ = [
     "ArtifactError",

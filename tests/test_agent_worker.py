@@ -456,3 +456,24 @@ def test_a_pin_other_than_the_installed_version_warns_and_runs_but_a_missing_pac
     with pytest.raises(StepFailed, match="nonexistent-pkg-labpipe"):
         missing.wait_for_status(timeout=WAIT)
     assert "pip install nonexistent-pkg-labpipe" in missing.get_status_message()
+
+
+
+LINES = """
+import sys
+import labpipe  # noqa: F401 - what makes a worker's script write whole lines
+print("stdout", sys.stdout.write_through, sys.stdout.line_buffering)
+print("stderr", sys.stderr.write_through, sys.stderr.line_buffering, file=sys.stderr)
+"""
+
+
+def test_a_script_a_worker_runs_writes_whole_lines(pool, tmp_path):
+    # Started unbuffered, a script's print("total is", x) would be four writes, and a progress line
+    # another thread writes to stderr could land between them in the task's console.
+    script = tmp_path / "lines.py"
+    script.write_text(LINES)
+    task = Task.create(task_name="lines", script=str(script))
+    Task.enqueue(task)
+    task.wait_for_status(timeout=WAIT)
+    console = task.get_console()
+    assert "stdout False True" in console and "stderr False True" in console

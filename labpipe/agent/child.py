@@ -52,10 +52,12 @@ def warm_up() -> None:
     global _STREAMS, _ROOTS
     # Line-buffered text streams over fds 1 and 2, whatever those fds are when written to: in a child
     # they are the console pipes. The worker's own sys.stdout may be anything (a pytest capture, a
-    # closed terminal), and block buffering would hide a task's output until it ends.
+    # closed terminal), and block buffering would hide a task's output until it ends. Whole lines, not
+    # each write: `print("total is", x)` is four writes, and a progress line another thread writes to
+    # stderr meanwhile must not land inside it in the task's console.
     _STREAMS = tuple(
         io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace",
-                         line_buffering=True, write_through=True)
+                         line_buffering=True)
         for fd in (1, 2)
     )
     # A crash in native code (segfault) leaves a Python traceback on fd 2: the task's console.
