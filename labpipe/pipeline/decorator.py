@@ -37,6 +37,7 @@ from .pipeline_task import (
     close_run,
     create_pipeline_task,
     ensure_progress_handler,
+    exit_if_stopped,
     finish,
     interrupt,
     param_rows,
@@ -254,6 +255,7 @@ class PipelineFunction:
             else:
                 run.close()
             finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
+            exit_if_stopped(task)  # `labpipe stop` is one line and exit 130, not this error's traceback
             raise
         finally:
             _context_task.reset(task_token)
@@ -262,6 +264,7 @@ class PipelineFunction:
         if not ok:
             message = "; ".join(run.errors)
             finish(task, _status.FAILED, message)
+            exit_if_stopped(task)
             raise StepFailed(f"pipeline {s['name']!r} (task {task.id}) failed: {message}")
         name = s.get("return_value") or ("return_object" if parent_run is not None else None)
         if name and result is not None:
@@ -324,6 +327,7 @@ class PipelineFunction:
             return None
         final = wait_on_services(task, queue, quiet=bool(self.settings.get("quiet")),
                                  stream_output=self.settings.get("stream_output") is not False)
+        exit_if_stopped(final)
         if final.status not in _status.SUCCEEDED:
             raise StepFailed(f"pipeline {self.settings['name']!r} (task {task.id}) {final.status}: {final.data.status_message}")
         name = self.settings.get("return_value")
