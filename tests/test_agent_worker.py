@@ -477,3 +477,38 @@ def test_a_script_a_worker_runs_writes_whole_lines(pool, tmp_path):
     task.wait_for_status(timeout=WAIT)
     console = task.get_console()
     assert "stdout False True" in console and "stderr False True" in console
+
+
+def imports_a_missing_module():
+    import labpipe_no_such_module  # noqa: F401
+
+    return 1
+
+
+def takes_anything(obj):
+    return 1
+
+
+def test_a_missing_module_the_steps_code_imports_says_it_is_not_installed(pool):
+    task = run(imports_a_missing_module)
+    message = task.data.status_message
+    assert "No module named 'labpipe_no_such_module'" in message
+    assert "not installed in the worker's environment" in message
+
+
+def test_a_missing_module_of_unpickled_input_data_says_so_and_not_that_it_is_not_installed(pool, tmp_path):
+    import importlib
+    import sys
+
+    (tmp_path / "labpipe_ghost_data.py").write_text("class Ghost:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))  # here only: the pool's worker was forked before, without it
+    try:
+        ghost = importlib.import_module("labpipe_ghost_data").Ghost()
+        task = run(takes_anything, obj=ghost)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("labpipe_ghost_data", None)
+    message = task.data.status_message
+    assert "No module named 'labpipe_ghost_data'" in message
+    assert "not installed in the worker's environment" not in message
+    assert "while loading the step's input data" in message and "'labpipe_ghost_data'" in message

@@ -325,6 +325,10 @@ def _describe(exc: BaseException, script: dict, filename: str) -> str:
         if hidden:  # it is the project's own module, kept out of reach on purpose
             message += (f" ({top} is a module in {hidden[0]}, beside the pipeline, which this step cannot import "
                         f"because the pipeline has enable_local_imports=False; set it to True, or install {top} as a package)")
+        elif not _raised_in(exc, filename):  # not an import of the step's code: unpickling its input data
+            message += (f" (raised while loading the step's input data, not by an import in its code: that data was "
+                        f"pickled with objects of module {top!r}, which this worker cannot import; make {top} importable "
+                        f"here (install it, or keep it beside the pipeline), or pass plain data)")
         else:
             message += " (not installed in the worker's environment: install it there, or declare it in packages=[...])"
     return message

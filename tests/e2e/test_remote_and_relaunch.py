@@ -58,6 +58,9 @@ def test_remote_mode_runs_the_controller_on_services_and_a_clone_reruns_with_new
         clone.wait_for_status(timeout=120)
     assert clone.get_status() == "completed"
     assert clone.artifacts["total"].get() == 16  # 0+1+2+3 + the edited bonus
+    for task in (run, clone):  # no false message: its parameters were used, its process ended by itself
+        console = task.reload().get_console()
+        assert "its parameters were not used" not in console and "its process was ended" not in console, console
     nodes = {n["name"]: n for n in pipelines.load_nodes(get_database(), clone.id)}
     assert nodes["make_numbers"]["status"] == "cached" and nodes["add_up"]["status"] == "completed"
 
