@@ -23,15 +23,19 @@ COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-yrs", "hours-pe
 
 @PipelineDecorator.component(cache=True, task_type=TaskTypes.data_processing)
 def create_dataset(source_url: str, project: str, dataset_name: str) -> str:
+    import os
+    import tempfile
+
     import pandas as pd
 
     from labpipe import Dataset, StorageManager
 
     local_file = StorageManager.get_local_copy(source_url)
     df = pd.read_csv(local_file, header=None)
-    df.to_csv("dataset.csv", index=False, header=False)
+    csv = os.path.join(tempfile.mkdtemp(), "dataset.csv")  # not beside the step's source
+    df.to_csv(csv, index=False, header=False)
     dataset = Dataset.create(dataset_project=project, dataset_name=dataset_name)
-    dataset.add_files("dataset.csv")
+    dataset.add_files(csv)
     dataset.get_logger().report_table(title="sample", series="head", table_plot=df.head())
     dataset.finalize(auto_upload=True)
     return dataset.id
@@ -47,11 +51,15 @@ def preprocess(dataset_id: str, columns: list) -> str:
 
     dataset = Dataset.get(dataset_id=dataset_id)
     df = pd.read_csv(Path(dataset.get_local_copy()) / "dataset.csv", header=None)
+    import os
+    import tempfile
+
     df.columns = columns
-    df.to_csv("dataset.csv", index=False)
+    csv = os.path.join(tempfile.mkdtemp(), "dataset.csv")
+    df.to_csv(csv, index=False)
     child = Dataset.create(dataset_project=dataset.project, dataset_name=f"{dataset.name} named",
                            parent_datasets=[dataset])
-    child.add_files("dataset.csv")  # replaces the parent's file: the child holds only this change
+    child.add_files(csv)  # replaces the parent's file: the child holds only this change
     child.finalize(auto_upload=True)
     return child.id
 
@@ -89,7 +97,10 @@ def train(dataset_id: str, alpha: float) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(X, df["age"], test_size=0.2, random_state=42)
     model = Ridge(alpha=alpha).fit(X_train, y_train)
     error = float(np.linalg.norm(y_test - model.predict(X_test)))
-    joblib.dump(model, "ridge.pkl")  # registered as this step's output model, as ClearML's binding does
+    import os
+    import tempfile
+
+    joblib.dump(model, os.path.join(tempfile.mkdtemp(), "ridge.pkl"))  # becomes this step's output model
     task = Task.current_task()
     task.get_logger().report_scalar("error", "test", value=error, iteration=0)
     return {"error": error, "model_id": task.models["output"][-1].id}
