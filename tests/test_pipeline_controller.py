@@ -75,6 +75,29 @@ def test_task_steps_resolve_references_and_monitor_onto_the_pipeline():
     assert prod.get_status() == "created"  # templates are cloned, never run
 
 
+def test_a_function_step_takes_a_task_steps_artifact_by_name_as_clearml_does():
+    prod, _ = _templates()
+    pipe = _pipe()
+    pipe.add_step("prep", base_task_id=prod.id, parameter_override={"kwargs/rows": 4})
+    # `data` is an artifact the task uploads, `return_object` what its function returned
+    pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${prep.data}", "bonus": "${prep.return_object}"},
+                           function_return=["s"])
+    assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+    dag = pipe.get_pipeline_dag()
+    assert dag["sum"].parents == ["prep"]
+    assert Task.get_task(task_id=dag["sum"].task_id).artifacts["s"].get() == 0 + 1 + 2 + 3 + 4
+
+
+def test_a_task_steps_artifact_that_never_appears_fails_the_step_that_needs_it_naming_it():
+    prod, _ = _templates()
+    pipe = _pipe()
+    pipe.add_step("prep", base_task_id=prod.id)
+    pipe.add_function_step("sum", pc.total, function_kwargs={"xs": "${prep.nope}"}, function_return=["s"])
+    with pytest.raises(StepFailed, match="no artifact 'nope'"):
+        pipe.start_locally(run_pipeline_steps_locally=True)
+    assert pipe.get_pipeline_dag()["prep"].status == "completed"
+
+
 def test_function_steps_pass_returns_by_reference_and_cache():
     pipe = _pipe()
     pipe.add_parameter("n", 5)

@@ -342,7 +342,9 @@ class PipelineController:
             for ref in refs:
                 references.validate_ref(ref, step=name, known_steps=set(self._specs), pipeline_params=set(self._params),
                                         allow_return_values=spec.kind == "function")
-                if ref.kind == "return_value" and ref.path[0] not in function_returns.get(ref.step, set()):
+                # a task step's artifacts are known only once it ran: `${prep.data}` names its artifact
+                # `data`, as in ClearML (a missing one fails the step that needs it, naming it)
+                if ref.kind == "return_value" and ref.step in function_returns and ref.path[0] not in function_returns[ref.step]:
                     raise PipelineError(
                         f"step {name!r}: reference {ref.text} names return value {ref.path[0]!r} of step {ref.step!r}, "
                         f"which returns {sorted(function_returns.get(ref.step, ())) or 'nothing (it is not a function step)'}"
