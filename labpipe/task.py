@@ -31,6 +31,7 @@ from .session import LocalSession
 from .store import outputs, tasks
 from .store.db import Database, get_database
 from .store.records import TaskRow
+from .task_types import TaskTypes, task_type_name
 
 ENV_TASK_ID = "LABPIPE_TASK_ID"
 
@@ -38,23 +39,6 @@ ENV_TASK_ID = "LABPIPE_TASK_ID"
 # context: parallel and nested pipelines each see their own), so Task.current_task() in the logic is
 # the controller in every mode, as in ClearML where the controller is the process's task.
 _context_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("labpipe_context_task", default=None)
-
-
-class TaskTypes(enum.StrEnum):
-    """ClearML's task types."""
-
-    training = "training"
-    testing = "testing"
-    inference = "inference"
-    data_processing = "data_processing"
-    application = "application"
-    monitor = "monitor"
-    controller = "controller"
-    optimizer = "optimizer"
-    service = "service"
-    qc = "qc"
-    custom = "custom"
-
 
 
 def _script_packages(packages: Any, requirements_file: Any, source: str | None) -> list[str] | None:
@@ -77,15 +61,6 @@ def _script_packages(packages: Any, requirements_file: Any, source: str | None) 
     if requirements_file is not None:
         found += requirements.parse_requirements(requirements_file)
     return list(dict.fromkeys(found)) or None
-
-
-def _type_name(task_type: Any) -> str:
-    if task_type is None:
-        return TaskTypes.training.value
-    value = task_type.value if isinstance(task_type, TaskTypes) else str(task_type)
-    if value not in TaskTypes.__members__:
-        raise ValueError(f"unknown task_type {task_type!r}; expected one of {', '.join(TaskTypes.__members__)}")
-    return value
 
 
 class Task:
@@ -166,7 +141,7 @@ class Task:
             get_database(),
             name=task_name or (Path(script).stem if script else "untitled"),
             project=project_name or "",
-            type=_type_name(task_type),
+            type=task_type_name(task_type),
             script=definition,
             tags=list(tags or ()),
             comment=comment,
@@ -180,18 +155,53 @@ class Task:
         func: Any,
         func_name: str | None = None,
         task_name: str | None = None,
+        *,
+        project_name: str | None = None,
+        task_type: Any = None,
+        return_values: Sequence[str] | str | None = ("return_object",),
+        helper_functions: Sequence[Any] = (),
+        packages: Sequence[str] | str | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        tags: Sequence[str] | None = None,
+        parent: str | None = None,
+        retry_on_failure: int = 0,
         **kwargs: Any,
     ) -> Task:
-        """A task that runs `func(**kwargs)` on a worker, as a standalone script (ClearML's name).
+        """A task (status 'created') that runs `func(**kwargs)` on a worker once enqueued, as a
+        standalone script (ClearML's name).
 
-        func_name, task_name: names of the function within the task and of the task. Other keyword
-        arguments: the function's own arguments, plus the options of
-        `labpipe.function_task.create_function_task` (return_values, helper_functions, packages,
-        project_name, task_type, retry_on_failure, ...), which documents them.
+        func: a function defined with `def` in a file or notebook cell; it runs as a standalone script,
+            so it must import what it uses inside its body.
+        func_name: a name for the function within the task (default: its `__name__`).
+        task_name, project_name, task_type, tags, parent: as in ClearML (task_name defaults to func_name).
+        return_values: the artifact name(s) the return value is stored under: one name stores the whole
+            value, several unpack a returned tuple (ClearML's default: 'return_object'); () stores nothing.
+        helper_functions: other functions the worker defines next to `func` (their source is stored too).
+        packages: requirements (list or requirements.txt path); None detects them from the imports.
+        docker, docker_args, docker_bash_setup_script, repo, repo_branch, repo_commit: recorded for the
+            worker (a local `repo` runs the task in a worktree at the recorded commit).
+        retry_on_failure: how many times a failed run is re-queued.
+        **kwargs: the function's arguments (basic values become editable parameters, anything else an
+            artifact of the task; see `labpipe.function_task`).
         """
-        from .function_task import create_function_task
+        from .function_task import build_function_task
+        from .step_options import StepOptions
 
-        return create_function_task(func, func_name, task_name, **kwargs)
+        options = StepOptions.collect(dict(
+            task_type=task_type, task_name=task_name, return_values=() if return_values is None else return_values,
+            helper_functions=helper_functions, packages=packages, docker=docker, docker_args=docker_args,
+            docker_bash_setup_script=docker_bash_setup_script, repo=repo, repo_branch=repo_branch,
+            repo_commit=repo_commit, tags=tags,
+        ))
+        db = get_database()
+        row = build_function_task(func, kwargs, options, func_name=func_name, project=project_name, parent=parent,
+                                  retries=retry_on_failure, db=db)
+        return cls(row, db)
 
     @classmethod
     def init(
@@ -229,7 +239,7 @@ class Task:
                     get_database(),
                     name=task_name or Path(sys.argv[0] or "script").stem or "script",
                     project=project_name or "",
-                    type=_type_name(task_type),
+                    type=task_type_name(task_type),
                     tags=list(tags or ()),
                     script=_script_definition(cls._added_requirements),
                     status=_status.IN_PROGRESS,
@@ -379,7 +389,7 @@ class Task:
             project=project_name,
             name=task_name,
             status=[status] if isinstance(status, str) else status,
-            type=[_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
+            type=[task_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
             tags=list(tags) if tags else None,
             parent=task_filter.get("parent"),
             include_archived=allow_archived,
@@ -810,12 +820,7 @@ class Task:
         naming the artifact and the type, and nothing is written.
         """
         _names.check_artifact_name(name, where=f"task {self.id}: upload_artifact")
-        what = f"artifact {name!r} of task {self.id}"
-        ref, kind, filename = _artifacts.encode(self._db, name, artifact_object, what=what)
-        text = str(preview) if preview is not None else (
-            f"{kind}: {filename}" if kind in ("file", "folder") else _artifacts.preview_of(artifact_object)
-        )
-        outputs.put_artifact(self._db, self.id, name, ref, kind=kind, filename=filename, preview=text, metadata=dict(metadata or {}))
+        kind = _artifacts.upload(self._db, self.id, name, artifact_object, metadata=metadata, preview=preview)
         if delete_after_upload and kind in ("file", "folder"):
             import shutil
 
@@ -987,7 +992,7 @@ class Task:
 
     def set_task_type(self, task_type: str | TaskTypes) -> None:
         """Change the task's type (one of `TaskTypes`)."""
-        value = _type_name(task_type)
+        value = task_type_name(task_type)
         tasks.update_task(self._db, self.id, type=value)
         self._row.type = value
 

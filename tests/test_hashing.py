@@ -28,6 +28,7 @@ from labpipe.hashing import (
     local_module_sources,
     new_hasher,
     normalize_source,
+    task_step_key,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,6 +96,16 @@ def test_code_args_and_cache_key_golden_values_do_not_drift():
     assert code == "42d2ea2c57d5c3c0fceaadb057cf3038"
     assert args == "f30b7c64e28f28e0a8cc0d65e16d966b"
     assert cache_key(code, args) == "4c7bf2b2b6e199b1fa0cd2443722ed46"
+
+
+def test_task_step_key_golden_value_does_not_drift():
+    script = {"kind": "script", "entry_point": "train.py", "working_dir": ".", "diff": ""}
+    params = {"General/lr": 0.1, "General/epochs": 3}
+    assert task_step_key(script, params, {"cfg": {"a": 1}}, {"name": "n"}, "training") == "962a45cbd7daa076fd6d879ff12d66e4"
+    # every part counts
+    assert task_step_key(script, dict(params, **{"General/lr": 0.2}), {"cfg": {"a": 1}}, {"name": "n"}, "training") != \
+        "962a45cbd7daa076fd6d879ff12d66e4"
+    assert task_step_key(script, params, {"cfg": {"a": 1}}, {"name": "n"}, "testing") != "962a45cbd7daa076fd6d879ff12d66e4"
 
 
 # ---------------------------------------------------------------------------------------- code_key

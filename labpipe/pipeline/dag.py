@@ -80,8 +80,13 @@ class Node:
             self._job = job
 
     def _from_spec(self, name: str, default: Any = None) -> Any:
+        """What the step was declared with: a field of its spec (function, kwargs) or of its options."""
         spec = getattr(self, "_spec", None)
-        return getattr(spec, name, default) if spec is not None else default
+        if spec is None:
+            return default
+        if name in ("function", "kwargs"):
+            return getattr(spec, name, default)
+        return getattr(spec.options, name, default)
 
     @property
     def base_task_id(self) -> str | None:
