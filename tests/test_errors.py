@@ -19,7 +19,7 @@ PACKAGE = REPO / "labpipe"
 # Exception classes that may live outside errors.py, each with the reason.
 OUTSIDE_ERRORS = {
     ("task.py", "DeleteError"): "ClearML's Task.DeleteError: a name of the Task class's surface, never raised",
-    ("fingerprint/encoding.py", "_NoFingerprint"): "control flow inside the fingerprint package: it leaves "
+    ("fingerprint/encoding.py", "NoFingerprint"): "control flow inside the fingerprint package: it leaves "
     "the package only as Unfingerprintable",
 }
 
