@@ -79,7 +79,11 @@ def _script_packages(packages: Any, requirements_file: Any, source: str | None) 
     return list(dict.fromkeys(found)) or None
 
 
-def _type_name(task_type: Any) -> str:
+def task_type_name(task_type: TaskTypes | str | None) -> str:
+    """The type name a task row stores: `task_type` (a TaskTypes member or its name), training when None.
+
+    Raises ValueError naming the unknown type and the known ones.
+    """
     if task_type is None:
         return TaskTypes.training.value
     value = task_type.value if isinstance(task_type, TaskTypes) else str(task_type)
@@ -166,7 +170,7 @@ class Task:
             get_database(),
             name=task_name or (Path(script).stem if script else "untitled"),
             project=project_name or "",
-            type=_type_name(task_type),
+            type=task_type_name(task_type),
             script=definition,
             tags=list(tags or ()),
             comment=comment,
@@ -229,7 +233,7 @@ class Task:
                     get_database(),
                     name=task_name or Path(sys.argv[0] or "script").stem or "script",
                     project=project_name or "",
-                    type=_type_name(task_type),
+                    type=task_type_name(task_type),
                     tags=list(tags or ()),
                     script=_script_definition(cls._added_requirements),
                     status=_status.IN_PROGRESS,
@@ -379,7 +383,7 @@ class Task:
             project=project_name,
             name=task_name,
             status=[status] if isinstance(status, str) else status,
-            type=[_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
+            type=[task_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
             tags=list(tags) if tags else None,
             parent=task_filter.get("parent"),
             include_archived=allow_archived,
@@ -987,7 +991,7 @@ class Task:
 
     def set_task_type(self, task_type: str | TaskTypes) -> None:
         """Change the task's type (one of `TaskTypes`)."""
-        value = _type_name(task_type)
+        value = task_type_name(task_type)
         tasks.update_task(self._db, self.id, type=value)
         self._row.type = value
 
