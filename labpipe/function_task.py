@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifacts
 from . import names as _names
 from . import params as _params
-from .errors import LabpipeError
+from .errors import FunctionSourceError
 from .source import is_library_path
 from .store import tasks
 from .store.db import get_database
@@ -55,10 +55,6 @@ KWARG_ARTIFACT_PREFIX = "kwarg."
 # A JSON parameter bigger than this is stored as an artifact instead: parameters are meant to be
 # read and edited by people, and every task listing reads them.
 _MAX_PARAM_JSON = 256 * 1024
-
-
-class FunctionSourceError(LabpipeError, TypeError):
-    """A function task cannot be made from this callable (no retrievable `def` source)."""
 
 
 @dataclass(frozen=True)

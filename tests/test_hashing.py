@@ -78,6 +78,8 @@ def test_hash_bytes_streams_parts_like_their_concatenation():
         pytest.param(42, "d2b5bdb4152e6cb48597552434065fa1", id="int"),
         pytest.param(1.5, "80634fc0e370a6ade8710497aecba0ff", id="float"),
         pytest.param("héllo", "8c3a894493edaac35424d9990f859c54", id="str"),
+        pytest.param(b"labpipe", "cbbed51deab02514c16ca67c89a8f4bb", id="bytes"),
+        pytest.param(bytearray(b"labpipe"), "7f0a4c3ed8ea2af64ab2b2156cb18cdc", id="bytearray"),
         pytest.param({"b": [1, 2], "a": None}, "c8b8d96503457a634b126cc5d21349e2", id="dict"),
         pytest.param([1, [2.0, ["x", (3, None)]]], "54b1ca56ee72b3f635c13587ae32a41b", id="nested-list"),
         pytest.param(
