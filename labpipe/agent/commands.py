@@ -147,7 +147,7 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
             before, runner = task.get_status(), task.data.worker or ""
             task.mark_stopped(status_message=message)
             # a pipeline's steps (and nested runs) stop with it, even if its controller is gone
-            below = leases.stop_below(task._db, task.id, message) if task.task_type == "controller" else []
+            below = leases.stop_below(task.db, task.id, message) if task.task_type == "controller" else []
         except LabpipeError as exc:
             click.echo(f"labpipe stop: {exc}", err=True)
             failed = True

@@ -398,7 +398,7 @@ class PipelineController:
         from ..console import captured_console
 
         self._progress = {"quiet": quiet, "stream_output": stream_output}
-        with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
+        with captured_console(task.db, task.id):  # callbacks' prints go to the run's console too
             ok = self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
                                local_steps=run_pipeline_steps_locally)
         if not ok:
@@ -410,7 +410,7 @@ class PipelineController:
                  local_steps: bool = False) -> bool:
         self._validate()
         if task.get_status() != _status.IN_PROGRESS:
-            tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
+            tasks.set_status(task.db, task.id, _status.IN_PROGRESS, force=True)
         self._apply_overrides(task)
 
         run = PipelineRun(
@@ -470,7 +470,7 @@ class PipelineController:
             self._attached_task()  # a relaunched run: report on it, never on a new run of our own
         if self._task is not None:
             if status == _status.IN_PROGRESS and self._task.get_status() != _status.IN_PROGRESS:
-                tasks.set_status(self._task._db, self._task.id, _status.IN_PROGRESS, force=True)
+                tasks.set_status(self._task.db, self._task.id, _status.IN_PROGRESS, force=True)
                 self._task.reload()
             return self._task
         self._task = create_pipeline_task(
@@ -544,8 +544,8 @@ class PipelineController:
         else:
             failed = any(n.status in ("failed", "aborted") for n in self.get_pipeline_dag().values() if n.status != "skipped")
             status = _status.FAILED if failed and self._run is not None and self._run.errors else _status.COMPLETED
-        leases.stop_below(self._task._db, self._task.id, "pipeline stopped")
-        tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
+        leases.stop_below(self._task.db, self._task.id, "pipeline stopped")
+        tasks.set_status(self._task.db, self._task.id, status, "pipeline stopped", force=True)
         self._task.reload()
 
     def is_running(self) -> bool:

@@ -33,7 +33,7 @@ from .. import status as _status
 from ..errors import PipelineError, StepFailed
 from ..function_task import unwrap_decorated
 from ..step_options import StepOptions
-from ..task import ENV_TASK_ID, Task, _context_task
+from ..task import ENV_TASK_ID, Task, context_task
 from .cache import Refresh, StepCodeKey, request_refresh, requested_refresh
 from .dag import NODE_STATUSES, Node
 from .pipeline_task import (
@@ -166,11 +166,11 @@ class PipelineFunction:
         """Debug mode: the logic and its components are plain calls here, but the run is recorded (a
         pipeline task, as ClearML's debug mode keeps its controller task), so that get_logger(),
         upload_artifact() and Task.current_task() in the logic work as in the other modes."""
-        outer = _context_task.get()
+        outer = context_task.get()
         task = self._create_task(kwargs, status=_status.IN_PROGRESS, parent=outer.id if outer is not None else None)
-        token = _context_task.set(task)
+        token = context_task.set(task)
         try:
-            with progress.debug_run(task._db, task.id, task.name, quiet=bool(self.settings.get("quiet")),
+            with progress.debug_run(task.db, task.id, task.name, quiet=bool(self.settings.get("quiet")),
                                     stream_output=self.settings.get("stream_output")):
                 result = self.func(**kwargs)
         except KeyboardInterrupt:
@@ -180,7 +180,7 @@ class PipelineFunction:
             finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            _context_task.reset(token)
+            context_task.reset(token)
         name = self.settings.get("return_value")
         if name and result is not None:
             task.upload_artifact(name, result)
@@ -194,7 +194,7 @@ class PipelineFunction:
         task = self._create_task(kwargs, status=_status.IN_PROGRESS)
         from ..console import captured_console
 
-        with captured_console(task._db, task.id):  # what the logic prints goes to the run's console too
+        with captured_console(task.db, task.id):  # what the logic prints goes to the run's console too
             return self._control(task, kwargs, local_pool=True)
 
     # -- the controller -------------------------------------------------------------------
@@ -216,7 +216,7 @@ class PipelineFunction:
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
         token = set_current_run(run)
-        task_token = _context_task.set(task)
+        task_token = context_task.set(task)
         try:
             with sigterm_as_interrupt():
                 result = self.func(**kwargs)
@@ -236,7 +236,7 @@ class PipelineFunction:
             exit_if_stopped(task)  # `labpipe stop` is one line and exit 130, not this error's traceback
             raise
         finally:
-            _context_task.reset(task_token)
+            context_task.reset(task_token)
             reset_current_run(token)
         ok = close_run(run, task)
         if not ok:
@@ -515,7 +515,7 @@ class PipelineDecorator:
         run = current_run()
         if run is not None:
             return run
-        task = _context_task.get()
+        task = context_task.get()
         return task if task is not None and task.task_type == "controller" else None
 
     @classmethod

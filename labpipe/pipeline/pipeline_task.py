@@ -90,15 +90,15 @@ def ensure_progress_handler() -> None:
 
 def finish(task: Task, status: str, message: str) -> None:
     """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
-    leases.end_run(task._db, task.id, status, message)
+    leases.end_run(task.db, task.id, status, message)
     task.reload()
     progress.run_ended(task.id, task.data.status, task.data.status_message or "")
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
     """Stop a pipeline task and every step below it that is still queued or running."""
-    leases.stop_below(task._db, task.id, reason)
-    tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
+    leases.stop_below(task.db, task.id, reason)
+    tasks.set_status(task.db, task.id, _status.STOPPED, reason, force=True)
 
 
 @contextlib.contextmanager
@@ -123,7 +123,7 @@ def sigterm_as_interrupt():
 
 def follow(task: Task, quiet: bool = False, stream_output: bool | None = True) -> Task:
     """Wait for a pipeline task executed elsewhere, showing its progress (`labpipe.progress.follow`)."""
-    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task._db)
+    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task.db)
     return task.reload()
 
 
@@ -189,7 +189,7 @@ def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
 
     def pump() -> None:
         nonlocal seq
-        for row in outputs.read_console(task._db, task.id, after=seq):
+        for row in outputs.read_console(task.db, task.id, after=seq):
             seq = row["seq"]
             if not quiet:
                 (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
@@ -203,7 +203,7 @@ def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
         note = data.runtime.get("script_exit") or {}
         if note.get("attempt") == data.attempt:
             return True
-        return not any(w["id"] == data.worker for w in leases.live_workers(task._db, WORKER_MAX_AGE))
+        return not any(w["id"] == data.worker for w in leases.live_workers(task.db, WORKER_MAX_AGE))
 
     try:
         while True:

@@ -64,7 +64,7 @@ class PipelineRun:
         stream_output: bool | None = None,
     ):
         self.task = task
-        self.db = task._db
+        self.db = task.db
         self.default_queue = default_queue
         self.abort_on_failure = abort_on_failure
         self.add_pipeline_tags = add_pipeline_tags
