@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifacts as _artifacts
 from . import names as _names
 from .errors import ArtifactError
+from .offline import install_on
 from .store import outputs
 from .store.blobs import BlobRef
 
@@ -451,3 +452,9 @@ class ModelList(list):
 
     def keys(self) -> list[str]:
         return [m.name for m in self]
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Model, "Model")
+install_on(InputModel, "InputModel")
+install_on(OutputModel, "OutputModel")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from labpipe.errors import PipelineError
+from labpipe.offline import install_on
 
 NODE_STATUSES = ("pending", "queued", "running", "completed", "cached", "failed", "aborted", "skipped")
 NODE_KINDS = ("function", "task", "pipeline")
@@ -468,3 +469,7 @@ def _check_status(name: str, status: str) -> None:
         raise PipelineError(
             f"step {name!r} got status {status!r}; expected one of {', '.join(NODE_STATUSES)}"
         )
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Node, "PipelineController.Node")
