@@ -483,3 +483,44 @@ def test_plot_refuses_an_unknown_format_listing_the_known_ones(failed_pipeline, 
     result = plot(failed_pipeline.id, "--format", "jpeg", "-o", str(tmp_path / "x.jpeg"), ok=False)
     assert result.exit_code == 1 and "known formats: png, svg, dot, mermaid" in result.output
     assert not (tmp_path / "x.jpeg").exists()
+
+
+def test_a_stopped_step_is_worded_in_the_picture_as_the_cli_words_it(store, tmp_path):
+    """A step whose node status is 'aborted' (its task stopped) reads 'stopped' in `labpipe show`;
+    its box, the legend, the dot and mermaid labels say the same word."""
+    import json
+
+    from labpipe import Task
+    from labpipe.cli import main
+    from labpipe.pipeline.render import load_dag
+    from labpipe.store import pipelines
+    from labpipe.store.db import get_database
+
+    run = Task.create(project_name="plot", task_name="stopped run", task_type="controller")
+    pipelines.save_nodes(get_database(), run.id, [
+        {"name": "load", "seq": 0, "parents": [], "status": "completed", "started": 0.0, "completed": 1.5},
+        {"name": "train", "seq": 1, "parents": ["load"], "status": "aborted", "started": 1.5, "completed": 4.0,
+         "error": "pipeline stopped: by labpipe stop"},
+        {"name": "report", "seq": 2, "parents": ["train"], "status": "skipped", "error": "pipeline stopped"},
+    ])
+    shown = CliRunner().invoke(main, ["show", run.id, "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    cli_word = {s["name"]: s["status"] for s in json.loads(shown.output)["steps"]}["train"]
+    assert cli_word == "stopped"
+
+    dag = load_dag(run.id)
+    assert dag["train"].status == "aborted"  # the Python API keeps ClearML's node status
+    texts = box_texts(dag)
+    assert f"{cli_word} · 2.5 s" in texts  # the box's detail line
+    (legend,) = [t for t in texts if t.endswith(" (1)") and "stopped" in t]
+    assert legend.startswith(f"{cli_word}: ")
+    assert not any("aborted" in t for t in texts)
+    plot(run.id, "-o", str(tmp_path / "dag.dot"))
+    dot = (tmp_path / "dag.dot").read_text()
+    (train_line,) = [line for line in dot.splitlines() if line.startswith('  "train" [')]
+    assert f"{cli_word} · 2.5 s" in train_line and f'tooltip="{cli_word}"' in train_line
+    mermaid = to_mermaid(dag)
+    assert f"train<br/>{cli_word} · 2.5 s<br/>pipeline stopped: by labpipe stop" in mermaid
+    png = tmp_path / "dag.png"
+    plot(run.id, "-o", str(png))
+    assert png.read_bytes().startswith(PNG_MAGIC)
