@@ -55,21 +55,6 @@ from .step import StepSpec, check_picklable, monitor_pairs
 log = logging.getLogger("labpipe")
 
 
-def _check_well_formed_refs(step: str, values: Any) -> None:
-    """A "${" that never closes is a typo of a reference, not a literal the user meant: say so."""
-    stack = [values]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if "${" in references._REF.sub("", value):
-                raise PipelineError(f"step {step!r}: {value!r} holds a '${{' that is not closed by '}}'; "
-                                    "a reference is written ${step.field}")
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-
-
 def _check_kwargs_fit(step: str, function: Callable, kwargs: dict) -> None:
     """function_kwargs the function cannot take are an error now, naming the step, not at launch."""
     import inspect
@@ -336,7 +321,7 @@ class PipelineController:
                     )
             parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
             dag.add_deferred(Node(name=name, parents=parents, kind=spec.kind))
-            _check_well_formed_refs(name, _referencing(spec))
+            references.check_closed(name, _referencing(spec))
             spec.behaviour()  # an unknown continue_behaviour key is an error now, not mid-run
             if spec.kind == "function":
                 check_picklable(name, {k: v for k, v in spec.kwargs.items() if not isinstance(v, str)})

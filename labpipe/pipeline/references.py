@@ -358,3 +358,18 @@ def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
         return v
 
     return walk(value)
+
+
+def check_closed(step: str, values: Any) -> None:
+    """A "${" that never closes is a typo of a reference, not a literal the user meant: say so."""
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "${" in _REF.sub("", value):
+                raise PipelineError(f"step {step!r}: {value!r} holds a '${{' that is not closed by '}}'; "
+                                    "a reference is written ${step.field}")
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
