@@ -27,7 +27,7 @@ from .proxy import is_result
 if TYPE_CHECKING:
     from ..step_options import StepOptions
     from ..store.db import Database
-    from ..store.records import TaskRow
+    from ..store.pipelines import CacheHit
     from ..task import Task
     from .dag import DAG
     from .step import StepSpec
@@ -68,7 +68,7 @@ class StepCodeKey:
     a new component, with a key of its own.
     """
 
-    __slots__ = ("function", "helper_functions", "settings", "_kept")
+    __slots__ = ("function", "helper_functions", "settings", "_kept", "_checked_in")
 
     def __init__(self, function: Callable, helper_functions: Sequence[Callable] = (), settings: dict | None = None):
         self.function = function
@@ -76,21 +76,29 @@ class StepCodeKey:
         self.settings = settings
         # (key, watched paths, their stamps), replaced as one tuple: another thread sees all or none.
         self._kept: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = None
+        self._checked_in: Any = None  # the run whose first use checked the files (see `get`)
 
     @classmethod
     def of(cls, function: Callable, options: StepOptions, *, form: str) -> StepCodeKey:
         """The code key of `function` declared with `options` (see `code_settings` for `form`)."""
         return cls(function, options.helper_functions, code_settings(options, form=form))
 
-    def get(self) -> str:
+    def get(self, within: Any = None) -> str:
         """The key, computed again only if a watched file or folder changed since it was computed.
+
+        within: the pipeline run asking. The files are checked on the first use in each run; the
+        steps a run declares after that share the answer (a loop of 1,000 calls stats once, and every
+        step of one run has the code of one moment).
 
         Raises ``Unfingerprintable`` if a source does not parse or a setting cannot be fingerprinted.
         """
+        kept = self._kept
+        if kept is not None and within is not None and self._checked_in is within:
+            return kept[0]
         from ..source import file_stamps, find_local_modules  # lazily: `import labpipe` stays light
 
-        kept = self._kept
         if kept is not None and file_stamps(kept[1]) == kept[2]:
+            self._checked_in = within
             return kept[0]
         from ..function_task import function_source, local_import_folders
         from ..hashing import code_key
@@ -100,6 +108,7 @@ class StepCodeKey:
         modules = find_local_modules([src.source, *helpers], local_import_folders(src.folder))
         key = code_key(src.source, helpers, modules.sources, self.settings)
         self._kept = (key, modules.watched, modules.stamps)
+        self._checked_in = within
         return key
 
 
@@ -226,7 +235,7 @@ class RunCache:
             self._warned.add(step)
             log.warning("step %r is not cached: %s", step, exc)
 
-    def lookup(self, step: str, key: str | None, return_values: Sequence[str] | None = None) -> TaskRow | None:
+    def lookup(self, step: str, key: str | None, return_values: Sequence[str] | None = None) -> CacheHit | None:
         """The task an identical earlier call left, if the step may be served from the cache: not
         refreshed, not found damaged in this run, and its outputs (`return_values`, default all) intact.
         A hit's artifact hashes are remembered (`result_hash`)."""
@@ -235,8 +244,8 @@ class RunCache:
         found = pipelines.find_cached_outputs(self.db, key, None if return_values is None else list(return_values))
         if found is None:
             return None
-        hit, self._hashes[step] = found
-        return hit
+        self._hashes[step] = found.hashes
+        return found
 
     def damaged_inputs(self, spec: StepSpec, dag: DAG) -> list[str]:
         """The cached parents whose outputs this step is about to read and that fail their hash.

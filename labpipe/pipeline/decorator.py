@@ -93,9 +93,12 @@ class Component:
         Kept between calls and runs, and computed again when a local module it covers is edited
         (``StepCodeKey``): a notebook that edits one between two runs must not be served the old result.
         """
+        return self._key_in(None)
+
+    def _key_in(self, run: Any) -> str:
         if self._code_key is None:
             self._code_key = StepCodeKey.of(self.func, self.options, form="component")
-        return self._code_key.get()
+        return self._code_key.get(run)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = current_run()
@@ -106,7 +109,7 @@ class Component:
         check_picklable(name, call_kwargs)
         spec = StepSpec(
             name=name, kind="function", options=self.options, function=self.func, kwargs=call_kwargs,
-            parents=list(self.options.parents), code_key=self.code_key if self.options.cache else None,
+            parents=list(self.options.parents), code_key=self._key_in(run) if self.options.cache else None,
         )
         run.add(spec)
         run.start()

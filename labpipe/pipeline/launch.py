@@ -25,6 +25,7 @@ from .proxy import is_result
 
 if TYPE_CHECKING:
     from ..store.db import Database
+    from ..store.pipelines import CacheHit
     from ..store.records import TaskRow
     from .cache import RunCache
     from .dag import DAG, Node
@@ -47,7 +48,7 @@ class Skipped:
 class Cached:
     """An identical earlier call's task serves the step."""
 
-    task: TaskRow
+    hit: CacheHit
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,7 @@ class PipelineRun:
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._wake_w: int | None = None
+        self._asleep = True  # the scheduler waits for a nudge (or has not started)
         # Readiness is tracked, not rescanned: each node's unfinished parents, and the pending nodes
         # whose parents have all finished (in declaration order).
         self._waiting_on: dict[str, set[str]] = {}
@@ -173,8 +174,10 @@ class PipelineRun:
             self._thread.start()
 
     def _nudge(self) -> None:
-        """Wake the scheduler now (a step was declared, or the run is closing)."""
-        if self._wake_w is not None:
+        """Wake the scheduler now (a step was declared, or the run is closing). Called with the lock
+        held, it writes only when the scheduler is asleep or about to be (it looks again anyway
+        before it sleeps): a step declared while it works costs no system call."""
+        if self._wake_w is not None and self._asleep:
             try:
                 os.write(self._wake_w, b"\0")
             except (BlockingIOError, OSError):
@@ -184,12 +187,14 @@ class PipelineRun:
         try:
             while True:
                 with self._cond:
+                    self._asleep = False
                     changed = self._advance()
                     if changed:
                         self._cond.notify_all()
-                    if self._closing and all(n.done for n in self.dag):
+                    if self._closing and not self._active and not self._candidates and all(n.done for n in self.dag):
                         return
                     timeout = 0.0 if changed else self._idle_timeout()
+                    self._asleep = bool(timeout)  # set under the lock: a step declared from now on nudges
                 if timeout:
                     fds = [*self._listener.fds, self._wake_r]
                     if wakeup.readable(fds, timeout):
@@ -348,8 +353,8 @@ class PipelineRun:
             self._active[name] = outcome.task_id
             self._status_changed(name)
         elif isinstance(outcome, Cached):
-            hit = outcome.task
-            self._set(name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
+            hit = outcome.hit
+            self._set(name, "cached", task_id=hit.task_id, started=hit.started, completed=hit.completed)
             self._after_success(name)
         elif isinstance(outcome, Running):
             self._set(name, "running", task_id=outcome.task_id, started=outcome.started)
