@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,7 @@ class PipelineRun:
         self._thread: threading.Thread | None = None
         self._wake_w: int | None = None
         self._asleep = True  # the scheduler waits for a nudge (or has not started)
+        self._awaited: Counter[str] = Counter()  # nodes that callers wait for (wait_node), and how many callers
         # Readiness is tracked, not rescanned: each node's unfinished parents, and the pending nodes
         # whose parents have all finished (in declaration order).
         self._waiting_on: dict[str, set[str]] = {}
@@ -189,8 +191,8 @@ class PipelineRun:
                 with self._cond:
                     self._asleep = False
                     changed = self._advance()
-                    if changed:
-                        self._cond.notify_all()
+                    if changed and any(self.dag[n].done for n in self._awaited):
+                        self._cond.notify_all()  # only for a node someone waits for: no thread woken in vain
                     if self._closing and not self._active and not self._candidates and all(n.done for n in self.dag):
                         return
                     timeout = 0.0 if changed else self._idle_timeout()
@@ -530,12 +532,18 @@ class PipelineRun:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self.start()
-            while not self.dag[name].done:
-                if self._thread_error is not None:
-                    raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"step {name!r} did not finish within {timeout} s")
-                self._cond.wait(0.1)
+            self._awaited[name] += 1
+            try:
+                while not self.dag[name].done:
+                    if self._thread_error is not None:
+                        raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"step {name!r} did not finish within {timeout} s")
+                    self._cond.wait(0.1)
+            finally:
+                self._awaited[name] -= 1
+                if not self._awaited[name]:
+                    del self._awaited[name]
             return self.dag[name]
 
     def result_value(self, name: str, artifact: str) -> Any:
