@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from . import status as _status
-from .progress_events import FINISHED, OutputEvent, RunEnded, RunState, StepEvent
+from .progress_events import FINISHED, EchoEvent, OutputEvent, RunEnded, RunState, StepEvent
 from .store import outputs
 
 log = logging.getLogger("labpipe")
@@ -102,6 +102,10 @@ class Reporter:
     def output(self, step: str, text: str) -> None:
         """A step printed `text` (a debug run's plain call; steps on workers are read from the store)."""
         self._events.append(OutputEvent(step, text))
+
+    def echo(self, text: str, to_stdout: bool) -> None:
+        """What a followed run's own script printed: shown as it is, above the view."""
+        self._events.append(EchoEvent(text, to_stdout))
 
     def steps_done(self) -> None:
         """The run's scheduler ended: if nobody ends this reporter, it ends itself when the run's task does."""
@@ -180,6 +184,8 @@ class Reporter:
                     self.view.step(state, self.state)
             elif isinstance(event, OutputEvent):
                 self._lines(event.step, event.text, final=False)
+            elif isinstance(event, EchoEvent):
+                self.view.echo(event.text, event.to_stdout)
             elif isinstance(event, RunEnded):
                 for step in list(self._partial):
                     self._lines(step, "", final=True)
@@ -251,6 +257,11 @@ class Silent:
     def output(self, step: str, text: str) -> None:
         pass
 
+    def echo(self, text: str, to_stdout: bool) -> None:
+        from .progress_view import echo_raw
+
+        echo_raw(text, to_stdout)
+
     def steps_done(self) -> None:
         pass
 
@@ -286,9 +297,10 @@ def open_run(db: Any, run_id: str, name: str, *, quiet: bool = False, stream_out
         stale = list(_open.values())
     for reporter in stale:  # a run whose scheduler ended but that nobody ended: end it now
         reporter.end("ended")
-    out = stream if stream is not None else terminal_stream(sys.stderr)
+    own = _own_console(db, run_id) if stream is None else None
+    out = stream if stream is not None else own or terminal_stream(sys.stderr)
     try:
-        view = choose(out, chosen.mode)
+        view = _plain_uncoloured(out) if own is not None else choose(out, chosen.mode)
     except Exception:  # noqa: BLE001 - rich missing or a strange stream: fall back to lines
         log.debug("live progress view unavailable", exc_info=True)
         from .progress_view import PlainLines
@@ -299,6 +311,44 @@ def open_run(db: Any, run_id: str, name: str, *, quiet: bool = False, stream_out
     with _lock:
         _open[run_id] = reporter
     return reporter.start()
+
+
+#: the console stream a run's progress lines are recorded under when the run is a worker's task
+PROGRESS_STREAM = "progress"
+
+
+class _ConsoleLines(io.TextIOBase):
+    """Progress lines written as console rows of the run's own task, under `PROGRESS_STREAM`: kept
+    for `labpipe show --log`, and told apart from what the script prints by whoever follows the run."""
+
+    encoding = "utf-8"
+
+    def __init__(self, db: Any, task_id: str):
+        self._db, self._task_id = db, task_id
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        outputs.add_console(self._db, self._task_id, PROGRESS_STREAM, text)
+        return len(text)
+
+
+def _plain_uncoloured(out: TextIO):
+    from .progress_view import PlainLines
+
+    view = PlainLines(out)
+    view.color = False  # stored lines: no escape codes
+    return view
+
+
+def _own_console(db: Any, run_id: str) -> TextIO | None:
+    """Where a run's progress goes when this process is that run's task under a worker (a services
+    worker runs the controller): its console rows, not its stderr. None elsewhere."""
+    return _ConsoleLines(db, run_id) if os.environ.get("LABPIPE_TASK_ID") == run_id else None
 
 
 def run_ended(run_id: str, status: str, message: str = "") -> None:
@@ -330,7 +380,8 @@ def call_step(name: str, func: Callable, args: tuple, kwargs: dict) -> Any:
 
 
 def follow(run_task_id: str, *, quiet: bool = False, stream_output: bool | None = True, poll: float = 0.25,
-           stream: TextIO | None = None, db: Any = None) -> str:
+           stream: TextIO | None = None, db: Any = None, echo_console: bool = False,
+           ended: Callable[[], bool] | None = None) -> str:
     """Show a pipeline run executed elsewhere (a services worker, `labpipe agent`) until it ends;
     returns its final status (completed, failed, stopped, published).
 
@@ -339,6 +390,9 @@ def follow(run_task_id: str, *, quiet: bool = False, stream_output: bool | None 
     run_task_id: the pipeline task's id (or a unique prefix). quiet: wait without showing anything.
     stream_output: show the steps' output, prefixed by their names. poll: seconds between looks.
     Dead workers' tasks are reaped meanwhile, so a killed controller ends the wait (failed).
+    echo_console: also copy what the run's own script prints (its stdout and stderr console rows, not
+    its recorded progress lines) to this process's stdout and stderr, unless quiet.
+    ended: once the run's status is final, wait until this also says True (its script's process ended).
     Ctrl-C ends the view and is raised (stopping the run is the caller's choice).
     """
     from .store import leases, pipelines, tasks
@@ -349,6 +403,7 @@ def follow(run_task_id: str, *, quiet: bool = False, stream_output: bool | None 
     reporter = open_run(db, row.id, row.name, quiet=quiet, stream_output=stream_output, stream=stream)
     seen: dict[str, tuple] = {}
     last_reap = 0.0
+    echo = _ConsoleEcho(db, row.id) if echo_console and not quiet else None
     try:
         while True:
             row = tasks.get_task(db, row.id)  # the status first: nodes read after a final status are complete
@@ -358,7 +413,11 @@ def follow(run_task_id: str, *, quiet: bool = False, stream_output: bool | None 
                     seen[node["name"]] = key
                     error = _stored_cause(db, node) if node["status"] == "failed" else node["error"]
                     reporter.step(node["name"], node["status"], node["task"], node["started"], node["completed"], error)
-            if row.status in _status.FINAL:
+            if echo is not None:
+                echo.pump(reporter)
+            if row.status in _status.FINAL and (ended is None or ended()):
+                if echo is not None:
+                    echo.pump(reporter)
                 reporter.end(row.status, row.status_message or "")
                 return row.status
             now = time.monotonic()
@@ -369,6 +428,21 @@ def follow(run_task_id: str, *, quiet: bool = False, stream_output: bool | None 
     except BaseException:
         reporter.end("interrupted" if sys.exc_info()[0] is KeyboardInterrupt else "ended")
         raise
+
+
+class _ConsoleEcho:
+    """What a followed run's own script prints, copied to this process's stdout and stderr as it grows
+    (its progress lines, recorded under PROGRESS_STREAM, are drawn by the follower's view instead)."""
+
+    def __init__(self, db: Any, task_id: str):
+        self._db, self._task_id, self._seq = db, task_id, 0
+
+    def pump(self, reporter: Any) -> None:
+        rows = outputs.read_console(self._db, self._task_id, after=self._seq)
+        for r in rows:
+            self._seq = r["seq"]
+            if r["stream"] in ("stdout", "stderr"):
+                reporter.echo(r["text"], to_stdout=r["stream"] == "stdout")
 
 
 def _stored_cause(db: Any, node: dict) -> str | None:

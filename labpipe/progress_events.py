@@ -50,6 +50,14 @@ class OutputEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EchoEvent:
+    """What the followed run's own script printed (`text`, to its stdout or its stderr), shown as is."""
+
+    text: str
+    to_stdout: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RunEnded:
     """The run ended: status is the pipeline task's (completed, failed, stopped); message says why."""
 

@@ -8,6 +8,7 @@ reporter's, see `labpipe.progress`), never by the engine's: drawing costs the en
 from __future__ import annotations
 
 import os
+import sys
 import time
 import zlib
 from typing import Any, Protocol, TextIO
@@ -23,12 +24,24 @@ _STYLE = {"completed": "green", "cached": "cyan", "failed": "bold red", "aborted
 _MARK = {"completed": "✓", "cached": "↺", "failed": "✗", "aborted": "✗", "skipped": "-", "running": "▶", "queued": "…"}
 
 
+def echo_raw(text: str, to_stdout: bool) -> None:
+    """Write what a script printed to this process's stdout or stderr, as it is."""
+    out = sys.stdout if to_stdout else sys.stderr
+    try:
+        out.write(text)
+        out.flush()
+    except (OSError, ValueError):  # a closed pipe must not break the wait
+        pass
+
+
+
 class View(Protocol):
     """What the reporter calls (from its own thread only)."""
 
     def started(self, run: RunState) -> None: ...
     def step(self, state: StepState, run: RunState) -> None: ...
     def output(self, step: str, line: str, run: RunState) -> None: ...
+    def echo(self, text: str, to_stdout: bool) -> None: ...
     def refresh(self, run: RunState) -> None: ...
     def close(self, run: RunState) -> None: ...
 
@@ -99,6 +112,9 @@ class PlainLines:
     def output(self, step: str, line: str, run: RunState) -> None:
         self._write(f"{self._name(step)} | {line}")
 
+    def echo(self, text: str, to_stdout: bool) -> None:
+        echo_raw(text, to_stdout)
+
     def refresh(self, run: RunState) -> None:
         pass
 
@@ -145,6 +161,16 @@ class LiveView:
 
         color = _PALETTE[zlib.crc32(step.encode()) % len(_PALETTE)]
         self.console.print(Text.assemble((step, color), (" | ", "dim"), line), soft_wrap=True)
+
+    def echo(self, text: str, to_stdout: bool) -> None:
+        """Script output: above the live view when it goes to the same terminal, else where it belongs."""
+        same_terminal = is_terminal(sys.stdout) if to_stdout else True
+        if not same_terminal:
+            echo_raw(text, to_stdout)
+            return
+        from rich.text import Text
+
+        self.console.print(Text(text.rstrip("\n")), soft_wrap=True)
 
     def refresh(self, run: RunState) -> None:
         if self._started:

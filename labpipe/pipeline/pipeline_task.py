@@ -177,24 +177,13 @@ def hand_over(task: Task, queue: str) -> None:
 def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
     """Follow a run that another process controls, from the process that waits for it, until the run
     ended and its script's process did too (the code after `start()` runs there and must not lose
-    the pool it runs in). Shown: the run's console as it grows (its stdout to ours, its stderr to ours),
-    which holds the controller's own progress lines (labpipe.progress, plain lines under a worker) and
-    whatever its script prints; nothing with quiet. Ctrl-C stops the run and its steps, and is raised.
+    the pool it runs in). Shown: the same view as a run in this process (live on a terminal, plain
+    lines elsewhere), fed from the store, and what the run's script prints (its stdout to ours, its
+    stderr to ours); nothing with quiet. Ctrl-C stops the run and its steps, and is raised.
     """
-    from ..store import outputs
-    from ..waiting import WORKER_MAX_AGE, wait_for_tasks
+    from ..waiting import WORKER_MAX_AGE
 
     ensure_progress_handler()
-    seq = 0
-
-    def pump() -> None:
-        nonlocal seq
-        for row in outputs.read_console(task.db, task.id, after=seq):
-            seq = row["seq"]
-            if not quiet:
-                (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
-        sys.stdout.flush()
-        sys.stderr.flush()
 
     def script_ended() -> bool:
         data = task.reload().data
@@ -206,15 +195,8 @@ def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
         return not any(w["id"] == data.worker for w in leases.live_workers(task.db, WORKER_MAX_AGE))
 
     try:
-        while True:
-            try:
-                wait_for_tasks([task], status=_status.FINAL, raise_on_status=(), poll=poll, timeout=0.5)
-            except TimeoutError:
-                pass
-            pump()
-            if task.get_status() in _status.FINAL and script_ended():
-                pump()
-                return task.reload()
+        progress.follow(task.id, quiet=quiet, poll=poll, db=task.db, echo_console=True, ended=script_ended)
+        return task.reload()
     except KeyboardInterrupt:
         stop_pipeline_task(task, INTERRUPTED)
         raise

@@ -5,6 +5,7 @@ on the controller's side, to its end), a failed run exits non-zero with its root
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,6 +54,25 @@ def test_start_without_an_agent_runs_the_code_after_it_once_on_the_controller_si
     (run,) = [t for t in Task.get_tasks(project_name="e2e") if t.task_type == "controller"]
     assert run.get_status() == "completed" and run.artifacts["result"].get() == 9
     assert "its process was ended" not in run.get_console() and "were not used" not in run.get_console()
+
+
+def test_the_caller_of_start_shows_the_runs_progress_once_and_its_scripts_own_output(tmp_path, store):
+    """The waiting caller draws the run's progress itself (from the store) and copies what the script
+    prints; the controller records its progress lines apart (console stream 'progress'), so they are
+    neither lost nor shown twice."""
+    after = tmp_path / "after.txt"
+    proc = _run(tmp_path, CONTROLLER.replace("pipe.START", 'pipe.start(queue="services")'), str(after), "3",
+                env={"LABPIPE_PROGRESS": "plain"})
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^square\s+done in", proc.stderr, re.M)) == 1, proc.stderr
+    assert len(re.findall(r"^pipeline 'handed-over' completed in", proc.stderr, re.M)) == 1, proc.stderr
+    assert "ran after start" in proc.stdout
+    (run,) = [t for t in Task.get_tasks(project_name="e2e") if t.task_type == "controller"]
+    from labpipe.store import outputs
+
+    rows = outputs.read_console(run.db, run.id)
+    assert any(r["stream"] == "progress" and re.search(r"^square\s+done in", r["text"], re.M) for r in rows)
+    assert not any(r["stream"] != "progress" and "done in" in r["text"] for r in rows)
 
 
 def test_start_locally_of_a_failing_run_exits_non_zero_with_the_root_cause(tmp_path, store):
