@@ -243,7 +243,7 @@ def resolve_references(db: Database, refs: dict[str, Any]) -> dict[str, Any]:
     inline blob, its bytes. The task's process then loads its inputs without opening a database
     connection of its own (about a millisecond per step). A bad reference becomes the error to raise."""
     from ..errors import ArtifactError
-    from ..store import outputs
+    from ..store import blobs, outputs
 
     out: dict[str, Any] = {}
     for arg, ref in refs.items():
@@ -256,9 +256,8 @@ def resolve_references(db: Database, refs: dict[str, Any]) -> dict[str, Any]:
                 f"argument {arg!r}: task {ref['task']} has no artifact {ref['artifact']!r} (deleted, or its step did not store it)"
             )
             continue
-        inline = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (row["hash"],))
         out[arg] = {"task": ref["task"], "name": row["name"], "hash": row["hash"], "kind": row["kind"],
-                    "filename": row["filename"], "inline": inline[0] if inline is not None else None}
+                    "filename": row["filename"], "inline": blobs.inline_bytes(db, row["hash"])}
     return out
 
 

@@ -662,10 +662,9 @@ def worker_main(config: WorkerConfig, parent_pid: int) -> None:
 
 
 def _reset_after_fork() -> None:
-    """Forget state a fork inherited from the pool's owner (its current task, a lock held by its threads)."""
-    import threading
-
-    from ..store import db as _db
+    """Forget state a fork inherited from the pool's owner (its current task, its console tee). The
+    store's locks, which another thread of the owner may have held, are reset by store/db.py's own
+    at-fork hook."""
     from ..task import Task
 
     Task._current = None
@@ -676,5 +675,3 @@ def _reset_after_fork() -> None:
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         setattr(sys, name, getattr(stream, "original", stream))
-    # The owner may have forked us while another of its threads held the registry lock.
-    _db._registry_lock = threading.Lock()

@@ -39,7 +39,7 @@ from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_stat
 from . import blobs, owners
 from .db import Database
 from .records import TaskRow
-from .tasks import _next_seq
+from .tasks import next_seq
 
 
 def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: float) -> TaskRow | None:
@@ -109,7 +109,7 @@ def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str)
         n = c.execute(
             "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, status_message = ?, enqueue_seq = ?, "
             "last_update = ? WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
-            (message, _next_seq(c, "enqueue"), wall(), task_id, worker, attempt),
+            (message, next_seq(c, "enqueue"), wall(), task_id, worker, attempt),
         ).rowcount
         return n == 1
 
@@ -160,7 +160,7 @@ def finish_run(
             c.execute(
                 "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, worker = NULL, lease_until = NULL, "
                 "enqueue_seq = ?, status_message = ?, last_update = ? WHERE id = ?",
-                (_next_seq(c, "enqueue"), f"retrying after: {message}", now, task_id),
+                (next_seq(c, "enqueue"), f"retrying after: {message}", now, task_id),
             )
             return QUEUED
         c.execute(
@@ -375,7 +375,7 @@ def reap_expired(db: Database) -> list[tuple[str, str]]:
                 if c.execute(
                     "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, lost_runs = ?, worker = NULL, "
                     f"lease_until = NULL, lease_seconds = NULL, enqueue_seq = ?, status_message = ?, last_update = ? {where}",
-                    (lost, _next_seq(c, "enqueue"), f"worker lost ({row['worker']}: {why}); re-queued", t, *fence),
+                    (lost, next_seq(c, "enqueue"), f"worker lost ({row['worker']}: {why}); re-queued", t, *fence),
                 ).rowcount:
                     out.append((row["id"], QUEUED))
                 continue

@@ -86,7 +86,7 @@ def create_task(
         if queue is not None:
             if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
                 c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
-            row.update(queue=queue, enqueue_seq=_next_seq(c, "enqueue"))
+            row.update(queue=queue, enqueue_seq=next_seq(c, "enqueue"))
         c.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
         if params:
             c.executemany(
@@ -318,7 +318,9 @@ def set_status(db: Database, task_id: str, to: str, message: str | None = None, 
     return db.write(change)
 
 
-def _next_seq(c: sqlite3.Connection, name: str) -> int:
+def next_seq(c: sqlite3.Connection, name: str) -> int:
+    """Inside a write transaction: the next value of counter `name` (1 for a new one). Enqueue order
+    is counter 'enqueue': every verb that puts a task on a queue (here and in leases.py) takes one."""
     row = c.execute("UPDATE seq SET value = value + 1 WHERE name = ? RETURNING value", (name,)).fetchone()
     if row is not None:
         return row[0]
@@ -343,7 +345,7 @@ def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create
             "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
             "lease_until = NULL, lost_runs = 0, status_message = '', completed = NULL, last_update = ? "
             f"WHERE id = ? AND status IN ({', '.join('?' * len(_ENQUEUE_FROM))}) RETURNING *",
-            (queue, priority, _next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
+            (queue, priority, next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
         ).fetchone()
         if row is None:
             old = _current_status(c, db, task_id)
@@ -448,11 +450,12 @@ def set_params(
             [(task_id, *p) for p in items],
         )
 
-    _with_task(db, task_id, put)
+    write_for_task(db, task_id, put)
 
 
-def _with_task(db: Database, task_id: str, fn) -> None:
-    """Run a write that names `task_id`; the foreign key turns an unknown id into TaskNotFound."""
+def write_for_task(db: Database, task_id: str, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    """Run `fn` as a write transaction (`Database.write`) that inserts rows naming `task_id` (its
+    parameters, an artifact): the foreign key turns an unknown id into TaskNotFound naming it."""
     try:
         db.write(fn)
     except sqlite3.IntegrityError as exc:
