@@ -11,8 +11,9 @@ timeout that grows from 2 ms to half a second. Why a child per task, forked rath
 
 While the child runs, the worker supervises it from a single thread: it pumps the child's
 stdout/stderr into the task's console, reads the task's status (a user's stop kills the child's whole
-process group), renews the lease, and heart-beats. The end of a run is recorded fenced by
-(worker, attempt), so a worker that lost its lease can never overwrite a newer attempt.
+process group), renews the lease, and heart-beats. The end of a run is recorded fenced by its lease
+(`Lease(task_id, owner, attempt)`, from the claim), so a worker that lost it can never overwrite a
+newer attempt.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ from pathlib import Path
 
 from .. import params as _params
 from ..config import LEASE_SECONDS
-from ..errors import LabpipeError, StoreTooNew
+from ..errors import LabpipeError, StoreTooNew, TaskNotFound
 from ..status import COMPLETED, FAILED, IN_PROGRESS, PUBLISHED, QUEUED, STOPPED
 from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
-from ..store.records import TaskRow
+from ..store.records import Lease, TaskRow
 from . import child as _child
 from . import lifeline
 
@@ -150,9 +151,9 @@ class Worker:
         sleep, look = 0.0, True
         try:
             while not self._should_exit():
-                row = leases.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
-                if row is not None:
-                    self.run_task(row)
+                lease = leases.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
+                if lease is not None:
+                    self.run_task(lease)
                     sleep, look = 0.0, True
                     continue
                 self._housekeeping()
@@ -169,29 +170,34 @@ class Worker:
                 pass
         return 0
 
-    def run_task(self, row: TaskRow) -> str | None:
-        """Run one claimed task from start to recorded end; returns the status it ended with."""
+    def run_task(self, lease: Lease) -> str | None:
+        """Run the task this worker claimed (`lease`) from start to recorded end; returns the status it
+        ended with (None when the run was taken from it meanwhile)."""
         self._reap_children()
+        try:
+            row = tasks.get_task(self.db, lease.task_id)
+        except TaskNotFound:
+            return None  # deleted since the claim: nothing to run, nowhere to record it
         gone = self._pipeline_gone(row)
         if gone:  # a step left queued by a pipeline that was stopped or killed: nobody waits for it
-            leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
+            leases.finish_run(self.db, lease, STOPPED, f"not run: {gone}")
             return STOPPED
-        with _LeaseKeeper(self, row) as keeper:  # a checkout or an import can outlast the lease
+        with LeaseKeeper(self, lease) as keeper:  # a checkout or an import can outlast the lease
             problem, workdir = self._prepare(row)  # its packages, its repo checkout
             if not problem and row.script.get("kind") == "function":
                 self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
         if keeper.held != IN_PROGRESS:
             return None  # stopped or taken from us meanwhile: not ours to run
         if problem:
-            return self._record(row, Outcome(FAILED, problem))
+            return self._record(row, lease, Outcome(FAILED, problem))
         try:
             child = self._fork(row, workdir)
         except OSError as exc:  # out of processes or memory: the task did not start at all
-            return self._record(row, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
-        outcome = self._supervise(row, child)  # console, lease, stop requests, until it exits
-        status = self._record(row, outcome)  # fenced by (worker, attempt)
+            return self._record(row, lease, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
+        outcome = self._supervise(row, lease, child)  # console, lease, stop requests, until it exits
+        status = self._record(row, lease, outcome)  # fenced by the lease
         if row.type == "controller" and row.script.get("kind") == "script":
-            self._note_script_exit(row, child.exit_code)
+            self._note_script_exit(row, lease, child.exit_code)
         self._warm(outcome.warm)  # what it imported, for the next fork
         return status
 
@@ -324,7 +330,7 @@ class Worker:
 
     # -- during the run ------------------------------------------------------------------
 
-    def _supervise(self, row: TaskRow, child: _Child) -> Outcome:
+    def _supervise(self, row: TaskRow, lease: Lease, child: _Child) -> Outcome:
         """Pump console, check status and lease, honour stops and shutdowns, until the child exits."""
         streams = {child.out: "stdout", child.err: "stderr"}
         pending: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -387,15 +393,15 @@ class Worker:
                 self._flush(row.id, pending)
                 next_flush = now + FLUSH_SECONDS
             if now >= next_check:
-                state = leases.run_state(self.db, row.id)
-                if state is None or state[1] != self.id or state[2] != row.attempt:
+                held = leases.held_status(self.db, lease)
+                if held is None:
                     end("lost")
-                elif state[0] != IN_PROGRESS and not _ended_itself(row, state[0]):
+                elif held != IN_PROGRESS and not _ended_itself(row, held):
                     end("stopped")
                 next_check = now + CHECK_SECONDS
             if now >= next_renew:
                 if ending is None:
-                    held = leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
+                    held = leases.renew_lease(self.db, lease, self.config.lease_seconds)
                     if held is None:
                         end("lost")
                     elif held != IN_PROGRESS and not _ended_itself(row, held):
@@ -419,9 +425,9 @@ class Worker:
             pending[name].append(dec.decode(b"", final=True))
         if wait_status is not None:
             child.exit_code = os.waitstatus_to_exitcode(wait_status)
-        return self._outcome(row, ending, wait_status, bytes(result), "".join(tail), pending)
+        return self._outcome(row, lease, ending, wait_status, bytes(result), "".join(tail), pending)
 
-    def _outcome(self, row: TaskRow, ending: str | None, wait_status: int | None, result: bytes,
+    def _outcome(self, row: TaskRow, lease: Lease, ending: str | None, wait_status: int | None, result: bytes,
                  stderr_tail: str, pending: dict[str, list[str]]) -> Outcome:
         """Turn how the child ended into a status and message (the console gets the details)."""
         report = None
@@ -447,8 +453,7 @@ class Worker:
         code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
         if code == 0 and row.script.get("kind") == "script":
             pipeline = row.script.get("pipeline_function") or row.script.get("pipeline_controller")
-            state = leases.run_state(self.db, row.id)
-            if pipeline and state is not None and state[0] == IN_PROGRESS:
+            if pipeline and leases.held_status(self.db, lease) == IN_PROGRESS:
                 # A pipeline run ends itself (completed, failed, stopped) when its script runs it. Still in
                 # progress means the script never picked it up: its pipeline was renamed or removed since
                 # the run was recorded, and whatever it did run was a new run, not this one.
@@ -478,8 +483,8 @@ class Worker:
 
     # -- after the run -------------------------------------------------------------------
 
-    def _record(self, row: TaskRow, outcome: Outcome) -> str | None:
-        """Record the outcome, fenced by (worker, attempt); returns the task's resulting status."""
+    def _record(self, row: TaskRow, lease: Lease, outcome: Outcome) -> str | None:
+        """Record the outcome, fenced by the lease; returns the task's resulting status."""
         if outcome.status in (COMPLETED, FAILED):
             arts = [
                 (a["name"], blobs.BlobRef(a["hash"], a["size"], base64.b64decode(a["inline"]) if a.get("inline") else None),
@@ -488,7 +493,7 @@ class Worker:
             ]
             runtime = {"worker": self.id, "imports": outcome.imports} if outcome.imports else {"worker": self.id}
             runtime["error"] = outcome.error  # None removes an earlier attempt's (a JSON merge patch)
-            status = leases.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
+            status = leases.finish_run(self.db, lease, outcome.status, outcome.message,
                                       artifacts=arts, runtime=runtime, retry=True)
             if status == QUEUED:
                 wakeup.poke(self.store_root, row.queue or "default")
@@ -498,19 +503,19 @@ class Worker:
         if outcome.status == "requeue":
             gone = self._pipeline_gone(row)
             if gone:  # a pipeline step whose controller is gone: nobody would collect a re-run
-                leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
+                leases.finish_run(self.db, lease, STOPPED, f"stopped with its worker: {gone}")
                 return STOPPED
-            if leases.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
+            if leases.requeue(self.db, lease, outcome.message):
                 wakeup.poke(self.store_root, row.queue or "default")
                 return QUEUED
             return None
         return STOPPED if outcome.status == "stopped" else None
 
-    def _note_script_exit(self, row: TaskRow, code: int | None) -> None:
+    def _note_script_exit(self, row: TaskRow, lease: Lease, code: int | None) -> None:
         """Record that a pipeline's script process has ended (`runtime.script_exit`): the run may have
         ended long before (the code after `start()` went on), and whoever waits for that script, a
         caller whose own pool runs it, must not stop the pool until it has."""
-        note = {"attempt": row.attempt, "code": code}
+        note = {"attempt": lease.attempt, "code": code}
         try:
             tasks.modify_task(self.db, row.id, lambda r: {"runtime": {**r.runtime, "script_exit": note}})
         except LabpipeError as exc:
@@ -573,19 +578,19 @@ class Worker:
         self._stop_by = by if self._stop_by is None else min(self._stop_by, by)
 
 
-class _LeaseKeeper:
+class LeaseKeeper:
     """Renews a claimed task's lease from a thread while the worker prepares it (a repo checkout, the
     imports to warm: seen taking over 10 s on a loaded machine, longer than the lease). The thread is
     joined before the worker forks the task's process, so no thread of the worker runs at fork time.
     `held` is the task's status at the last renewal (None once the lease is no longer ours)."""
 
-    def __init__(self, worker: Worker, row: TaskRow) -> None:
-        self.worker, self.row = worker, row
+    def __init__(self, worker: Worker, lease: Lease) -> None:
+        self.worker, self.lease = worker, lease
         self.held: str | None = IN_PROGRESS
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._renew_until_done, name="labpipe-lease", daemon=True)
 
-    def __enter__(self) -> _LeaseKeeper:
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
@@ -597,9 +602,9 @@ class _LeaseKeeper:
         config = self.worker.config
         while not self._done.wait(config.lease_seconds / 4) and self.held == IN_PROGRESS:
             try:
-                self.held = leases.renew_lease(self.worker.db, self.row.id, self.worker.id, self.row.attempt, config.lease_seconds)
+                self.held = leases.renew_lease(self.worker.db, self.lease, config.lease_seconds)
             except LabpipeError as exc:  # a locked store: the next round retries
-                log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.row.id, exc)
+                log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.lease.task_id, exc)
 
 
 def _ended_itself(row: TaskRow, status: str) -> bool:
