@@ -117,7 +117,7 @@ class _Agents:
         env[ENV_OFFSET] = repr(offset)
         log = open(self.workdir / f"agent-{len(self.procs)}.log", "w")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labpipe.agent.daemon", "--queue", queue, "--workers", str(workers),
+            [sys.executable, "-m", "labpipe.agent", "--queue", queue, "--workers", str(workers),
              "--lease", str(lease), "--grace", "1"],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
@@ -391,7 +391,7 @@ def poison_storm(workdir: Path, full: bool) -> dict:
 def _bad_store(kind: str, folder: Path) -> tuple[Path, list[str]]:
     """Make a store of `kind` under `folder`; returns (the store path, the agent command line)."""
     store = folder / "store"
-    command = [sys.executable, "-m", "labpipe.agent.daemon", "--queue", "q", "--workers", "1"]
+    command = [sys.executable, "-m", "labpipe.agent", "--queue", "q", "--workers", "1"]
     if kind == "path_is_a_file":
         folder.mkdir(parents=True)
         store.write_text("not a folder\n")
