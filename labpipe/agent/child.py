@@ -16,13 +16,13 @@ import _signal
 import base64
 import builtins
 import faulthandler
+import importlib.util
 import io
 import json
 import linecache
 import os
 import signal
 import sys
-import sysconfig
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
@@ -31,13 +31,14 @@ from typing import Any
 from .. import artifacts as _artifacts
 from .. import frameworks
 from ..config import ENV_STORE
+from ..source import is_library_path
 from ..store.db import Database
 from ..store.records import TaskRow
 
 ENV_TASK_ID = "LABPIPE_TASK_ID"
 
 # Modules whose import does something (prints the Zen of Python, opens a web browser): never re-imported.
-_NEVER_WARM = frozenset({"this", "antigravity", "__main__", "__hello__", "__phello__"})
+NEVER_WARM = frozenset({"this", "antigravity", "__main__", "__hello__", "__phello__"})
 
 
 _STREAMS: tuple[io.TextIOWrapper, io.TextIOWrapper] | None = None
@@ -49,7 +50,7 @@ def warm_up() -> None:
     A forked child pays for every page it writes (copy-on-write), so work done once in the worker
     and shared read-only is cheaper than the same work repeated in each child.
     """
-    global _STREAMS, _ROOTS
+    global _STREAMS
     # Line-buffered text streams over fds 1 and 2, whatever those fds are when written to: in a child
     # they are the console pipes. The worker's own sys.stdout may be anything (a pytest capture, a
     # closed terminal), and block buffering would hide a task's output until it ends. Whole lines, not
@@ -62,7 +63,7 @@ def warm_up() -> None:
     )
     # A crash in native code (segfault) leaves a Python traceback on fd 2: the task's console.
     faulthandler.enable(file=2, all_threads=False)
-    _ROOTS = _library_roots()
+    is_library_path(__file__)  # its folders, computed once here rather than in every child
     # Run the result-encoding path a few times here: Python 3.11 specialises code as it runs it,
     # writing into the code objects, which each child would otherwise do (and copy) again.
     # Best effort: a rehearsal that fails only costs speed.
@@ -396,18 +397,9 @@ def _print_traceback(exc: BaseException, filename: str) -> None:
         pass
 
 
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots.add(str(Path(__file__).resolve().parents[1]))  # labpipe itself
-    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
-
-
-_ROOTS: tuple[str, ...] | None = None
-
-
 def is_library(module: Any) -> bool:
-    """Whether a module comes from the standard library, site-packages or labpipe (not the project).
+    """Whether a module is a library's (source.is_library_path: the standard library, site-packages,
+    labpipe), not the project's; a module without a file only if it is built in.
 
     Only those are imported ahead by a warm worker: a project module imported once would go stale
     when the user edits it, and the next task would silently run the old code.
@@ -418,12 +410,23 @@ def is_library(module: Any) -> bool:
     return is_library_path(path)
 
 
-def is_library_path(path: str) -> bool:
-    """Whether a file lies in the standard library, site-packages or labpipe."""
-    global _ROOTS
-    if _ROOTS is None:
-        _ROOTS = _library_roots()
-    return os.path.realpath(path).startswith(_ROOTS)
+def is_library_name(top: str) -> bool:
+    """Whether top-level module `top` is (or, not imported yet, would be imported from) a library's
+    file: what a warm worker may import ahead. Looked up with find_spec, without importing it."""
+    if top in NEVER_WARM:
+        return False
+    if top in sys.modules:
+        return is_library(sys.modules[top])
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
+    if origin in ("built-in", "frozen"):
+        return True
+    return bool(origin) and is_library_path(origin)
 
 
 def _new_imports(before: int) -> tuple[list[str], list[str]]:
@@ -441,7 +444,7 @@ def _new_imports(before: int) -> tuple[list[str], list[str]]:
         new.append(name)
         if len(new) == count:
             break
-    new = [n for n in new if n not in _NEVER_WARM]
+    new = [n for n in new if n not in NEVER_WARM]
     tops = sorted({n.partition(".")[0] for n in new if not n.startswith("_")})
     warm = sorted(
         (n for n in new if not any(part.startswith("_") for part in n.split(".")) and is_library(sys.modules.get(n))),

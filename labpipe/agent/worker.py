@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import gc
 import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -224,7 +223,7 @@ class Worker:
         for name in modules:
             if name in self._warmed or name in self._cold:
                 continue
-            if name not in sys.modules and not self._is_library(name.partition(".")[0]):
+            if name not in sys.modules and not _child.is_library_name(name.partition(".")[0]):
                 self._cold.add(name)
                 continue
             try:
@@ -236,22 +235,6 @@ class Worker:
                 fresh = True
         if fresh:
             gc.freeze()
-
-    def _is_library(self, top: str) -> bool:
-        if top in _child._NEVER_WARM:
-            return False
-        if top in sys.modules:
-            return _child.is_library(sys.modules[top])
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            return False
-        if spec is None:
-            return False
-        origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
-        if origin in ("built-in", "frozen"):
-            return True
-        return bool(origin) and _child.is_library_path(origin)
 
     def _fork(self, row: TaskRow, workdir: str | None) -> ChildProcess:
         """Start the task's own process: a fork of this worker, which runs the function or execs the script."""

@@ -1,0 +1,72 @@
+"""What runs in a task's process, and what a warm worker may import ahead: the library-or-project
+rule it shares with the cache (labpipe/source.py)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+
+import click
+import pytest
+
+import labpipe
+from labpipe import source
+from labpipe.agent import child
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project folder with a module of its own and a virtual environment inside it holding a
+    package, both importable (as a script in the project with its venv active would have them)."""
+    root = tmp_path / "project"
+    venv_site = root / ".venv" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    venv_site.mkdir(parents=True)
+    (root / "lp_project_module.py").write_text("def f():\n    return 1\n")
+    (venv_site / "lp_vendored_module.py").write_text("def g():\n    return 2\n")
+    monkeypatch.syspath_prepend(str(venv_site))
+    monkeypatch.syspath_prepend(str(root))
+    yield root, venv_site
+    for name in ("lp_project_module", "lp_vendored_module"):
+        sys.modules.pop(name, None)
+
+
+def test_the_cache_and_the_warm_worker_agree_on_what_is_a_library(project):
+    root, venv_site = project
+    expected = {
+        os.__file__: True,  # the standard library
+        json.__file__: True,
+        click.__file__: True,  # this environment's site-packages
+        str(venv_site / "lp_vendored_module.py"): True,  # a virtual environment inside the project
+        str(venv_site): True,
+        labpipe.__file__: True,  # labpipe itself, wherever it is installed
+        str(root / "lp_project_module.py"): False,  # the project's own code
+        str(root): False,
+        "<string>": False,  # code with no file
+        "<labpipe step train>": False,
+    }
+    cache_view = {path: source.is_library_path(path) for path in expected}
+    worker_view = {path: child.is_library_path(path) for path in expected}
+    assert cache_view == worker_view == expected
+
+    # By module: what a warm worker would import ahead (looked up before any import, then imported)
+    # and how the cache fingerprints their functions (by name when a library's, by source otherwise).
+    for name, library in (("lp_vendored_module", True), ("lp_project_module", False), ("json", True), ("click", True)):
+        assert child.is_library_name(name) is library, name
+        module = importlib.import_module(name)
+        assert child.is_library(module) is library, name
+        assert child.is_library_name(name) is library, name
+    assert source.is_library_code(sys.modules["lp_vendored_module"].g)
+    assert not source.is_library_code(sys.modules["lp_project_module"].f)
+    assert not child.is_library_name("this")  # importing it prints: never warmed
+
+
+def test_a_link_from_the_project_into_site_packages_is_a_library_in_both_views(project, tmp_path):
+    root, venv_site = project
+    link = root / "linked.py"
+    link.symlink_to(venv_site / "lp_vendored_module.py")
+    assert source.is_library_path(link) and child.is_library_path(str(link))
+    back = venv_site / "from_project.py"
+    back.symlink_to(root / "lp_project_module.py")  # a file in site-packages that is really the project's
+    assert not source.is_library_path(back) and not child.is_library_path(str(back))
