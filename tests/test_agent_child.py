@@ -70,3 +70,20 @@ def test_a_link_from_the_project_into_site_packages_is_a_library_in_both_views(p
     back = venv_site / "from_project.py"
     back.symlink_to(root / "lp_project_module.py")  # a file in site-packages that is really the project's
     assert not source.is_library_path(back) and not child.is_library_path(str(back))
+
+
+def test_the_task_id_variable_is_defined_once_and_the_child_does_not_import_the_task_api_for_it():
+    import ast
+    from pathlib import Path
+
+    from labpipe import task, task_env
+
+    assert task.ENV_TASK_ID is child.ENV_TASK_ID is task_env.ENV_TASK_ID == "LABPIPE_TASK_ID"
+    package = Path(labpipe.__file__).parent
+    defining = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                      if 'ENV_TASK_ID = "LABPIPE_TASK_ID"' in p.read_text(encoding="utf-8"))
+    assert defining == ["task_env.py"]
+    assert not [n for n in ast.parse((package / "task_env.py").read_text()).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    top = ast.parse((package / "agent" / "child.py").read_text()).body
+    imported = {n.module for n in top if isinstance(n, ast.ImportFrom)} | {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+    assert "task" not in imported and "labpipe.task" not in imported and "task_env" in imported

@@ -34,8 +34,7 @@ from ..config import ENV_STORE
 from ..source import is_library_path
 from ..store.db import Database
 from ..store.records import TaskRow
-
-ENV_TASK_ID = "LABPIPE_TASK_ID"
+from ..task_env import ENV_TASK_ID
 
 # Modules whose import does something (prints the Zen of Python, opens a web browser): never re-imported.
 NEVER_WARM = frozenset({"this", "antigravity", "__main__", "__hello__", "__phello__"})

@@ -39,6 +39,7 @@ from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
 from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
 from ..store.records import Lease, TaskRow
+from ..task_env import ENV_TASK_ID
 from . import child as _child
 from . import lifeline
 from .supervision import ChildProcess, Outcome, Supervision, drain, select_readable
@@ -444,7 +445,7 @@ def _reset_after_fork() -> None:
     from ..task import Task
 
     Task._current = None
-    os.environ.pop(_child.ENV_TASK_ID, None)
+    os.environ.pop(ENV_TASK_ID, None)
     # An owner that ran Task.init() tees its console into its task and fails it on an uncaught
     # exception: neither is the worker's business.
     sys.excepthook = sys.__excepthook__
