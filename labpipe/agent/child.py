@@ -454,10 +454,9 @@ def _new_imports(before: int) -> tuple[list[str], list[str]]:
 
 def _stop_own_pool() -> None:
     """A step that started a pool (a pipeline run as a step) stops it: os._exit skips atexit."""
-    pool_module = sys.modules.get("labpipe.agent.pool")
-    shared = getattr(pool_module, "_shared", None)
-    if shared is not None and shared._owner == os.getpid():
-        shared.stop()
+    pool_module = sys.modules.get("labpipe.agent.pool")  # never imported here only to find nothing to stop
+    if pool_module is not None:
+        pool_module.stop_own_pool()
 
 
 def _send(fd: int, report: dict) -> None:

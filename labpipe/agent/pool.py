@@ -468,3 +468,12 @@ def ensure_pool(queues: Mapping[str, int] | Iterable[str] = ("default",), store:
         else:
             pool.add_queues(queues)
         return pool
+
+
+def stop_own_pool() -> None:
+    """Stop this process's pool (`ensure_pool`'s) if this process started it; one inherited through
+    fork is its parent's to stop. For a task's process that started a pool: it leaves by os._exit,
+    which skips the atexit hook that would stop it."""
+    pool = _shared
+    if pool is not None and pool._owner == os.getpid():
+        pool.stop()
