@@ -171,6 +171,12 @@ def test_a_version_1_store_is_migrated_to_lease_heartbeats(tmp_path):
     columns = {r["name"] for r in db.query("PRAGMA table_info(tasks)")}
     assert {"lease_seconds", "lease_beat", "lease_mono", "owner_proc", "lost_runs"} <= columns
     assert db.query_one("PRAGMA user_version")[0] >= 2
+    # declared as a new store declares them (type, NOT NULL, default; added last), nothing else changed
+    new = get_database(tmp_path / "new")
+    for table in ("tasks", "workers"):
+        assert sorted(tuple(r)[1:] for r in db.query(f"PRAGMA table_info({table})")) == \
+            sorted(tuple(r)[1:] for r in new.query(f"PRAGMA table_info({table})"))
+    assert db.query_one("PRAGMA recursive_triggers")[0] == 0  # the migration left the connection as it was
 
 
 # -- the fence: a Lease that is no longer the task's run changes nothing -------------------------
