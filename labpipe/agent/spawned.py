@@ -51,7 +51,7 @@ def private_memory_mb() -> float:
 
 
 class FreshWorker:
-    """A worker process started as a new interpreter, with the part of multiprocess.Process the pool uses."""
+    """A worker process started as a new interpreter, with the part of multiprocessing.Process the pool uses."""
 
     def __init__(self, config: WorkerConfig, owner: int) -> None:
         self.config = config
