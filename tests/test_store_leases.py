@@ -207,7 +207,8 @@ def test_claim_next_returns_the_lease_of_the_run_it_started():
     db = get_database()
     task = queued()
     lease = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
-    assert lease == leases.Lease(task.id, ELSEWHERE, 1)
+    assert lease == leases.Lease(task.id, ELSEWHERE, 1) and hash(lease) == hash(leases.Lease(task.id, ELSEWHERE, 1))
+    assert (lease.task.id, lease.task.status, lease.task.worker, lease.task.attempt) == (task.id, "in_progress", ELSEWHERE, 1)
     assert leases.current_lease(db, task.id) == lease and leases.held_status(db, lease) == "in_progress"
     with pytest.raises(dataclasses.FrozenInstanceError):
         lease.attempt = 2  # a record of one claim: never edited into another

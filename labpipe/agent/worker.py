@@ -147,10 +147,12 @@ class Worker:
         """Run the task this worker claimed (`lease`) from start to recorded end; returns the status it
         ended with (None when the run was taken from it meanwhile)."""
         self._reap_children()
-        try:
-            row = tasks.get_task(self.db, lease.task_id)
-        except TaskNotFound:
-            return None  # deleted since the claim: nothing to run, nowhere to record it
+        row = lease.task  # as the claim read it; a lease made elsewhere (a test) reads it now
+        if row is None:
+            try:
+                row = tasks.get_task(self.db, lease.task_id)
+            except TaskNotFound:
+                return None  # deleted since the claim: nothing to run, nowhere to record it
         gone = self._pipeline_gone(row)
         if gone:  # a step left queued by a pipeline that was stopped or killed: nobody waits for it
             leases.finish_run(self.db, lease, STOPPED, f"not run: {gone}")

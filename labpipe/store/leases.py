@@ -40,7 +40,7 @@ from ..errors import TaskNotFound
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_status
 from . import blobs, owners
 from .db import Database
-from .records import Lease
+from .records import Lease, TaskRow
 from .tasks import next_seq
 
 
@@ -49,7 +49,7 @@ def claim_next(db: Database, queues: Sequence[str], owner: str, lease_seconds: f
 
     One BEGIN IMMEDIATE transaction: marks it in_progress, owned by `owner`, attempt + 1, with a
     lease that the owner must renew (`renew_lease`); nobody else can claim it meanwhile. The lease
-    returned is what every later verb of this run is fenced by.
+    returned is what every later verb of this run is fenced by; its `task` is the claimed row.
     """
     proc = owners.process_identity()  # the claimer is the owner: see store/owners.py
 
@@ -61,11 +61,11 @@ def claim_next(db: Database, queues: Sequence[str], owner: str, lease_seconds: f
                 "lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, owner_proc = ?, "
                 "started = ?, last_update = ?, status_message = '' "
                 "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND queue = ? "
-                "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING id, attempt",
+                "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING *",
                 (owner, now + lease_seconds, lease_seconds, time.monotonic(), proc, now, now, queue),
             ).fetchone()
             if row is not None:
-                return Lease(row[0], owner, row[1])
+                return Lease(row["id"], owner, row["attempt"], task=TaskRow.from_row(row))
         return None
 
     return db.write(claim)

@@ -74,8 +74,13 @@ class Lease:
     script's `local:host:pid`); attempt: which claim of the task this is (1 for the first). A verb
     given a lease whose owner or attempt the task no longer has changes nothing: a worker that lost
     its lease (reaped, stopped and re-run) can never overwrite a newer attempt.
+
+    task: the task's row as the claim read it (`leases.claim_next`), None for a lease made from its
+    three values. Not part of the lease's identity (equality, hash, repr): it spares the worker a
+    second read of the row on every claim (~20 µs of a hop that takes well under a millisecond).
     """
 
     task_id: str
     owner: str
     attempt: int
+    task: TaskRow | None = field(default=None, compare=False, repr=False)
