@@ -4,14 +4,20 @@
     t = Task.create(project_name="demo", task_name="prep", task_type=TaskTypes.data_processing)
     t.set_parameters({"Args/lr": 0.1})
     t.upload_artifact("table", {"a": [1, 2]})
+
+`import labpipe` loads only the error classes and the store's location; each other name loads its
+module the first time it is used (`from labpipe import PipelineDecorator` loads the pipeline engine,
+`from labpipe import Task` the task API only), so the CLI and short scripts start fast.
 """
 
 from __future__ import annotations
 
-from . import console as _console
+import importlib
+from typing import Any
+
+from . import line_buffering as _line_buffering
 from . import tracebacks as _tracebacks
 from .config import set_store, store_path
-from .dataset import Dataset
 from .errors import (
     ArtifactError,
     BlobCorrupted,
@@ -27,17 +33,39 @@ from .errors import (
     StoreTooNew,
     TaskNotFound,
 )
-from .logger import Logger
-from .models import InputModel, Model, OutputModel
-from .pipeline.controller import PipelineController
-from .pipeline.decorator import PipelineDecorator
-from .storage import StorageManager
-from .task import Task, TaskTypes
 
 __version__ = "0.1.0"
 
 _tracebacks.install()  # an uncaught LabpipeError shows the user's frames only (see tracebacks.py)
-_console.whole_lines_in_a_task()  # under a worker: lines stay whole in the task's console
+_line_buffering.whole_lines_in_a_task()  # under a worker: lines stay whole in the task's console
+
+#: the names loaded when first used, and the module each comes from
+_LAZY = {
+    "Dataset": "labpipe.dataset",
+    "Logger": "labpipe.logger",
+    "InputModel": "labpipe.models",
+    "Model": "labpipe.models",
+    "OutputModel": "labpipe.models",
+    "PipelineController": "labpipe.pipeline.controller",
+    "PipelineDecorator": "labpipe.pipeline.decorator",
+    "StorageManager": "labpipe.storage",
+    "Task": "labpipe.task",
+    "TaskTypes": "labpipe.task_types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'labpipe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next use is a plain attribute read
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "ArtifactError",
@@ -66,8 +94,3 @@ __all__ = [
     "set_store",
     "store_path",
 ]
-
-from .offline import install as _install_offline_names  # noqa: E402 - after every class it covers is defined
-
-# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
-_install_offline_names()

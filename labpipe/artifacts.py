@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import contained
 from .errors import ArtifactError, UnsafePath
-from .store import blobs
+from .store import blobs, outputs
 
 if TYPE_CHECKING:
     from .store.db import Database
@@ -56,6 +56,21 @@ def preview_of(obj: Any) -> str:
         head += f" shape={getattr(obj, 'shape', None)}"
     text = text if len(text) <= 1000 else text[:997] + "..."
     return f"{head}: {text}"
+
+
+def upload(db: Database, task_id: str, name: str, obj: Any, *, metadata: dict | None = None, preview: Any = None) -> str:
+    """Store `obj` as artifact `name` of task `task_id` (replacing one of that name); returns its kind.
+
+    The bytes are written (and made durable) before the artifact's row: a crash leaves at most an
+    unreferenced blob, never a row without bytes. Raises ArtifactError naming the artifact if `obj`
+    cannot be stored.
+    """
+    ref, kind, filename = encode(db, name, obj, what=f"artifact {name!r} of task {task_id}")
+    text = str(preview) if preview is not None else (
+        f"{kind}: {filename}" if kind in ("file", "folder") else preview_of(obj)
+    )
+    outputs.put_artifact(db, task_id, name, ref, kind=kind, filename=filename, preview=text, metadata=dict(metadata or {}))
+    return kind
 
 
 def _is_ndarray(obj: Any) -> bool:

@@ -154,7 +154,7 @@ def _print_log(t, follow: bool) -> None:
 
     def drain() -> None:
         nonlocal after, printed
-        for row in outputs.read_console(t._db, t.id, after):
+        for row in outputs.read_console(t.db, t.id, after):
             click.echo(row["text"], nl=False)
             after, printed = row["seq"], printed or bool(row["text"])
 
@@ -177,7 +177,7 @@ def _steps(t) -> list[dict]:
     from .store import pipelines
 
     out = []
-    for n in pipelines.load_nodes(t._db, t.id):
+    for n in pipelines.load_nodes(t.db, t.id):
         cached = n["status"] == "cached"
         out.append({
             "name": n["name"], "status": COMPLETED if cached else shown(n["status"]), "cached": cached,
@@ -473,7 +473,7 @@ def _enqueue(task, queue: str) -> bool:
     from .store import tasks
     from .task import Task
 
-    new_queue = not tasks.queue_exists(task._db, queue)
+    new_queue = not tasks.queue_exists(task.db, queue)
     Task.enqueue(task, queue_name=queue)
     return new_queue
 
@@ -485,7 +485,7 @@ def _queue_hints(task, queue: str, new_queue: bool) -> None:
 
     if new_queue:
         click.echo(f"labpipe: queue {queue!r} did not exist; it was created", err=True)
-    if not any(queue in w["queues"] for w in leases.live_workers(task._db, WORKER_MAX_AGE)):
+    if not any(queue in w["queues"] for w in leases.live_workers(task.db, WORKER_MAX_AGE)):
         click.echo(f"labpipe: no worker serves queue {queue!r} yet: start one with `labpipe agent --queue {queue}`", err=True)
 
 

@@ -65,5 +65,17 @@ class Unfingerprintable(LabpipeError, TypeError):
     """A value has no stable fingerprint, so a call that receives it is not cached."""
 
 
+class RepoError(LabpipeError):
+    """A task's repo cannot be used: remote URL (offline), not a git checkout, unknown commit, git failure."""
+
+
+class RequirementsError(LabpipeError, ValueError):
+    """A requirement cannot be understood (bad requirements.txt line, unparsable function source)."""
+
+
+class FunctionSourceError(LabpipeError, TypeError):
+    """A function task cannot be made from this callable (no retrievable `def` source)."""
+
+
 class DatasetError(LabpipeError, ValueError):
     """A dataset is unknown, finalized when a draft is needed (or the other way), or given a bad path."""

@@ -31,30 +31,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import artifacts
 from . import names as _names
 from . import params as _params
-from .errors import LabpipeError
+from .errors import FunctionSourceError
 from .source import is_library_path
 from .store import tasks
 from .store.db import get_database
+from .store.wakeup import poke
+from .task_types import task_type_name
 
 if TYPE_CHECKING:
-    from .task import Task
+    from .step_options import StepOptions
+    from .store.db import Database
+    from .store.records import TaskRow
 
 log = logging.getLogger(__name__)
 
 KWARGS_SECTION = "kwargs"
 KWARGS_ARTIFACTS_SECTION = "kwargs_artifacts"
 KWARG_ARTIFACT_PREFIX = "kwarg."
-DEFAULT_RETURN = ("return_object",)
 
 # A JSON parameter bigger than this is stored as an artifact instead: parameters are meant to be
 # read and edited by people, and every task listing reads them.
 _MAX_PARAM_JSON = 256 * 1024
-
-
-class FunctionSourceError(LabpipeError, TypeError):
-    """A function task cannot be made from this callable (no retrievable `def` source)."""
 
 
 @dataclass(frozen=True)
@@ -345,150 +345,51 @@ def _packages(packages: Sequence[str] | str | None, sources: tuple[str, ...]) ->
     return list(_packages_cache[sources])
 
 
-def create_function_task(
-    func: Callable,
-    func_name: str | None = None,
-    task_name: str | None = None,
-    *,
-    project_name: str | None = None,
-    task_type: Any = None,
-    return_values: Sequence[str] | str | None = DEFAULT_RETURN,
-    helper_functions: Sequence[Callable] = (),
-    packages: Sequence[str] | str | None = None,
-    docker: str | None = None,
-    docker_args: str | None = None,
-    docker_bash_setup_script: str | None = None,
-    repo: str | None = None,
-    repo_branch: str | None = None,
-    repo_commit: str | None = None,
-    tags: Sequence[str] | None = None,
-    parent: str | None = None,
-    retry_on_failure: int = 0,
-    **kwargs: Any,
-) -> Task:
-    """Create a task (status 'created') that runs `func(**kwargs)` on a worker once enqueued.
-
-    func: a function defined with `def` in a file or notebook cell; it runs as a standalone script, so
-        it must import what it uses inside its body.
-    func_name: a name for the function within the task (default: its `__name__`).
-    task_name, project_name, task_type, tags, parent: as in ClearML (task_name defaults to func_name).
-    return_values: the artifact name(s) the return value is stored under: one name stores the whole
-        value, several unpack a returned tuple (ClearML's default: 'return_object'); () stores nothing.
-    helper_functions: other functions the worker defines next to `func` (their source is stored too).
-    packages: requirements (list or requirements.txt path); None detects them from the imports.
-    docker, docker_args, docker_bash_setup_script, repo, repo_branch, repo_commit: recorded for the
-        worker (a local `repo` runs the task in a worktree at the recorded commit).
-    retry_on_failure: how many times a failed run is re-queued.
-    **kwargs: the function's arguments (see the module docstring for how each kind is stored).
-    """
-    return build_function_task(
-        func, kwargs, func_name=func_name, task_name=task_name, project_name=project_name, task_type=task_type,
-        return_values=return_values, helper_functions=helper_functions, packages=packages, docker=docker,
-        docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script, repo=repo, repo_branch=repo_branch,
-        repo_commit=repo_commit, tags=tags, parent=parent, retry_on_failure=retry_on_failure,
-    )
-
-
 def build_function_task(
     func: Callable,
     kwargs: dict[str, Any],
+    options: StepOptions,
     *,
     func_name: str | None = None,
-    task_name: str | None = None,
-    project_name: str | None = None,
-    task_type: Any = None,
-    return_values: Sequence[str] | str | None = DEFAULT_RETURN,
-    helper_functions: Sequence[Callable] = (),
-    packages: Sequence[str] | str | None = None,
-    docker: str | None = None,
-    docker_args: str | None = None,
-    docker_bash_setup_script: str | None = None,
-    repo: str | None = None,
-    repo_branch: str | None = None,
-    repo_commit: str | None = None,
-    tags: Sequence[str] | None = None,
+    project: str | None = None,
     parent: str | None = None,
-    retry_on_failure: int = 0,
+    retries: int = 0,
     cache_key: str | None = None,
     queue: str | None = None,
-    working_dir: str | None = None,
     local_imports: bool = True,
-) -> Task:
-    """`create_function_task` with the function's arguments as a dict, plus what pipelines need:
+    db: Database | None = None,
+) -> TaskRow:
+    """Create the task (status 'created', or 'queued' on `queue`) that runs `func(**kwargs)` on a
+    worker, and return its row. `Task.create_function_task` and pipeline function steps both make
+    their tasks here.
 
-    cache_key: recorded for later cache lookups. queue: enqueue the task there as it is created (one
-    transaction instead of create + enqueue), unless arguments must be uploaded first.
-    working_dir: the folder the task runs in (default: the function's file's folder).
+    options: the step's options (`StepOptions`): return_values, helper_functions, task_type,
+        task_name, packages, docker*, repo*, working_dir and tags are used here.
+    func_name: a name for the function within the task (default: its `__name__`).
+    project, parent: the task's project and parent task. retries: how many times a failed run is
+        re-queued. cache_key: recorded for later cache lookups.
+    queue: enqueue the task there as it is created (one transaction instead of create + enqueue),
+        unless arguments must be uploaded first.
     local_imports: put the function's folder and the pipeline script's on the task's sys.path
-    (``local_import_folders``), so modules beside the script import (ClearML's enable_local_imports);
-    False hides them, even from a worker that inherited them.
+        (``local_import_folders``), so modules beside the script import (ClearML's
+        enable_local_imports); False hides them, even from a worker that inherited them.
+    db: the store (default: the current one).
     """
-    from .task import Task, _type_name
-
     main = function_source(func)
-    helpers = [function_source(h) for h in helper_functions]
-    names = [return_values] if isinstance(return_values, str) else list(return_values or ())
-    label = f"function task {task_name or func_name or main.name!r}"
-    for name in names:
-        _names.check_artifact_name(name, kind="return value", where=label)
-    if len(set(names)) != len(names):
-        raise ValueError(f"return_values must be distinct names, got {return_values!r}")
-    unknown = set(kwargs) - main.parameters
-    if unknown and not main.takes_any_keyword:
-        raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {main.signature}")
-
-    sources = (main.source, *(h.source for h in helpers))
-    script: dict[str, Any] = {
-        "kind": "function",
-        "function_name": main.name,
-        "func_name": func_name or main.name,
-        "source": main.source,
-        "helpers": [h.source for h in helpers],
-        "is_async": main.is_async,
-        "return_values": names,
-        "packages": _packages(packages, sources),
-        "imports": list(dict.fromkeys(m for f in (main, *helpers) for m in f.imports)),
-        "caller_imports": main.caller_imports,
-        "working_dir": os.path.abspath(working_dir) if working_dir else (main.folder if local_imports else os.getcwd()),
-        "sys_path": local_import_folders(main.folder) if local_imports else [],
-        "hidden_paths": [] if local_imports else local_import_folders(main.folder),
-    }
-    for key, value in (("docker", docker), ("docker_args", docker_args), ("docker_bash_setup_script", docker_bash_setup_script)):
-        if value:
-            script[key] = value
-    if repo:
-        from .repo import resolve_repo
-
-        pinned = resolve_repo(repo, repo_branch, repo_commit)
-        script.update(repo=pinned["repo"], repo_branch=pinned["branch"], repo_commit=pinned["commit"])
-
-    params, objects = [], {}
-    for arg, value in kwargs.items():
-        ref = _reference(value)
-        if ref is not None:
-            params.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ref.as_param()))
-        elif is_basic(value) and len(json.dumps(value)) <= _MAX_PARAM_JSON:
-            params.append(_param(KWARGS_SECTION, arg, value))
-        else:
-            objects[arg] = value
-
-    for arg in objects:  # uploaded as artifacts once the task exists: checked before it does
-        _names.check_artifact_name(KWARG_ARTIFACT_PREFIX + arg, where=f"{label}, argument {arg!r}")
-    for value, check in ((task_name, "task"), (project_name, "project")):
-        if value is not None:
-            _names.check_label(value, kind=check, where=label)
-    if queue is not None:
-        _names.check_queue_name(queue, where=label)
-    db = get_database()
+    helpers = [function_source(h) for h in options.helper_functions]
+    label = f"function task {options.task_name or func_name or main.name!r}"
+    _check_call(main, kwargs, options, label, project, queue)
+    params, objects = _split_arguments(kwargs, label)
+    db = db or get_database()
     row = tasks.create_task(
         db,
-        name=task_name or func_name or main.name,
-        project=project_name or "",
-        type=_type_name(task_type),
+        name=options.task_name or func_name or main.name,
+        project=project or "",
+        type=task_type_name(options.task_type),
         parent=parent,
-        script=script,
-        tags=list(tags or ()),
-        retries_left=max(0, int(retry_on_failure or 0)),
+        script=_script(main, helpers, options, func_name, local_imports),
+        tags=list(options.tags),
+        retries_left=max(0, int(retries or 0)),
         params=params,
         cache_key=cache_key,
         # where each block of the worker's source came from (helpers first, as the worker joins them),
@@ -498,22 +399,89 @@ def build_function_task(
         # queued at creation only when nothing remains to upload: a worker could claim it at once
         queue=queue if queue is not None and not objects else None,
     )
-    task = Task(row, db)
     if objects:
-        refs = []
-        for arg, value in objects.items():
-            name = KWARG_ARTIFACT_PREFIX + arg
-            task.upload_artifact(name, value)
-            refs.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ArtifactRef(task.id, name).as_param()))
-        tasks.set_params(db, task.id, refs)
+        _upload_arguments(db, row.id, objects)
+        if queue is not None:
+            row = tasks.enqueue(db, row.id, queue)
     if queue is not None:
-        if objects:
-            Task.enqueue(task, queue_name=queue)
-        else:
-            from .store.wakeup import poke
+        poke(db.root, queue)  # a few syscalls: wakes an idle worker of that queue at once
+    return row
 
-            poke(db.root, queue)
-    return task
+
+def _check_call(main: FunctionSource, kwargs: dict, options: StepOptions, label: str, project: str | None,
+                queue: str | None) -> None:
+    """Refuse, before anything is stored, what would make a broken task: bad names, unknown arguments."""
+    names = list(options.return_values)
+    for name in names:
+        _names.check_artifact_name(name, kind="return value", where=label)
+    if len(set(names)) != len(names):
+        raise ValueError(f"return_values must be distinct names, got {options.return_values!r}")
+    unknown = set(kwargs) - main.parameters
+    if unknown and not main.takes_any_keyword:
+        raise TypeError(f"function {main.name!r} has no parameter(s) {', '.join(sorted(unknown))}; it takes {main.signature}")
+    for value, check in ((options.task_name, "task"), (project, "project")):
+        if value is not None:
+            _names.check_label(value, kind=check, where=label)
+    if queue is not None:
+        _names.check_queue_name(queue, where=label)
+
+
+def _script(main: FunctionSource, helpers: list[FunctionSource], options: StepOptions, func_name: str | None,
+            local_imports: bool) -> dict[str, Any]:
+    """The task's definition: what the worker runs and where (sources, returns, packages, folders, repo)."""
+    sources = (main.source, *(h.source for h in helpers))
+    script: dict[str, Any] = {
+        "kind": "function",
+        "function_name": main.name,
+        "func_name": func_name or main.name,
+        "source": main.source,
+        "helpers": [h.source for h in helpers],
+        "is_async": main.is_async,
+        "return_values": list(options.return_values),
+        "packages": _packages(options.packages, sources),
+        "imports": list(dict.fromkeys(m for f in (main, *helpers) for m in f.imports)),
+        "caller_imports": main.caller_imports,
+        "working_dir": (os.path.abspath(options.working_dir) if options.working_dir
+                        else (main.folder if local_imports else os.getcwd())),
+        "sys_path": local_import_folders(main.folder) if local_imports else [],
+        "hidden_paths": [] if local_imports else local_import_folders(main.folder),
+    }
+    for key in ("docker", "docker_args", "docker_bash_setup_script"):
+        if getattr(options, key):
+            script[key] = getattr(options, key)
+    if options.repo:
+        from .repo import resolve_repo
+
+        pinned = resolve_repo(options.repo, options.repo_branch, options.repo_commit)
+        script.update(repo=pinned["repo"], repo_branch=pinned["branch"], repo_commit=pinned["commit"])
+    return script
+
+
+def _split_arguments(kwargs: dict[str, Any], label: str) -> tuple[list[tuple], dict[str, Any]]:
+    """(parameter rows, objects to upload): references and small JSON values become parameters,
+    anything else is uploaded as an artifact of the task once it exists (its name checked now)."""
+    params, objects = [], {}
+    for arg, value in kwargs.items():
+        ref = _reference(value)
+        if ref is not None:
+            params.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ref.as_param()))
+        elif is_basic(value) and len(json.dumps(value)) <= _MAX_PARAM_JSON:
+            params.append(_param(KWARGS_SECTION, arg, value))
+        else:
+            objects[arg] = value
+    for arg in objects:
+        _names.check_artifact_name(KWARG_ARTIFACT_PREFIX + arg, where=f"{label}, argument {arg!r}")
+    return params, objects
+
+
+def _upload_arguments(db: Database, task_id: str, objects: dict[str, Any]) -> None:
+    """Store each object argument as an artifact of the task and point its parameter at it."""
+    refs = []
+    for arg, value in objects.items():
+        name = KWARG_ARTIFACT_PREFIX + arg
+        artifacts.upload(db, task_id, name, value)
+        refs.append(_param(KWARGS_ARTIFACTS_SECTION, arg, ArtifactRef(task_id, name).as_param()))
+    tasks.set_params(db, task_id, refs)
 
 
 def _param(section: str, name: str, value: Any) -> tuple[str, str, str, str, str]:
@@ -521,4 +489,4 @@ def _param(section: str, name: str, value: Any) -> tuple[str, str, str, str, str
     return section, name, value_json, type_name, ""
 
 
-__all__ = ["ArtifactRef", "FunctionSourceError", "create_function_task", "function_source"]
+__all__ = ["ArtifactRef", "FunctionSourceError", "build_function_task", "function_source"]

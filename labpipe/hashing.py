@@ -3,7 +3,7 @@
 A cache key has two parts, stored separately so several code versions coexist (DESIGN.md, "Pipelines"):
 ``code_key`` (the component's normalised source, its helpers, the project's own modules it imports, and
 the settings that change its result) and ``args_key`` (typed fingerprints of its arguments).
-``cache_key`` joins them.
+``cache_key`` joins them. A step that clones an existing task has a key of its own, ``task_step_key``.
 
 The work is done one layer down: ``labpipe.source`` reads code (``normalize_source``,
 ``local_module_sources``) and ``labpipe.fingerprint`` encodes values (``fingerprint``). Those three are
@@ -16,6 +16,8 @@ Imports: xxhash and those two modules only (numpy and pandas are never imported)
 """
 
 from __future__ import annotations
+
+import json
 
 import xxhash
 
@@ -33,6 +35,7 @@ __all__ = [
     "args_key",
     "cache_key",
     "code_key",
+    "task_step_key",
     "fingerprint",
     "hash_bytes",
     "local_module_sources",
@@ -124,3 +127,20 @@ def cache_key(code: str, args: str) -> str:
     write_text(h, code)
     write_text(h, args)
     return h.hexdigest()
+
+
+_K_TASK_STEP = b"labpipe.task_step.v1"
+
+
+def task_step_key(script: dict, params: dict, configuration_overrides: dict, task_overrides: dict, task_type: str) -> str:
+    """The cache key of a step that runs a clone of an existing task (``PipelineController.add_step``).
+
+    script: the base task's definition (what it runs). params: its parameters with the step's
+    overrides applied ({'Section/name': value}). configuration_overrides, task_overrides: the step's
+    (ClearML's meaning). task_type: the base task's type.
+
+    Raises ``Unfingerprintable`` if a value has no stable fingerprint.
+    """
+    digest = fingerprint({"script": script, "params": params, "config": configuration_overrides,
+                          "task_overrides": task_overrides})
+    return hash_bytes(_K_TASK_STEP, digest.encode(), json.dumps(task_type).encode())

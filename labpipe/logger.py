@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import charts
 from .charts import SeriesInfo
+from .offline import install_on
 from .store import blobs, outputs
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class Logger:
 
     def report_scalar(self, title: str, series: str, value: float, iteration: int = 0) -> None:
         """One point of the (title, series) curve at `iteration`."""
-        outputs.add_scalars(self._task._db, self._task.id, [(str(title), str(series), int(iteration or 0), _number(value, title, series))])
+        outputs.add_scalars(self._task.db, self._task.id, [(str(title), str(series), int(iteration or 0), _number(value, title, series))])
 
     # -- charts (stored as data: see labpipe.charts) ------------------------------------------
 
@@ -141,7 +142,7 @@ class Logger:
 
     def get_default_upload_destination(self) -> str:
         """Where ClearML would upload images and media; labpipe keeps them in the store (its blobs folder)."""
-        return Logger._upload_destination or str(self._task._db.blobs_dir)
+        return Logger._upload_destination or str(self._task.db.blobs_dir)
 
     def set_flush_period(self, period: float) -> None:
         """Kept for ClearML scripts: labpipe writes each report when it is made, so there is nothing to flush."""
@@ -179,7 +180,7 @@ class Logger:
         class _ToConsole(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
                 try:
-                    outputs.add_console(task._db, task.id, "log", self.format(record) + "\n")
+                    outputs.add_console(task.db, task.id, "log", self.format(record) + "\n")
                 except Exception:  # a logging handler must never raise into the caller
                     self.handleError(record)
 
@@ -197,7 +198,7 @@ class Logger:
 
     def report_single_value(self, name: str, value: float) -> None:
         """A single summary number (ClearML's 'Summary' table)."""
-        outputs.add_scalars(self._task._db, self._task.id, [(SUMMARY, str(name), 0, _number(value, SUMMARY, name))])
+        outputs.add_scalars(self._task.db, self._task.id, [(SUMMARY, str(name), 0, _number(value, SUMMARY, name))])
 
     def report_text(self, msg: str, level: int = 20, print_console: bool = True, **_ignored: Any) -> None:
         """A line in the task's console log (printed too unless print_console=False)."""
@@ -206,7 +207,7 @@ class Logger:
             print(text)
             if self._console_captured():  # the printed line reaches the console log already
                 return
-        outputs.add_console(self._task._db, self._task.id, "text", text if text.endswith("\n") else text + "\n")
+        outputs.add_console(self._task.db, self._task.id, "text", text if text.endswith("\n") else text + "\n")
 
     def _console_captured(self) -> bool:
         """Whether this process's stdout already goes to this task's console (a worker running the task,
@@ -315,8 +316,8 @@ class Logger:
         self._plot(title, series, iteration, "table", text.encode())
 
     def _plot(self, title: str, series: str, iteration: int, kind: str, data: bytes) -> None:
-        ref = blobs.prepare(self._task._db, [data], what=f"plot {title}/{series} of task {self._task.id}")
-        outputs.add_plot(self._task._db, self._task.id, str(title), str(series), int(iteration or 0), kind, ref)
+        ref = blobs.prepare(self._task.db, [data], what=f"plot {title}/{series} of task {self._task.id}")
+        outputs.add_plot(self._task.db, self._task.id, str(title), str(series), int(iteration or 0), kind, ref)
 
     def get_plots(self) -> list[dict]:
         """The plots reported on this task, in order: dicts of title, series, iteration, kind and data.
@@ -326,8 +327,8 @@ class Logger:
         'file_extension'.
         """
         out = []
-        for r in outputs.get_plots(self._task._db, self._task.id):
-            data = bytes(blobs.read(self._task._db, r["hash"], what=f"plot {r['title']}/{r['series']} of task {self._task.id}"))
+        for r in outputs.get_plots(self._task.db, self._task.id):
+            data = bytes(blobs.read(self._task.db, r["hash"], what=f"plot {r['title']}/{r['series']} of task {self._task.id}"))
             kind, _, ext = r["kind"].partition(":")
             plot = {"title": r["title"], "series": r["series"], "iteration": r["iteration"], "kind": kind}
             plot["data"] = data.decode() if kind == TABLE else json.loads(data) if kind == CHART else data
@@ -372,3 +373,7 @@ def bin_labels(edges: list[float]) -> list[str]:
     """A label per bin: '[lo, hi)', the last one '[lo, hi]' (np.histogram's last bin holds its right edge)."""
     last = len(edges) - 2
     return [f"[{lo:.6g}, {hi:.6g}{']' if i == last else ')'}" for i, (lo, hi) in enumerate(zip(edges, edges[1:], strict=False))]
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Logger, "Logger")

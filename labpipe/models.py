@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import artifacts as _artifacts
 from . import names as _names
 from .errors import ArtifactError
+from .offline import install_on
 from .store import outputs
 from .store.blobs import BlobRef
 
@@ -115,7 +116,8 @@ class Model(ModelMetadata):
         self._db = db
 
     @classmethod
-    def _from_row(cls, r, db: Database) -> Model:
+    def from_row(cls, r, db: Database) -> Model:
+        """The model a stored model row describes (how a task lists its models)."""
         model = cls.__new__(cls)
         model._fill(r, db)
         return model
@@ -188,7 +190,7 @@ class Model(ModelMetadata):
         rows = outputs.find_models(db, project=project_name, name=model_name, include_archived=include_archived)
         found = []
         for r in rows:
-            model = cls._from_row(r, db) if cls is not InputModel else InputModel._from_row(r, db)
+            model = cls.from_row(r, db) if cls is not InputModel else InputModel.from_row(r, db)
             if tags and not _tags_match(model.tags, tags):
                 continue
             if only_published and not model.published:
@@ -297,9 +299,9 @@ class OutputModel(ModelMetadata):
         self._design: dict[str, Any] = {}
         base = None
         if base_model_id is not None:
-            base = outputs.get_model(task._db, str(base_model_id))
+            base = outputs.get_model(task.db, str(base_model_id))
             if base is None:
-                raise ArtifactError(f"OutputModel(base_model_id={base_model_id!r}): no such model in the store {task._db.root}")
+                raise ArtifactError(f"OutputModel(base_model_id={base_model_id!r}): no such model in the store {task.db.root}")
             self._design = {k: v for k, v in json.loads(base["metadata"]).items() if k in ("config_dict", "config_text", "labels")}
             self.framework = framework or base["framework"]
         self.update_design(config_text, config_dict, _record=False)
@@ -313,7 +315,7 @@ class OutputModel(ModelMetadata):
         return {"comment": self.comment, **self._design, **(extra or {})}
 
     def _record(self, ref, filename: str, extra: dict | None = None) -> None:
-        self.id = outputs.put_model(self._task._db, self._task.id, self.name, ref, framework=self.framework, filename=filename,
+        self.id = outputs.put_model(self._task.db, self._task.id, self.name, ref, framework=self.framework, filename=filename,
                                     tags=self.tags, metadata=self._metadata(extra), model_id=self.id)
 
     @property
@@ -340,14 +342,14 @@ class OutputModel(ModelMetadata):
             self._design.pop("config_dict", None)
             self._design["config_text"] = str(config_text)
         if _record and self.id is not None:
-            outputs.update_model_metadata(self._task._db, self.id, self._metadata())
+            outputs.update_model_metadata(self._task.db, self.id, self._metadata())
         return True
 
     def update_labels(self, labels: dict[str, int]) -> None:
         """Set the label enumeration ({'cat': 0, 'dog': 1})."""
         self._design["labels"] = dict(labels)
         if self.id is not None:
-            outputs.update_model_metadata(self._task._db, self.id, self._metadata())
+            outputs.update_model_metadata(self._task.db, self.id, self._metadata())
 
     def connect(self, task: Task, name: str | None = None, **_ignored: Any) -> None:
         """ClearML's check that a fresh model belongs to its task; `name` renames it on the task."""
@@ -357,14 +359,14 @@ class OutputModel(ModelMetadata):
         if name:
             self.name = _names.check_label(name, kind="model", where="OutputModel.connect", allow_empty=False)
             if self.id is not None:
-                outputs.rename_model(self._task._db, self.id, self.name)
+                outputs.rename_model(self._task.db, self.id, self.name)
 
     def update_weights(self, weights_filename: str | os.PathLike | None = None, iteration: int | None = None,
                        auto_delete_file: bool = False, **_ignored: Any) -> str:
         """Store the weights file (or folder) and return the model's url."""
         if weights_filename is None or not os.path.exists(weights_filename):
             raise ArtifactError(f"model {self.name!r}: weights file {weights_filename!r} does not exist")
-        db = self._task._db
+        db = self._task.db
         what = f"model {self.name!r} of task {self._task.id}"
         ref, kind, filename = _artifacts.encode(db, self.name, os.fspath(weights_filename), what=what)
         self._record(ref, filename + ("/" if kind == "folder" else ""), {"iteration": iteration})
@@ -381,7 +383,7 @@ class OutputModel(ModelMetadata):
     def url(self) -> str | None:
         if self.id is None:
             return None
-        row = outputs.get_model(self._task._db, self.id)
+        row = outputs.get_model(self._task.db, self.id)
         return f"labpipe://{row['hash']}/{row['filename'].rstrip('/')}" if row and row["hash"] else None
 
     @property
@@ -403,7 +405,7 @@ class OutputModel(ModelMetadata):
     def _write_user_metadata(self, entries: dict[str, dict]) -> None:
         self._design["metadata"] = entries
         if self.id is not None:
-            outputs.update_model_metadata(self._task._db, self.id, {"metadata": entries})
+            outputs.update_model_metadata(self._task.db, self.id, {"metadata": entries})
 
     @property
     def task(self) -> str:
@@ -450,3 +452,9 @@ class ModelList(list):
 
     def keys(self) -> list[str]:
         return [m.name for m in self]
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Model, "Model")
+install_on(InputModel, "InputModel")
+install_on(OutputModel, "OutputModel")

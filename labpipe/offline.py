@@ -3,8 +3,8 @@
 labpipe promises that a ClearML script ports by changing its imports, so no ClearML name may give
 AttributeError. Names that need a ClearML server (credentials, the web UI, server-side projects,
 queues of remote agents), cloud storage, Docker, or a feature labpipe does not have are listed here
-as data, with the reason, instead of as stub methods in the core classes. `install()` (called by
-`labpipe/__init__.py`) puts one raising attribute on the class for each entry, unless the class
+as data, with the reason, instead of as stub methods in the core classes. `install_on(cls, owner)` (called by
+each covered class's module) puts one raising attribute on the class for each entry, unless the class
 already has a real one (a real implementation always wins; tests/test_clearml_surface.py fails on
 an entry that is no longer needed).
 
@@ -246,12 +246,11 @@ def has_real(cls: type, name: str) -> bool:
     return name in getattr(cls, "__dataclass_fields__", {})
 
 
-def install() -> None:
-    """Put an `OfflineName` on each class for each of its entries that it does not implement for real."""
-    classes = labpipe_classes()
-    for owner, names in NO_OFFLINE_MEANING.items():
-        cls = classes[owner]
-        attributes = READ_AS_ATTRIBUTE.get(owner, frozenset())
-        for name, reason in names.items():
-            if not has_real(cls, name):
-                setattr(cls, name, OfflineName(owner, name, reason, name in attributes))
+def install_on(cls: type, owner: str) -> None:
+    """Put an `OfflineName` on `cls` (ClearML's class `owner`) for each of its entries that it does not
+    implement for real. Each covered class's module calls this right after defining it, so the names
+    are there however the class is imported."""
+    attributes = READ_AS_ATTRIBUTE.get(owner, frozenset())
+    for name, reason in NO_OFFLINE_MEANING.get(owner, {}).items():
+        if not has_real(cls, name):
+            setattr(cls, name, OfflineName(owner, name, reason, name in attributes))

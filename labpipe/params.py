@@ -91,47 +91,66 @@ def cast_like(value: Any, example: Any, name: str = "value") -> Any:
 
     A value that does not convert, or would lose something on the way ('2.7' for an int, 'abc' for a
     float, 'maybe' for a bool), raises ParameterError naming `name` and the type expected: passing it
-    on as a string, or truncated, would run the task with something nobody asked for.
+    on as a string, or truncated, would run the task with something nobody asked for. A value for a
+    list, tuple or dict that is neither JSON text nor a sequence, and any value replacing one of another
+    type (a set, an object), is passed on unchanged.
     """
     if example is None or value is None:
         return value
     if isinstance(value, type(example)) and not (isinstance(value, bool) and not isinstance(example, bool)):
         return value
-    expected = type(example).__name__
-
-    def refuse(why: str = "") -> ParameterError:
-        return ParameterError(f"{name}: expected {expected} (like {example!r}), got {value!r}{why}")
-
+    # bool before the numbers: True is an int, but an int example must not accept a bool.
     if isinstance(example, bool):
-        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise refuse()
+        return _cast_bool(value, example, name)
     if isinstance(example, (int, float)):
-        if isinstance(value, bool):
-            raise refuse()
-        try:
-            number = float(value) if isinstance(value, str) else value
-        except ValueError:
-            raise refuse() from None
-        if not isinstance(number, (int, float)):
-            raise refuse()
-        if isinstance(example, int):
-            if isinstance(number, float) and not number.is_integer():
-                raise refuse(": it is not a whole number")
-            return int(number)
-        return float(number)
-    if isinstance(example, (list, tuple, dict)) and isinstance(value, str):
+        return _cast_number(value, example, name)
+    if isinstance(example, (list, tuple, dict)):
+        return _cast_container(value, example, name)
+    if isinstance(example, str):
+        return str(value)
+    return value
+
+
+def _refused(value: Any, example: Any, name: str, why: str = "") -> ParameterError:
+    return ParameterError(f"{name}: expected {type(example).__name__} (like {example!r}), got {value!r}{why}")
+
+
+def _cast_bool(value: Any, example: bool, name: str) -> bool:
+    """'yes'/'no', 'true'/'false', 'on'/'off', '1'/'0', '' (any case, spaces around) and the ints 0 and 1."""
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise _refused(value, example, name)
+
+
+def _cast_number(value: Any, example: int | float, name: str) -> int | float:
+    """A number or numeric text as `example`'s type; for an int, only a whole number (no truncation)."""
+    if isinstance(value, bool):
+        raise _refused(value, example, name)
+    try:
+        number = float(value) if isinstance(value, str) else value
+    except ValueError:
+        raise _refused(value, example, name) from None
+    if not isinstance(number, (int, float)):
+        raise _refused(value, example, name)
+    if isinstance(example, int):
+        if isinstance(number, float) and not number.is_integer():
+            raise _refused(value, example, name, ": it is not a whole number")
+        return int(number)
+    return float(number)
+
+
+def _cast_container(value: Any, example: list | tuple | dict, name: str) -> Any:
+    """JSON text (a list for a list or tuple, an object for a dict), or a list/tuple for a list/tuple."""
+    if isinstance(value, str):
         try:
             parsed = json.loads(value)
         except ValueError:
-            raise refuse(": not JSON") from None
+            raise _refused(value, example, name, ": not JSON") from None
         if isinstance(example, dict) != isinstance(parsed, dict) or not isinstance(parsed, (list, dict)):
-            raise refuse()
+            raise _refused(value, example, name)
         return type(example)(parsed)
     if isinstance(example, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(example)(value)
-    if isinstance(example, str):
-        return str(value)
     return value

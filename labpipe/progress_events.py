@@ -13,6 +13,8 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
+from .status import shown
+
 #: Node statuses that end a step (as in pipeline/dag.py).
 FINISHED = frozenset({"completed", "cached", "failed", "aborted", "skipped"})
 
@@ -178,8 +180,9 @@ def describe(state: StepState, unicode: bool = True) -> str:
     if s == "cached":
         return f"cached (task {short_id(state.task_id, unicode)}, {ago(state.completed)})"
     if s in ("failed", "aborted", "skipped"):
+        word = shown(s)  # an aborted step reads "stopped", as in `labpipe show`
         why = first_line(state.error)
-        return f"{s}: {why}" if why else s
+        return f"{word}: {why}" if why else word
     return s
 
 

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labpipe.errors import LabpipeError
+from labpipe.errors import RepoError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,6 @@ _FULL_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 # Variables that would point git at another repository or index than the one we name.
 _GIT_REDIRECTS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
-
-
-class RepoError(LabpipeError):
-    """A task's repo cannot be used: remote URL (offline), not a git checkout, unknown commit, git failure."""
 
 
 def resolve_repo(repo: str, branch: str | None = None, commit: str | None = None) -> dict:

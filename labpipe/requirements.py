@@ -20,12 +20,8 @@ import textwrap
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from labpipe.errors import LabpipeError
-
-if TYPE_CHECKING:
-    pass
+from labpipe.errors import RequirementsError
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +30,6 @@ _NEVER_PACKAGES = frozenset({"labpipe", "__main__"})
 
 # Where a docker daemon listens when DOCKER_HOST does not say otherwise (Linux, rootless, Docker Desktop).
 _DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-
-
-class RequirementsError(LabpipeError, ValueError):
-    """A requirement cannot be understood (bad requirements.txt line, unparsable function source)."""
 
 
 # -- detecting what a function imports -------------------------------------------------------------

@@ -34,7 +34,7 @@ class LocalSession:
         if capture_output:
             from .console import tee_streams
 
-            self._tees = tee_streams(task._db, task.id)
+            self._tees = tee_streams(task.db, task.id)
         self._prev_hook = sys.excepthook
         sys.excepthook = self._excepthook
         atexit.register(self._atexit)
@@ -46,7 +46,7 @@ class LocalSession:
             try:
                 for tee in self._tees:
                     tee.flush_to_store()
-                leases.renew_lease(self.task._db, self.task.id, self.owner, 1, LEASE_SECONDS)
+                leases.renew_lease(self.task.db, self.task.id, self.owner, 1, LEASE_SECONDS)
             except LabpipeError:
                 pass
 
@@ -65,13 +65,13 @@ class LocalSession:
 
     def finish(self, status: str, message: str) -> None:
         self.stop()
-        leases.finish(self.task._db, self.task.id, self.owner, 1, status, message)
+        leases.finish(self.task.db, self.task.id, self.owner, 1, status, message)
 
     def _excepthook(self, etype, value, tb) -> None:
         text = "".join(traceback.format_exception(etype, value, tb))
         for tee in self._tees:
             tee.flush_to_store()
-        outputs.add_console(self.task._db, self.task.id, "stderr", text)
+        outputs.add_console(self.task.db, self.task.id, "stderr", text)
         self.finish(_status.FAILED, text.strip().splitlines()[-1] if text.strip() else etype.__name__)
         self._prev_hook(etype, value, tb)
 

@@ -27,33 +27,18 @@ from . import status as _status
 from .config import LEASE_SECONDS
 from .connected import ConnectedDict, watch_attributes
 from .errors import TaskNotFound
+from .offline import install_on
 from .session import LocalSession
 from .store import outputs, tasks
 from .store.db import Database, get_database
 from .store.records import TaskRow
 from .task_env import ENV_TASK_ID
+from .task_types import TaskTypes, task_type_name
 
 # The pipeline run whose logic this code is part of sets its controller task here (per thread and
 # context: parallel and nested pipelines each see their own), so Task.current_task() in the logic is
 # the controller in every mode, as in ClearML where the controller is the process's task.
-_context_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("labpipe_context_task", default=None)
-
-
-class TaskTypes(enum.StrEnum):
-    """ClearML's task types."""
-
-    training = "training"
-    testing = "testing"
-    inference = "inference"
-    data_processing = "data_processing"
-    application = "application"
-    monitor = "monitor"
-    controller = "controller"
-    optimizer = "optimizer"
-    service = "service"
-    qc = "qc"
-    custom = "custom"
-
+context_task: contextvars.ContextVar[Task | None] = contextvars.ContextVar("labpipe_context_task", default=None)
 
 
 def _script_packages(packages: Any, requirements_file: Any, source: str | None) -> list[str] | None:
@@ -78,17 +63,12 @@ def _script_packages(packages: Any, requirements_file: Any, source: str | None) 
     return list(dict.fromkeys(found)) or None
 
 
-def _type_name(task_type: Any) -> str:
-    if task_type is None:
-        return TaskTypes.training.value
-    value = task_type.value if isinstance(task_type, TaskTypes) else str(task_type)
-    if value not in TaskTypes.__members__:
-        raise ValueError(f"unknown task_type {task_type!r}; expected one of {', '.join(TaskTypes.__members__)}")
-    return value
-
-
 class Task:
-    """A labpipe task (ClearML's `Task`): parameters, artifacts, metrics, status and a definition of what to run."""
+    """A labpipe task (ClearML's `Task`): parameters, artifacts, metrics, status and a definition of what to run.
+
+    `db` is the store the task lives in (a `labpipe.store.db.Database`), for code that calls the
+    store's verbs on it.
+    """
 
     TaskTypes = TaskTypes
     _current: Task | None = None
@@ -96,7 +76,7 @@ class Task:
 
     def __init__(self, row: TaskRow, db: Database | None = None):
         self._row = row
-        self._db = db or get_database()
+        self.db = db or get_database()
         self._session: LocalSession | None = None
 
     def __repr__(self) -> str:
@@ -165,7 +145,7 @@ class Task:
             get_database(),
             name=task_name or (Path(script).stem if script else "untitled"),
             project=project_name or "",
-            type=_type_name(task_type),
+            type=task_type_name(task_type),
             script=definition,
             tags=list(tags or ()),
             comment=comment,
@@ -179,18 +159,53 @@ class Task:
         func: Any,
         func_name: str | None = None,
         task_name: str | None = None,
+        *,
+        project_name: str | None = None,
+        task_type: Any = None,
+        return_values: Sequence[str] | str | None = ("return_object",),
+        helper_functions: Sequence[Any] = (),
+        packages: Sequence[str] | str | None = None,
+        docker: str | None = None,
+        docker_args: str | None = None,
+        docker_bash_setup_script: str | None = None,
+        repo: str | None = None,
+        repo_branch: str | None = None,
+        repo_commit: str | None = None,
+        tags: Sequence[str] | None = None,
+        parent: str | None = None,
+        retry_on_failure: int = 0,
         **kwargs: Any,
     ) -> Task:
-        """A task that runs `func(**kwargs)` on a worker, as a standalone script (ClearML's name).
+        """A task (status 'created') that runs `func(**kwargs)` on a worker once enqueued, as a
+        standalone script (ClearML's name).
 
-        func_name, task_name: names of the function within the task and of the task. Other keyword
-        arguments: the function's own arguments, plus the options of
-        `labpipe.function_task.create_function_task` (return_values, helper_functions, packages,
-        project_name, task_type, retry_on_failure, ...), which documents them.
+        func: a function defined with `def` in a file or notebook cell; it runs as a standalone script,
+            so it must import what it uses inside its body.
+        func_name: a name for the function within the task (default: its `__name__`).
+        task_name, project_name, task_type, tags, parent: as in ClearML (task_name defaults to func_name).
+        return_values: the artifact name(s) the return value is stored under: one name stores the whole
+            value, several unpack a returned tuple (ClearML's default: 'return_object'); () stores nothing.
+        helper_functions: other functions the worker defines next to `func` (their source is stored too).
+        packages: requirements (list or requirements.txt path); None detects them from the imports.
+        docker, docker_args, docker_bash_setup_script, repo, repo_branch, repo_commit: recorded for the
+            worker (a local `repo` runs the task in a worktree at the recorded commit).
+        retry_on_failure: how many times a failed run is re-queued.
+        **kwargs: the function's arguments (basic values become editable parameters, anything else an
+            artifact of the task; see `labpipe.function_task`).
         """
-        from .function_task import create_function_task
+        from .function_task import build_function_task
+        from .step_options import StepOptions
 
-        return create_function_task(func, func_name, task_name, **kwargs)
+        options = StepOptions.collect(dict(
+            task_type=task_type, task_name=task_name, return_values=() if return_values is None else return_values,
+            helper_functions=helper_functions, packages=packages, docker=docker, docker_args=docker_args,
+            docker_bash_setup_script=docker_bash_setup_script, repo=repo, repo_branch=repo_branch,
+            repo_commit=repo_commit, tags=tags,
+        ))
+        db = get_database()
+        row = build_function_task(func, kwargs, options, func_name=func_name, project=project_name, parent=parent,
+                                  retries=retry_on_failure, db=db)
+        return cls(row, db)
 
     @classmethod
     def init(
@@ -228,7 +243,7 @@ class Task:
                     get_database(),
                     name=task_name or Path(sys.argv[0] or "script").stem or "script",
                     project=project_name or "",
-                    type=_type_name(task_type),
+                    type=task_type_name(task_type),
                     tags=list(tags or ()),
                     script=_script_definition(cls._added_requirements),
                     status=_status.IN_PROGRESS,
@@ -244,7 +259,7 @@ class Task:
     def current_task(cls) -> Task | None:
         """The task this code runs in: a component's step task on a worker, a pipeline's controller
         task in its logic, or the `Task.init` task."""
-        in_pipeline = _context_task.get()
+        in_pipeline = context_task.get()
         if in_pipeline is not None:
             return in_pipeline
         if cls._current is not None:
@@ -286,17 +301,17 @@ class Task:
                              "worker at once; pass clone=True to enqueue a copy, or let the process exit")
         if queue_name is not None:
             _names.check_queue_name(queue_name, where="execute_remotely")
-            if not tasks.queue_exists(self._db, queue_name):
+            if not tasks.queue_exists(self.db, queue_name):
                 from .errors import QueueError
 
-                raise QueueError(f"execute_remotely: there is no queue named {queue_name!r} in the store {self._db.root}; "
+                raise QueueError(f"execute_remotely: there is no queue named {queue_name!r} in the store {self.db.root}; "
                                  f"start a worker for it (labpipe agent --queue {queue_name}), which creates it, or use "
                                  "an existing queue (labpipe queues)")
         if clone:
             target = Task.clone(self)
         else:
             self._end_session()
-            self._row = tasks.set_status(self._db, self.id, _status.CREATED, force=True)
+            self._row = tasks.set_status(self.db, self.id, _status.CREATED, force=True)
             target = self
         if queue_name is not None:
             Task.enqueue(target, queue_name=queue_name)
@@ -378,7 +393,7 @@ class Task:
             project=project_name,
             name=task_name,
             status=[status] if isinstance(status, str) else status,
-            type=[_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
+            type=[task_type_name(t) for t in ([task_type] if isinstance(task_type, (str, TaskTypes)) else task_type or [])],
             tags=list(tags) if tags else None,
             parent=task_filter.get("parent"),
             include_archived=allow_archived,
@@ -419,17 +434,17 @@ class Task:
         if queue_name is not None:
             _names.check_queue_name(queue_name, where="Task.enqueue")
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
-        task._row = tasks.enqueue(task._db, task.id, queue_name or "default", priority)
+        task._row = tasks.enqueue(task.db, task.id, queue_name or "default", priority)
         from .store.wakeup import poke  # a few syscalls: wakes an idle worker of that queue at once
 
-        poke(task._db.root, queue_name or "default")
+        poke(task.db.root, queue_name or "default")
         return task
 
     @classmethod
     def dequeue(cls, task: Task | str) -> bool:
         """Take a queued task off its queue (back to 'created'); False if it was not queued."""
         task = task if isinstance(task, Task) else cls.get_task(task_id=task)
-        done = tasks.dequeue(task._db, task.id)
+        done = tasks.dequeue(task.db, task.id)
         task.reload()
         return done
 
@@ -474,7 +489,7 @@ class Task:
 
     def reload(self) -> Task:
         """Re-read this task from the store."""
-        self._row = tasks.get_task(self._db, self.id)
+        self._row = tasks.get_task(self.db, self.id)
         return self
 
     def get_status(self) -> str:
@@ -485,16 +500,16 @@ class Task:
 
     def set_name(self, name: str) -> None:
         _names.check_label(name, kind="task", where=f"task {self.id}: set_name", allow_empty=False)
-        tasks.update_task(self._db, self.id, name=name)
+        tasks.update_task(self.db, self.id, name=name)
         self._row.name = name
 
     def set_comment(self, comment: str) -> None:
-        tasks.update_task(self._db, self.id, comment=comment)
+        tasks.update_task(self.db, self.id, comment=comment)
         self._row.comment = comment
 
     def set_parent(self, parent: Task | str | None) -> None:
         pid = parent.id if isinstance(parent, Task) else parent
-        tasks.update_task(self._db, self.id, parent=pid)
+        tasks.update_task(self.db, self.id, parent=pid)
         self._row.parent = pid
 
     # -- parameters ----------------------------------------------------------------------
@@ -521,14 +536,14 @@ class Task:
         self._put_parameters({name: value}, description=description or "")
 
     def _put_parameters(self, values: Mapping[str, Any], clear: bool = False, description: str = "") -> None:
-        types = {(r["section"], r["name"]): r["type"] for r in tasks.get_params(self._db, self.id)}
+        types = {(r["section"], r["name"]): r["type"] for r in tasks.get_params(self.db, self.id)}
         rows = []
         for key, value in values.items():
             section, name = _params.split_key(key)
             if isinstance(value, str) and (section, name) in types:
                 value = _params.keep_type(value, types[(section, name)], key)
             rows.append(_param_row(key, value, description))
-        tasks.set_params(self._db, self.id, rows, clear=clear)
+        tasks.set_params(self.db, self.id, rows, clear=clear)
 
     def get_parameters(self, backwards_compatibility: bool = True, cast: bool = False) -> dict[str, Any]:
         """All parameters as {'Section/name': value}.
@@ -537,7 +552,7 @@ class Task:
         cast=True, which returns them with the type they were set with.
         """
         out = {}
-        for row in tasks.get_params(self._db, self.id):
+        for row in tasks.get_params(self.db, self.id):
             value = _params.decode(row["value"], row["type"])
             out[f"{row['section']}/{row['name']}"] = value if cast else _params.as_text(value)
         return out
@@ -556,7 +571,7 @@ class Task:
         return out
 
     def delete_parameter(self, name: str) -> None:
-        tasks.delete_params(self._db, self.id, [_params.split_key(name)])
+        tasks.delete_params(self.db, self.id, [_params.split_key(name)])
 
     def connect(self, mutable: Any, name: str | None = None) -> Any:
         """Tie a dict (or an object's public attributes) to parameter section `name` (default 'General');
@@ -584,7 +599,7 @@ class Task:
                         setattr(mutable, key, value)
             missing = {k: v for k, v in current.items() if k not in stored}
             if missing:  # recorded unless someone set them meanwhile
-                tasks.set_params(self._db, self.id, [_param_row(f"{section}/{k}", v) for k, v in missing.items()], only_missing=True)
+                tasks.set_params(self.db, self.id, [_param_row(f"{section}/{k}", v) for k, v in missing.items()], only_missing=True)
         else:
             self.update_parameters({f"{section}/{k}": v for k, v in current.items()})
         # Later changes are recorded too, as ClearML's connected dicts and objects do.
@@ -639,7 +654,7 @@ class Task:
         if remote and stored is not None:
             from . import contained
 
-            folder = contained.private_dirs(self._db.root, ["cache", "configurations"])
+            folder = contained.private_dirs(self.db.root, ["cache", "configurations"])
             out = folder / contained.file_name_for(f"{self.id}-{key}", path.suffix, fallback="configuration")
             text = stored["value"] if isinstance(stored["value"], str) else json.dumps(stored["value"], indent=2)
             contained.replace_file(out, text.encode())
@@ -672,7 +687,7 @@ class Task:
             script["configurations"] = {**(script.get("configurations") or {}), str(name): entry}
             return {"script": script}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
 
     def get_configurations(self) -> dict[str, dict]:
         """{name: {'type', 'description', 'value'}} of the task's configurations."""
@@ -702,27 +717,27 @@ class Task:
 
     def add_tags(self, tags: str | Iterable[str]) -> None:
         """Add tags, keeping the task's others (also those other processes add at the same time)."""
-        self._row.tags = tasks.edit_tags(self._db, self.id, add=[tags] if isinstance(tags, str) else list(tags))
+        self._row.tags = tasks.edit_tags(self.db, self.id, add=[tags] if isinstance(tags, str) else list(tags))
 
     def set_tags(self, tags: Iterable[str]) -> None:
         """Replace all tags with these."""
         tags = list(tags)
-        tasks.update_task(self._db, self.id, tags=tags)
+        tasks.update_task(self.db, self.id, tags=tags)
         self._row.tags = tags
 
     def get_system_tags(self) -> list[str]:
         return list(self.reload()._row.system_tags)
 
     def set_system_tags(self, tags: Iterable[str]) -> None:
-        tasks.update_task(self._db, self.id, system_tags=list(tags))
+        tasks.update_task(self.db, self.id, system_tags=list(tags))
         self.reload()
 
     def archive(self) -> None:
         """Add the 'archived' system tag: hidden from default listings, never a cache hit."""
-        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, add=[tasks.ARCHIVED_TAG], system=True))
+        self._set_system_tags_read(tasks.edit_tags(self.db, self.id, add=[tasks.ARCHIVED_TAG], system=True))
 
     def unarchive(self) -> None:
-        self._set_system_tags_read(tasks.edit_tags(self._db, self.id, remove=[tasks.ARCHIVED_TAG], system=True))
+        self._set_system_tags_read(tasks.edit_tags(self.db, self.id, remove=[tasks.ARCHIVED_TAG], system=True))
 
     def _set_system_tags_read(self, tags: list[str]) -> None:
         self._row.system_tags, self._row.archived = tags, tasks.ARCHIVED_TAG in tags
@@ -736,7 +751,7 @@ class Task:
     # -- status --------------------------------------------------------------------------
 
     def _move(self, to: str, message: str | None, force: bool) -> None:
-        self._row = tasks.set_status(self._db, self.id, to, message, force=force)
+        self._row = tasks.set_status(self.db, self.id, to, message, force=force)
 
     def mark_started(self, force: bool = False) -> None:
         self._move(_status.IN_PROGRESS, None, force)
@@ -809,12 +824,7 @@ class Task:
         naming the artifact and the type, and nothing is written.
         """
         _names.check_artifact_name(name, where=f"task {self.id}: upload_artifact")
-        what = f"artifact {name!r} of task {self.id}"
-        ref, kind, filename = _artifacts.encode(self._db, name, artifact_object, what=what)
-        text = str(preview) if preview is not None else (
-            f"{kind}: {filename}" if kind in ("file", "folder") else _artifacts.preview_of(artifact_object)
-        )
-        outputs.put_artifact(self._db, self.id, name, ref, kind=kind, filename=filename, preview=text, metadata=dict(metadata or {}))
+        kind = _artifacts.upload(self.db, self.id, name, artifact_object, metadata=metadata, preview=preview)
         if delete_after_upload and kind in ("file", "folder"):
             import shutil
 
@@ -827,13 +837,13 @@ class Task:
         return {
             r["name"]: _artifacts.Artifact(
                 name=r["name"], hash=r["hash"], size=r["size"], type=r["kind"], preview=r["preview"],
-                metadata=json.loads(r["metadata"]), filename=r["filename"], task_id=self.id, _db=self._db,
+                metadata=json.loads(r["metadata"]), filename=r["filename"], task_id=self.id, _db=self.db,
             )
-            for r in outputs.get_artifacts(self._db, self.id)
+            for r in outputs.get_artifacts(self.db, self.id)
         }
 
     def delete_artifacts(self, artifact_names: Iterable[str]) -> bool:
-        return all(outputs.delete_artifact(self._db, self.id, n) for n in artifact_names)
+        return all(outputs.delete_artifact(self.db, self.id, n) for n in artifact_names)
 
     @property
     def models(self) -> dict[str, list]:
@@ -842,12 +852,12 @@ class Task:
 
         inputs = ModelList()
         for name, model_id in self.input_model_ids().items():
-            row = outputs.get_model(self._db, model_id)
+            row = outputs.get_model(self.db, model_id)
             if row is not None:
-                model = InputModel._from_row(row, self._db)
+                model = InputModel.from_row(row, self.db)
                 model.name = name  # the name it has on this task
                 inputs.append(model)
-        return {"input": inputs, "output": ModelList(Model._from_row(r, self._db) for r in outputs.get_models(self._db, self.id))}
+        return {"input": inputs, "output": ModelList(Model.from_row(r, self.db) for r in outputs.get_models(self.db, self.id))}
 
     def input_model_ids(self) -> dict[str, str]:
         """{name on this task: model id} of the models connected as its inputs."""
@@ -860,7 +870,7 @@ class Task:
             script["input_models"] = {**(script.get("input_models") or {}), name: model_id}
             return {"script": script}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -873,7 +883,7 @@ class Task:
     def get_reported_scalars(self, max_samples: int = 0, x_axis: str = "iter") -> dict[str, dict[str, dict[str, list]]]:
         """{title: {series: {'x': [iterations], 'y': [values]}}}."""
         out: dict[str, dict[str, dict[str, list]]] = {}
-        for r in outputs.get_scalars(self._db, self.id):
+        for r in outputs.get_scalars(self.db, self.id):
             s = out.setdefault(r["title"], {}).setdefault(r["series"], {"x": [], "y": []})
             s["x"].append(r["iteration"])
             s["y"].append(r["value"])
@@ -882,7 +892,7 @@ class Task:
     def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
         """{title: {series: {'last': v, 'min': v, 'max': v}}}."""
         out: dict[str, dict[str, dict[str, float]]] = {}
-        for r in outputs.last_scalars(self._db, self.id):
+        for r in outputs.last_scalars(self.db, self.id):
             out.setdefault(r["title"], {})[r["series"]] = {"last": r["last"], "min": r["min"], "max": r["max"]}
         return out
 
@@ -891,16 +901,16 @@ class Task:
 
     def get_reported_console_output(self, number_of_reports: int = 1) -> list[str]:
         """The console log, as chunks of text (most recent last)."""
-        rows = outputs.read_console(self._db, self.id)
+        rows = outputs.read_console(self.db, self.id)
         return [r["text"] for r in rows[-number_of_reports:]] if number_of_reports else [r["text"] for r in rows]
 
     def get_console(self) -> str:
         """The whole console log as one string."""
-        return "".join(r["text"] for r in outputs.read_console(self._db, self.id))
+        return "".join(r["text"] for r in outputs.read_console(self.db, self.id))
 
     def delete(self) -> None:
         """Delete the task and its records (blobs go at the next `labpipe gc`)."""
-        tasks.delete_task(self._db, self.id)
+        tasks.delete_task(self.db, self.id)
 
     # -- the rest of ClearML's Task names that mean something offline ----------------------
     # (the names that do not are in labpipe/offline.py, and raise NotImplementedError saying why)
@@ -977,7 +987,7 @@ class Task:
         if not project:
             raise ValueError(f"task {self.id}: move_to_project needs new_project_name=")
         _names.check_label(project, kind="project", where=f"task {self.id}: move_to_project", allow_empty=False)
-        tasks.update_task(self._db, self.id, project=project)
+        tasks.update_task(self.db, self.id, project=project)
         self._row.project = project
 
     def set_project(self, project_id: str | None = None, project_name: str | None = None) -> None:
@@ -986,8 +996,8 @@ class Task:
 
     def set_task_type(self, task_type: str | TaskTypes) -> None:
         """Change the task's type (one of `TaskTypes`)."""
-        value = _type_name(task_type)
-        tasks.update_task(self._db, self.id, type=value)
+        value = task_type_name(task_type)
+        tasks.update_task(self.db, self.id, type=value)
         self._row.type = value
 
     def get_executed_queue(self, return_name: bool = False) -> str | None:
@@ -1044,7 +1054,7 @@ class Task:
 
     def get_last_iteration(self) -> int:
         """The largest iteration of any reported scalar (0 when none was reported)."""
-        return max((r["iteration"] for r in outputs.get_scalars(self._db, self.id)), default=0)
+        return max((r["iteration"] for r in outputs.get_scalars(self.db, self.id)), default=0)
 
     def get_all_reported_scalars(self, x_axis: str = "iter") -> dict[str, dict[str, dict[str, list]]]:
         """Every reported scalar, unsampled: {title: {series: {'x': [...], 'y': [...]}}}."""
@@ -1099,7 +1109,7 @@ class Task:
             runtime["user_properties"] = {**(runtime.get("user_properties") or {}), **given}
             return {"runtime": runtime}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
         return True
 
     def delete_user_properties(self, *iterables: Any) -> bool:
@@ -1112,14 +1122,14 @@ class Task:
             runtime["user_properties"] = {k: v for k, v in (runtime.get("user_properties") or {}).items() if k not in names}
             return {"runtime": runtime}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
         return True
 
     def _set_runtime(self, key: str, value: Any) -> None:
         def change(row):
             return {"runtime": {**row.runtime, key: value}}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
 
     def set_parameters_as_dict(self, dictionary: Mapping[str, Mapping[str, Any]]) -> None:
         """Set parameters from {section: {name: value}} (the form `get_parameters_as_dict` returns),
@@ -1146,7 +1156,7 @@ class Task:
         def change(row):
             return {"script": {**row.script, "packages": list(dict.fromkeys(found))}}
 
-        self._row = tasks.modify_task(self._db, self.id, change)
+        self._row = tasks.modify_task(self.db, self.id, change)
 
     def get_script(self) -> dict[str, Any]:
         """What the task runs: entry_point, working_dir, and for a script, its argv and repository."""
@@ -1229,3 +1239,7 @@ def _script_definition(requirements: Sequence[str] = ()) -> dict:
     except OSError:
         source = ""
     return {"kind": "script", "entry_point": path, "working_dir": os.getcwd(), "source": source, "argv": sys.argv[1:], **extra}
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Task, "Task")

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
-from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 ENV_FULL = "LABPIPE_FULL_TRACEBACK"
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -41,6 +43,8 @@ def _hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | Non
 
 def format_trimmed(exc: BaseException) -> list[str]:
     """`exc` formatted as Python does, with the frames inside labpipe (in it and its chained causes) left out."""
+    import traceback  # lazily: only when an error is shown
+
     te = traceback.TracebackException.from_exception(exc)
     seen = set()
     stack = [te]

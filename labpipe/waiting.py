@@ -50,7 +50,7 @@ def wait_for_tasks(
     last_reap = 0.0
     pending = {t.id: t for t in waiting}
     unserved_since: dict[str, float] = {}
-    db = waiting[0]._db if waiting else None
+    db = waiting[0].db if waiting else None
     while True:
         states = tasks.task_states(db, list(pending)) if pending else {}
         queued: dict[str, str] = {}

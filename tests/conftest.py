@@ -38,9 +38,10 @@ def stop_shared_pool():
 def local_mode(stop_shared_pool):
     """PipelineDecorator.run_locally with a 2-worker pool; modes and refresh settings restored after."""
     from labpipe import PipelineDecorator
+    from labpipe.pipeline.cache import request_refresh
 
     PipelineDecorator.run_locally(workers=2)
     yield
     PipelineDecorator._mode = "remote"
     PipelineDecorator._workers = None
-    PipelineDecorator._refresh = False
+    request_refresh(False)  # PipelineDecorator.refresh_cache() asks every later run of the process

@@ -138,6 +138,127 @@ def test_a_long_chain_wraps_into_bands_within_the_page():
     assert layout.width / layout.height < 4
 
 
+# -- golden layouts: the exact geometry of representative graphs -----------------------------
+# Computed with grandalf 0.8 before layout_dag was split into its stages; a change to the layout
+# shows here first (and on purpose only: every stored picture of a finished run would differ).
+
+
+def golden_chain() -> DAG:
+    dag = DAG([Node("s0", status="completed")])
+    for i in range(1, 4):
+        dag.add(Node(f"s{i}", [f"s{i - 1}"]))
+    return dag
+
+
+def golden_diamond() -> DAG:
+    """A failed step's taller box (its error line) on one side of the diamond."""
+    return DAG([Node("load"), Node("a", ["load"]), Node("b", ["load"], status="failed", error="E: x"),
+                Node("join", ["a", "b"])])
+
+
+def golden_fan_with_skip() -> DAG:
+    """root -> six parallel steps -> mid -> end, and root -> end: a long edge through two layers."""
+    dag = DAG([Node("root")] + [Node(f"w{i}", ["root"]) for i in range(6)])
+    dag.add(Node("mid", [f"w{i}" for i in range(6)]))
+    dag.add(Node("end", ["mid", "root"]))
+    return dag
+
+
+def golden_folded() -> DAG:
+    """A folded fan-out and fan-in (bundled edges), a long edge across the panel, an edge out of one box."""
+    dag = DAG([Node("prepare")] + [Node(f"f{i}", ["prepare"]) for i in range(90)])
+    dag.add(Node("agg", [f"f{i}" for i in range(90)]))
+    dag.add(Node("late", ["agg", "prepare", "f3"]))
+    return dag
+
+
+def golden_folded_mixed() -> DAG:
+    """A folded layer whose steps have different parents: edges into and out of single boxes."""
+    dag = DAG([Node("a"), Node("b")] + [Node(f"m{i}", ["a" if i % 2 else "b"]) for i in range(50)])
+    dag.add(Node("z", ["m1", "m7", "a"]))
+    dag.add(Node("y", ["z", "m10"]))
+    return dag
+
+
+def golden_wrapped() -> DAG:
+    """A chain long enough to wrap into bands, an edge to a later band, and an unconnected step."""
+    dag = DAG([Node("s0", status="completed")])
+    for i in range(1, 30):
+        dag.add(Node(f"s{i}", [f"s{i - 1}"]))
+    dag.add(Node("skip", ["s2"]))
+    dag.add(Node("tail", ["skip", "s27"]))
+    dag.add(Node("other"))
+    return dag
+
+
+def layout_record(layout) -> dict:
+    """Everything a layout says, rounded to 1e-6 inch: boxes, ranks, every edge's segments, which
+    edges share one drawn line, panels and the drawing's size."""
+    r = lambda v: round(v, 6)  # noqa: E731
+    point = lambda p: [r(p[0]), r(p[1])]  # noqa: E731
+    groups: dict[int, list] = {}
+    for edge, segments in layout.edges.items():
+        groups.setdefault(id(segments), []).append(list(edge))
+    return {
+        "pos": {n: point(p) for n, p in layout.pos.items()},
+        "height_of": {n: r(h) for n, h in layout.height_of.items()},
+        "rank_of": layout.rank_of,
+        "edges": {f"{p}->{c}": [[s.kind, point(s.a), point(s.b)] for s in segs] for (p, c), segs in layout.edges.items()},
+        "shared": sorted(sorted(map(tuple, g)) for g in groups.values()),
+        "panels": [[p.rank, r(p.x), r(p.y), r(p.w), r(p.h), p.steps, p.columns] for p in layout.panels],
+        "size": [r(layout.width), r(layout.height)],
+    }
+
+
+@pytest.mark.parametrize(
+    ("make", "pos", "size"),
+    [
+        (golden_chain, {"s0": (0.7, 0.3), "s1": (3.5, 0.3), "s2": (6.3, 0.3), "s3": (9.1, 0.3)}, (11.8, 1.12)),
+        (golden_diamond, {"load": (0.7, 0.715), "a": (3.5, 0.3), "b": (3.5, 1.02), "join": (6.3, 0.715)}, (9.0, 2.06)),
+        (
+            golden_fan_with_skip,
+            {"root": (0.7, 2.37), "w0": (3.5, 0.3), "w1": (3.5, 1.02), "w2": (3.5, 1.74), "w3": (3.5, 2.46),
+             "w4": (3.5, 3.18), "w5": (3.5, 3.9), "mid": (6.3, 2.1), "end": (9.1, 2.37)},
+            (11.8, 5.2),
+        ),
+    ],
+)
+def test_layout_of_a_chain_a_diamond_and_a_fan_out_with_a_skip_edge_is_pinned(make, pos, size):
+    layout = layout_dag(make())
+    assert {n: (round(x, 6), round(y, 6)) for n, (x, y) in layout.pos.items()} == pos
+    assert (round(layout.width, 6), round(layout.height, 6)) == size
+
+
+def test_skip_edge_passes_below_the_fan_out_through_both_layers_it_crosses():
+    segments = layout_dag(golden_fan_with_skip()).edges["root", "end"]
+    assert [(s.kind, tuple(round(v, 6) for v in s.a + s.b)) for s in segments] == [
+        ("curve", (2.7, 2.63, 3.5, 4.7)),
+        ("line", (3.5, 4.7, 5.5, 4.7)),
+        ("curve", (5.5, 4.7, 6.3, 4.7)),
+        ("line", (6.3, 4.7, 8.3, 4.7)),
+        ("curve", (8.3, 4.7, 9.1, 2.63)),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("make", "digest"),
+    [
+        (golden_chain, "05db882877f457e6"),
+        (golden_diamond, "37af7731823c8a52"),
+        (golden_fan_with_skip, "13fb83baa978bc43"),
+        (golden_folded, "a4cd1abc0f58e470"),
+        (golden_folded_mixed, "79d009be1218f479"),
+        (golden_wrapped, "58540731317594cf"),
+    ],
+)
+def test_whole_layout_is_pinned_edges_panels_and_bands_included(make, digest):
+    import hashlib
+    import json
+
+    record = json.dumps(layout_record(layout_dag(make())), sort_keys=True)
+    assert hashlib.sha256(record.encode()).hexdigest()[:16] == digest
+
+
 # -- what the picture says -------------------------------------------------------------------
 
 
@@ -362,3 +483,44 @@ def test_plot_refuses_an_unknown_format_listing_the_known_ones(failed_pipeline, 
     result = plot(failed_pipeline.id, "--format", "jpeg", "-o", str(tmp_path / "x.jpeg"), ok=False)
     assert result.exit_code == 1 and "known formats: png, svg, dot, mermaid" in result.output
     assert not (tmp_path / "x.jpeg").exists()
+
+
+def test_a_stopped_step_is_worded_in_the_picture_as_the_cli_words_it(store, tmp_path):
+    """A step whose node status is 'aborted' (its task stopped) reads 'stopped' in `labpipe show`;
+    its box, the legend, the dot and mermaid labels say the same word."""
+    import json
+
+    from labpipe import Task
+    from labpipe.cli import main
+    from labpipe.pipeline.render import load_dag
+    from labpipe.store import pipelines
+    from labpipe.store.db import get_database
+
+    run = Task.create(project_name="plot", task_name="stopped run", task_type="controller")
+    pipelines.save_nodes(get_database(), run.id, [
+        {"name": "load", "seq": 0, "parents": [], "status": "completed", "started": 0.0, "completed": 1.5},
+        {"name": "train", "seq": 1, "parents": ["load"], "status": "aborted", "started": 1.5, "completed": 4.0,
+         "error": "pipeline stopped: by labpipe stop"},
+        {"name": "report", "seq": 2, "parents": ["train"], "status": "skipped", "error": "pipeline stopped"},
+    ])
+    shown = CliRunner().invoke(main, ["show", run.id, "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0, shown.output
+    cli_word = {s["name"]: s["status"] for s in json.loads(shown.output)["steps"]}["train"]
+    assert cli_word == "stopped"
+
+    dag = load_dag(run.id)
+    assert dag["train"].status == "aborted"  # the Python API keeps ClearML's node status
+    texts = box_texts(dag)
+    assert f"{cli_word} · 2.5 s" in texts  # the box's detail line
+    (legend,) = [t for t in texts if t.endswith(" (1)") and "stopped" in t]
+    assert legend.startswith(f"{cli_word}: ")
+    assert not any("aborted" in t for t in texts)
+    plot(run.id, "-o", str(tmp_path / "dag.dot"))
+    dot = (tmp_path / "dag.dot").read_text()
+    (train_line,) = [line for line in dot.splitlines() if line.startswith('  "train" [')]
+    assert f"{cli_word} · 2.5 s" in train_line and f'tooltip="{cli_word}"' in train_line
+    mermaid = to_mermaid(dag)
+    assert f"train<br/>{cli_word} · 2.5 s<br/>pipeline stopped: by labpipe stop" in mermaid
+    png = tmp_path / "dag.png"
+    plot(run.id, "-o", str(png))
+    assert png.read_bytes().startswith(PNG_MAGIC)

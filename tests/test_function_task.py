@@ -9,7 +9,7 @@ import os
 import pytest
 
 from labpipe import Task
-from labpipe.function_task import ArtifactRef, FunctionSourceError, create_function_task, function_source
+from labpipe.function_task import ArtifactRef, FunctionSourceError, function_source
 
 
 def _decorate(func):
@@ -69,7 +69,7 @@ def test_nested_function_source_is_dedented():
 
 
 def test_helper_functions_sources_are_stored_beside_the_function():
-    task = create_function_task(uses_helper, helper_functions=[helper], v=1)
+    task = Task.create_function_task(uses_helper, helper_functions=[helper], v=1)
     assert task.data.script["helpers"] == ["def helper(v):\n    return v + 1\n"]
 
 

@@ -28,6 +28,7 @@ from labpipe.hashing import (
     local_module_sources,
     new_hasher,
     normalize_source,
+    task_step_key,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +78,8 @@ def test_hash_bytes_streams_parts_like_their_concatenation():
         pytest.param(42, "d2b5bdb4152e6cb48597552434065fa1", id="int"),
         pytest.param(1.5, "80634fc0e370a6ade8710497aecba0ff", id="float"),
         pytest.param("héllo", "8c3a894493edaac35424d9990f859c54", id="str"),
+        pytest.param(b"labpipe", "cbbed51deab02514c16ca67c89a8f4bb", id="bytes"),
+        pytest.param(bytearray(b"labpipe"), "7f0a4c3ed8ea2af64ab2b2156cb18cdc", id="bytearray"),
         pytest.param({"b": [1, 2], "a": None}, "c8b8d96503457a634b126cc5d21349e2", id="dict"),
         pytest.param([1, [2.0, ["x", (3, None)]]], "54b1ca56ee72b3f635c13587ae32a41b", id="nested-list"),
         pytest.param(
@@ -95,6 +98,16 @@ def test_code_args_and_cache_key_golden_values_do_not_drift():
     assert code == "42d2ea2c57d5c3c0fceaadb057cf3038"
     assert args == "f30b7c64e28f28e0a8cc0d65e16d966b"
     assert cache_key(code, args) == "4c7bf2b2b6e199b1fa0cd2443722ed46"
+
+
+def test_task_step_key_golden_value_does_not_drift():
+    script = {"kind": "script", "entry_point": "train.py", "working_dir": ".", "diff": ""}
+    params = {"General/lr": 0.1, "General/epochs": 3}
+    assert task_step_key(script, params, {"cfg": {"a": 1}}, {"name": "n"}, "training") == "962a45cbd7daa076fd6d879ff12d66e4"
+    # every part counts
+    assert task_step_key(script, dict(params, **{"General/lr": 0.2}), {"cfg": {"a": 1}}, {"name": "n"}, "training") != \
+        "962a45cbd7daa076fd6d879ff12d66e4"
+    assert task_step_key(script, params, {"cfg": {"a": 1}}, {"name": "n"}, "testing") != "962a45cbd7daa076fd6d879ff12d66e4"
 
 
 # ---------------------------------------------------------------------------------------- code_key

@@ -378,3 +378,112 @@ def test_byte_flip_in_a_cached_value_passed_inside_a_list_reruns_its_step():
     assert bc.payload_nested(256, bonus=1) == 256 * 1024 + 1
     assert _last_nodes()["make_payload"]["status"] == "completed"
     assert _intact(digest)
+
+
+# ------------------------------------------------------------ controller function steps: what the key covers
+
+
+def _git(path, *args):
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_function_step_on_another_branch_is_not_served_the_first_branchs_result(tmp_path, monkeypatch):
+    """Two controller function steps that differ only by repo_branch run different checkouts: the
+    second must run, not be served the first one's cached result."""
+    import importlib.util
+
+    from labpipe import PipelineController
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "t")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "t@t")
+    monkeypatch.setenv("GIT_COMMITTER_NAME", "t")
+    monkeypatch.setenv("GIT_COMMITTER_EMAIL", "t@t")
+    repo = tmp_path / "proj"
+    repo.mkdir()
+    (repo / "branchy.py").write_text("def read_data():\n    return open('data.txt').read()\n")
+    (repo / "data.txt").write_text("from a")
+    _git(repo, "init", "-q", "-b", "a")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "a")
+    _git(repo, "checkout", "-q", "-b", "b")
+    (repo / "data.txt").write_text("from b")
+    _git(repo, "commit", "-q", "-am", "b")
+    _git(repo, "checkout", "-q", "a")
+    spec = importlib.util.spec_from_file_location("branchy", repo / "branchy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    results = {}
+    for branch in ("a", "b"):
+        pipe = PipelineController(name=f"on-{branch}", project="t", version="1")
+        pipe.add_function_step("read", module.read_data, function_return=["text"], repo=str(repo),
+                               repo_branch=branch, cache_executed_step=True)
+        assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+        node = pipe.get_pipeline_dag()["read"]
+        results[branch] = (node.status, Task.get_task(task_id=node.task_id).artifacts["text"].get())
+    assert results == {"a": ("completed", "from a"), "b": ("completed", "from b")}
+
+
+def test_controller_function_step_cache_key_golden_value(tmp_path):
+    """The key a controller function step stores is pinned too (it differs from a component's: its
+    settings name repo_branch only when set)."""
+    import importlib.util
+
+    from labpipe import PipelineController
+
+    (tmp_path / "gold_ctl.py").write_text("def step(x, scale=2):\n    import math\n    return math.floor(x * scale)\n")
+    spec = importlib.util.spec_from_file_location("gold_ctl", tmp_path / "gold_ctl.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pipe = PipelineController(name="gold", project="t", version="1")
+    pipe.add_function_step("step", module.step, function_kwargs={"x": 1.5, "scale": 2}, function_return=["y"],
+                           cache_executed_step=True)
+    assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+    step_task = Task.get_task(task_id=pipe.get_pipeline_dag()["step"].task_id)
+    assert step_task.data.cache_key == "6060442e61a2af8cb63ffb54c6d40a12"
+
+
+def test_a_task_step_stores_the_task_step_key_of_its_base_and_overrides():
+    """A cloned-task step's key is `hashing.task_step_key` of the base task's definition and its
+    parameters after the overrides: a second identical step is served from the cache, a changed
+    override is not."""
+    from labpipe import PipelineController
+    from labpipe.hashing import task_step_key
+
+    base = Task.create_function_task(pc.produce, task_name="base", project_name="t")
+    keys, statuses = [], []
+    for rows in (2, 2, 3):
+        pipe = PipelineController(name="ts", project="t", version="1")
+        pipe.add_step("prep", base_task_id=base.id, parameter_override={"kwargs/rows": rows}, cache_executed_step=True)
+        assert pipe.start_locally(run_pipeline_steps_locally=True) is True
+        node = pipe.get_pipeline_dag()["prep"]
+        statuses.append(node.status)
+        keys.append(Task.get_task(task_id=node.task_id).data.cache_key)
+    params = dict(base.get_parameters(cast=True), **{"kwargs/rows": 2})
+    assert keys[0] == task_step_key(base.data.script, params, {}, {}, base.data.type)
+    assert statuses == ["completed", "cached", "completed"] and keys[0] == keys[1] != keys[2]
+
+
+def test_refresh_requests_add_up_and_name_repeats_by_their_base_name():
+    from labpipe.pipeline.cache import Refresh
+
+    assert Refresh(False, None).covers("a") is False
+    assert Refresh({"a"}, {"b"}).covers("b") and not Refresh({"a"}, {"b"}).covers("c")
+    assert Refresh({"train"}).covers("train_2") and not Refresh({"train"}).covers("retrain")
+    assert Refresh({"a"}, True).covers("anything")
+    assert Refresh(True).record() is True and Refresh({"b", "a"}).record() == ["a", "b"] and Refresh().record() is None
+    assert Refresh.recorded({"refresh": ["a"]}) == frozenset({"a"}) and Refresh.recorded({}) == frozenset()
+
+
+def test_labpipe_refresh_in_the_environment_overrides_the_process_request(monkeypatch):
+    from labpipe.pipeline.cache import request_refresh, requested_refresh
+
+    request_refresh(["x"])
+    assert requested_refresh() == frozenset({"x"})
+    monkeypatch.setenv("LABPIPE_REFRESH", "all")
+    assert requested_refresh() is True
+    monkeypatch.setenv("LABPIPE_REFRESH", "a, b")
+    assert requested_refresh() == frozenset({"a", "b"})

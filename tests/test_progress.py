@@ -303,4 +303,7 @@ def test_words_for_people():
     assert ago(0, now=2 * 3600 + 5) == "2 h ago" and ago(0, now=90) == "1 min ago" and ago(0, now=3 * 86400) == "3 d ago"
     assert first_line("step 'load' (task abc123) failed: ValueError: bad\n  File x") == "ValueError: bad"
     assert state.apply(StepEvent("step_two", "cached", task_id=hit.task_id)) is None  # no change, no line
+    # a step stopped from outside reads as `labpipe show` words it
+    stopped = state.apply(StepEvent("train", "aborted", error="pipeline stopped: by labpipe stop"))
+    assert describe(stopped) == "stopped: pipeline stopped: by labpipe stop"
     assert state.counts["cached"] == 1

@@ -265,3 +265,77 @@ def test_validation_error_says_where_the_reference_sits():
             pipeline_params=PARAMS,
             where="parameter_override['Args/x']",
         )
+
+
+# Every message validate_ref writes, word for word: each kind of reference has its own checker, and
+# a user's pipeline that fails validation must read the same whichever one wrote it.
+FIELDS = "id, comment, completed, name, parent, project, queue, started, status, status_message, system_tags, tags, type"
+
+
+@pytest.mark.parametrize(
+    ("text", "step", "allow", "message"),
+    [
+        ("${prep}", "eval", False,
+         "reference ${prep} is malformed; expected ${<step>.<field>} such as ${prep.id} or ${pipeline.<parameter>}"),
+        ("${pipeline.batch}", "eval", False,
+         "reference ${pipeline.batch} names an unknown pipeline parameter 'batch'; the pipeline's parameters are: "
+         "lr, opt.momentum, queue; add it with add_parameter()"),
+        ("${prep.id}", "prep", False,
+         "reference ${prep.id} reads the step it configures; a step can only reference earlier steps"),
+        ("${nope.id}", "eval", False,
+         "reference ${nope.id} names an unknown step 'nope'; steps defined so far: prep, train; add that step first"),
+        ("${prep.id.more}", "eval", False, "reference ${prep.id.more} reads a part of task field 'id'; expected ${prep.id}"),
+        ("${prep.parameters.x}", "eval", False,
+         "reference ${prep.parameters.x} names no parameter; expected ${prep.parameters.<Section/name>} such as "
+         "${prep.parameters.Args/x}"),
+        ("${prep.artifacts}", "eval", False,
+         "reference ${prep.artifacts} names no artifact; expected ${prep.artifacts.<name>.url}"),
+        ("${prep.artifacts.data.colour}", "eval", False,
+         "reference ${prep.artifacts.data.colour} reads unknown artifact field 'colour'; expected one of url, hash, "
+         "size, preview, type; write a dot inside the artifact name as '\\.'"),
+        ("${train.models.best.-1.url}", "eval", False,
+         "reference ${train.models.best.-1.url} names no model list; expected "
+         "${train.models.output.<index or name>.<field>}"),
+        ("${train.models.input.-1}", "eval", False,
+         "reference ${train.models.input.-1} does not name a model and one of its fields; expected "
+         "${train.models.input.<index or name>.<field>} with field one of url, id, name, framework, tags, task, "
+         "hash, size, e.g. ${train.models.input.-1.url}"),
+        ("${prep.df}", "eval", False,
+         f"reference ${{prep.df}} reads unknown field 'df'; expected {FIELDS}, parameters.*, artifacts.* or "
+         "models.*; a function step's return value can only be passed in function_kwargs"),
+        ("${prep.df.x}", "eval", True,
+         "reference ${prep.df.x} reads past a return value; expected ${prep.df}; write a dot inside the name as '\\.'"),
+    ],
+)
+def test_each_validation_message_is_exactly_as_written(text, step, allow, message):
+    with pytest.raises(PipelineError) as err:
+        check(text, step=step, allow_return_values=allow)
+    assert str(err.value) == f"step {step!r}: {message}"
+
+
+def test_unknown_step_or_parameter_says_none_are_defined_when_there_are_none():
+    with pytest.raises(PipelineError, match="steps defined so far: none; add that step first"):
+        validate_ref(one("${prep.id}"), step="eval", known_steps=set(), pipeline_params=set())
+    with pytest.raises(PipelineError, match="the pipeline's parameters are: none; add it with add_parameter"):
+        validate_ref(one("${pipeline.lr}"), step="eval", known_steps=set(), pipeline_params=set())
+
+
+def test_pipeline_id_needs_no_parameter_and_no_earlier_step():
+    validate_ref(one("${pipeline.id}"), step="eval", known_steps=set(), pipeline_params=set())
+
+
+def test_a_models_reference_without_its_list_names_no_model_list():
+    with pytest.raises(PipelineError, match=r"reference \$\{train.models\} names no model list"):
+        check("${train.models}")
+
+
+def test_a_parameter_name_needs_a_slash_between_section_and_name():
+    for text in ("${prep.parameters./x}", "${prep.parameters.x/}", "${prep.parameters./x/}"):
+        with pytest.raises(PipelineError, match="names no parameter"):
+            check(text)
+    check("${prep.parameters./Args/x}")  # a leading slash is tolerated when a section follows
+
+
+def test_a_return_value_may_only_read_a_known_step():
+    with pytest.raises(PipelineError, match="unknown step 'nope'"):
+        check("${nope.df}", allow_return_values=True)

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from labpipe.errors import LabpipeError
-from labpipe.repo import RepoError, prepare_repo, resolve_repo
+from labpipe.errors import LabpipeError, RepoError
+from labpipe.repo import prepare_repo, resolve_repo
 
 
 def git(path, *args):

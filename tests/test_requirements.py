@@ -7,9 +7,8 @@ from importlib import metadata
 import pytest
 
 from labpipe import requirements
-from labpipe.errors import LabpipeError
+from labpipe.errors import LabpipeError, RequirementsError
 from labpipe.requirements import (
-    RequirementsError,
     check_requirements,
     container_notice,
     describe_missing,

@@ -8,7 +8,7 @@ import textwrap
 
 from labpipe import PipelineController, PipelineDecorator, Task
 from labpipe.function_task import function_source, unwrap_decorated
-from labpipe.pipeline.step import StepCodeKey
+from labpipe.pipeline.cache import StepCodeKey
 
 
 def plus_one(func):

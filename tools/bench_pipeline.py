@@ -330,6 +330,8 @@ class Bench:
         extra = env or {}
         env = dict(os.environ, LABPIPE_STORE=str(store))
         env.pop("LABPIPE_REFRESH", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # an installed labpipe has its byte code: do not compile each time
         env.update(extra)
         cmd = [sys.executable, str(self.module), case, json.dumps(dict(args, n=args.get("n", self.steps), warm_mb=WARM_MB))]
         if self.profile and case == self.profile:
@@ -453,6 +455,7 @@ def bench_example(b: Bench) -> None:
         warm_memory()
         env = dict(os.environ, LABPIPE_STORE=str(store))
         env.pop("LABPIPE_REFRESH", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, str(EXAMPLE), *extra], env=env, cwd=b.root, capture_output=True, text=True, timeout=600)
         wall = time.perf_counter() - t0

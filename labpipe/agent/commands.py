@@ -137,7 +137,6 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
     """Stop tasks: a queued task leaves its queue, a running one's process ends within a second; a
     pipeline's queued and running steps are stopped with it."""
     from ..store import leases
-    from ..store.db import get_database
     from ..task import Task
 
     require_store()
@@ -148,7 +147,7 @@ def stop_command(task_ids: tuple[str, ...], message: str) -> None:
             before, runner = task.get_status(), task.data.worker or ""
             task.mark_stopped(status_message=message)
             # a pipeline's steps (and nested runs) stop with it, even if its controller is gone
-            below = leases.stop_below(get_database(), task.id, message) if task.task_type == "controller" else []
+            below = leases.stop_below(task.db, task.id, message) if task.task_type == "controller" else []
         except LabpipeError as exc:
             click.echo(f"labpipe stop: {exc}", err=True)
             failed = True

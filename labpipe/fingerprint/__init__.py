@@ -24,6 +24,8 @@ Its modules, each importing only those listed before it:
   ``_feed`` to the ``callables`` and ``arrays`` handlers as an argument, so they need not import it back.
 
 Import the names below from ``labpipe.fingerprint`` (or through ``labpipe.hashing``), not from the modules.
+The names the modules share among themselves (``NoFingerprint``, ``write_atom``, ``feed_numpy`` ...) carry no
+underscore, since they cross a module line, but are not exported here: they change with the encoding.
 """
 
 from __future__ import annotations

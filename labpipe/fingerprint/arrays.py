@@ -18,13 +18,13 @@ import xxhash
 
 from labpipe.fingerprint.encoding import (
     Feed,
-    _atom,
-    _enter,
-    _feed_repr,
-    _NoFingerprint,
-    _short_repr,
-    _type_name,
+    NoFingerprint,
     encode_tag,
+    enter_container,
+    feed_repr,
+    short_repr,
+    type_name,
+    write_atom,
     write_count,
     write_text,
 )
@@ -44,7 +44,7 @@ _T_PDVALUES = encode_tag("pandas.values")
 # --------------------------------------------------------------------------------------- numpy
 
 
-def _feed_numpy(h: xxhash.xxh3_128, value, np, active: set[int], feed: Feed) -> bool:
+def feed_numpy(h: xxhash.xxh3_128, value, np, active: set[int], feed: Feed) -> bool:
     """numpy arrays, scalars, dtypes and functions; False if ``value`` is none of them."""
     if isinstance(value, np.ndarray):
         _feed_ndarray(h, value, np, active, feed)
@@ -56,7 +56,7 @@ def _feed_numpy(h: xxhash.xxh3_128, value, np, active: set[int], feed: Feed) -> 
             feed(h, value.item(), active)
         else:
             # dtype + raw bytes: np.float32(1) and np.float64(1) are different values to numpy code.
-            _atom(h, b"", value.tobytes())
+            write_atom(h, b"", value.tobytes())
     elif isinstance(value, np.dtype):
         h.update(_T_NPDTYPE)
         write_text(h, _dtype_text(value))
@@ -84,7 +84,7 @@ def _dtype_holds_objects(dtype) -> bool:
 def _feed_ndarray(h, arr, np, active, feed: Feed) -> None:
     if type(arr) is not np.ndarray:
         h.update(_T_NDSUBCLASS)
-        write_text(h, _type_name(type(arr)))
+        write_text(h, type_name(type(arr)))
         ma = sys.modules.get("numpy.ma")
         if ma is not None and isinstance(arr, ma.MaskedArray):
             # The mask is part of a masked array's value; the data under it is kept (conservative).
@@ -97,12 +97,12 @@ def _feed_ndarray(h, arr, np, active, feed: Feed) -> None:
     write_text(h, _dtype_text(arr.dtype))
     feed(h, tuple(int(n) for n in arr.shape), active)
     if _dtype_holds_objects(arr.dtype):
-        key = _enter(arr, active)
+        key = enter_container(arr, active)
         try:
             for i, item in enumerate(arr.ravel(order="C")):
                 try:
                     feed(h, item, active)
-                except _NoFingerprint as exc:
+                except NoFingerprint as exc:
                     exc.path.append(f"[flat index {i}]")
                     raise
         finally:
@@ -121,10 +121,10 @@ def _feed_ndarray(h, arr, np, active, feed: Feed) -> None:
 # -------------------------------------------------------------------------------------- pandas
 
 
-def _feed_pandas(h: xxhash.xxh3_128, value, pd, np, active: set[int], feed: Feed) -> bool:
+def feed_pandas(h: xxhash.xxh3_128, value, pd, np, active: set[int], feed: Feed) -> bool:
     """pandas DataFrame, Series, Index, extension arrays and scalars; False if ``value`` is none of them."""
     if isinstance(value, pd.DataFrame):
-        key = _enter(value, active)
+        key = enter_container(value, active)
         try:
             h.update(_T_DATAFRAME)
             _feed_index(h, value.columns, pd, np, active, feed)
@@ -134,13 +134,13 @@ def _feed_pandas(h: xxhash.xxh3_128, value, pd, np, active: set[int], feed: Feed
                 column = value.iloc[:, i]  # by position: column labels may repeat
                 try:
                     _feed_pandas_values(h, column, pd, np, active, feed)
-                except _NoFingerprint as exc:
-                    exc.path.append(f"[column {_short_repr(column.name)}]")
+                except NoFingerprint as exc:
+                    exc.path.append(f"[column {short_repr(column.name)}]")
                     raise
         finally:
             active.discard(key)
     elif isinstance(value, pd.Series):
-        key = _enter(value, active)
+        key = enter_container(value, active)
         try:
             h.update(_T_SERIES)
             feed(h, value.name, active)
@@ -155,7 +155,7 @@ def _feed_pandas(h: xxhash.xxh3_128, value, pd, np, active: set[int], feed: Feed
         _feed_pandas_values(h, pd.Series(value, copy=False), pd, np, active, feed)
     elif isinstance(value, (pd.Timestamp, pd.Timedelta, pd.Period, pd.Interval, type(pd.NaT), type(pd.NA))):
         # Stable labels, not the classes' module paths, which pandas moves between versions.
-        _feed_repr(h, value, f"pandas.{type(value).__name__}")
+        feed_repr(h, value, f"pandas.{type(value).__name__}")
     else:
         return False
     return True

@@ -19,10 +19,10 @@ import xxhash
 from labpipe.errors import Unfingerprintable
 from labpipe.fingerprint.encoding import (
     Feed,
-    _atom,
-    _NoFingerprint,
-    _type_name,
+    NoFingerprint,
     encode_tag,
+    type_name,
+    write_atom,
     write_count,
     write_text,
 )
@@ -40,7 +40,7 @@ _T_PARTIAL = encode_tag("partial")
 _T_CLASS = encode_tag("class")
 
 
-def _feed_callable(h: xxhash.xxh3_128, value, active: set[int], feed: Feed) -> bool:
+def feed_callable(h: xxhash.xxh3_128, value, active: set[int], feed: Feed) -> bool:
     """Functions, methods, partials and classes; False if ``value`` is none of them."""
     if isinstance(value, types.FunctionType):
         _feed_function(h, value, active, feed)
@@ -59,7 +59,7 @@ def _feed_callable(h: xxhash.xxh3_128, value, active: set[int], feed: Feed) -> b
         value, types.MethodDescriptorType | types.WrapperDescriptorType | types.ClassMethodDescriptorType
     ):
         h.update(_T_DESCRIPTOR)
-        write_text(h, _type_name(value.__objclass__))
+        write_text(h, type_name(value.__objclass__))
         write_text(h, value.__name__)
     elif _is_partial(value):
         h.update(_T_PARTIAL)
@@ -115,7 +115,7 @@ def _feed_function(h, fn: types.FunctionType, active, feed: Feed) -> None:
                 continue
             try:
                 feed(h, contents, active)
-            except _NoFingerprint as exc:
+            except NoFingerprint as exc:
                 exc.path.append(f" (closure variable {name!r} of {fn.__qualname__})")
                 raise
     finally:
@@ -142,7 +142,7 @@ def _function_source(fn: types.FunctionType) -> str | None:
 def _feed_code(h, code: types.CodeType, active, feed: Feed) -> None:
     # Bytecode without line numbers: stable across processes for one Python version (an upgrade misses).
     h.update(_T_CODE)
-    _atom(h, b"", code.co_code)
+    write_atom(h, b"", code.co_code)
     for n in (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags):
         feed(h, n, active)  # exact ints: written as core._feed_int writes them
     for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
@@ -158,7 +158,7 @@ def _feed_code(h, code: types.CodeType, active, feed: Feed) -> None:
 def _feed_class(h, cls: type) -> None:
     """A class by name, plus its normalised source when it is the project's own code."""
     h.update(_T_CLASS)
-    write_text(h, _type_name(cls))
+    write_text(h, type_name(cls))
     if is_library_code(cls):
         h.update(b"\x00")
         return
@@ -167,6 +167,6 @@ def _feed_class(h, cls: type) -> None:
     try:
         source = normalize_source(inspect.getsource(cls), drop_decorators=False)
     except (OSError, TypeError, Unfingerprintable):
-        raise _NoFingerprint(cls, f"the source of class {cls.__qualname__} cannot be read") from None
+        raise NoFingerprint(cls, f"the source of class {cls.__qualname__} cannot be read") from None
     h.update(b"\x01")
     write_text(h, source)

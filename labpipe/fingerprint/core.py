@@ -20,17 +20,17 @@ import types
 import xxhash
 
 from labpipe.errors import Unfingerprintable
-from labpipe.fingerprint.arrays import _feed_numpy, _feed_pandas
-from labpipe.fingerprint.callables import _feed_callable
+from labpipe.fingerprint.arrays import feed_numpy, feed_pandas
+from labpipe.fingerprint.callables import feed_callable
 from labpipe.fingerprint.encoding import (
-    _U64,
-    _atom,
-    _enter,
-    _feed_repr,
-    _NoFingerprint,
-    _short_repr,
-    _type_name,
+    NoFingerprint,
     encode_tag,
+    enter_container,
+    feed_repr,
+    short_repr,
+    type_name,
+    write_atom,
+    write_bytes,
     write_count,
     write_text,
 )
@@ -117,11 +117,11 @@ def write_value(h: xxhash.xxh3_128, value: object) -> None:
     """
     try:
         _feed(h, value, set())
-    except _NoFingerprint as exc:
+    except NoFingerprint as exc:
         raise Unfingerprintable(exc.message()) from None
     except RecursionError:
         raise Unfingerprintable(
-            f"value of type {_type_name(type(value))} is nested too deeply to fingerprint; "
+            f"value of type {type_name(type(value))} is nested too deeply to fingerprint; "
             "a call that receives it will not be cached."
         ) from None
 
@@ -137,12 +137,12 @@ def fingerprint_kwargs(kwargs: dict) -> str:
     for name, value in kwargs.items():
         try:
             pairs.append((_digest(name, set()), _digest(value, set())))
-        except (_NoFingerprint, RecursionError) as exc:
+        except (NoFingerprint, RecursionError) as exc:
             message = (
-                f"argument {name!r} of type {_type_name(type(value))} has no stable fingerprint; "
+                f"argument {name!r} of type {type_name(type(value))} has no stable fingerprint; "
                 "this call is not cached"
             )
-            if isinstance(exc, _NoFingerprint):
+            if isinstance(exc, NoFingerprint):
                 inner = f"{exc.type_name}{' at ' + exc.where() if exc.path else ''}"
                 message += f" ({inner}: {exc.reason})" if exc.path else f" ({exc.reason})"
             else:
@@ -172,20 +172,20 @@ def _feed(h: xxhash.xxh3_128, value: object, active: set[int]) -> None:
     enum = sys.modules.get("enum")
     if enum is not None and isinstance(value, enum.Enum):
         h.update(_T_ENUM)
-        write_text(h, _type_name(cls))
+        write_text(h, type_name(cls))
         write_text(h, value.name)
         return
 
     if (cls.__module__, cls.__qualname__) in _REPR_TYPES:
-        _feed_repr(h, value, cls.__qualname__)
+        feed_repr(h, value, cls.__qualname__)
         return
 
     # Before the built-in subclasses: numpy.float64 is a float and numpy.str_ a str, but carry a dtype.
     np = sys.modules.get("numpy")
-    if np is not None and _feed_numpy(h, value, np, active, _feed):
+    if np is not None and feed_numpy(h, value, np, active, _feed):
         return
     pd = sys.modules.get("pandas")
-    if pd is not None and np is not None and _feed_pandas(h, value, pd, np, active, _feed):
+    if pd is not None and np is not None and feed_pandas(h, value, pd, np, active, _feed):
         return
 
     if hasattr(cls, "__dataclass_fields__") and not isinstance(value, type):
@@ -196,10 +196,10 @@ def _feed(h: xxhash.xxh3_128, value: object, active: set[int]) -> None:
     if pathlib is not None and isinstance(value, pathlib.PurePath):
         # A path is a name: its string. (Its file's content is not read: pass the data, not the path,
         # when the content should count.)
-        _atom(h, _T_PATH, str(value).encode("utf-8", "surrogateescape"))
+        write_atom(h, _T_PATH, str(value).encode("utf-8", "surrogateescape"))
         return
 
-    if _feed_callable(h, value, active, _feed):
+    if feed_callable(h, value, active, _feed):
         return
 
     for base in _SUBCLASSABLE:
@@ -207,7 +207,7 @@ def _feed(h: xxhash.xxh3_128, value: object, active: set[int]) -> None:
             _feed_subclass(h, value, base, active)
             return
 
-    raise _NoFingerprint(value, _why_not(value))
+    raise NoFingerprint(value, _why_not(value))
 
 
 def _why_not(value: object) -> str:
@@ -235,18 +235,18 @@ def _feed_bool(h, value, active):
 
 def _feed_int(h, value, active):
     # Two's-complement bytes, not str(): str() of a huge int hits the int-to-str digit limit.
-    _atom(h, _T_INT, value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True))
+    write_atom(h, _T_INT, value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True))
 
 
 def _feed_float(h, value, active):
     # The exact IEEE bits (so 0.1 + 0.2 differs from 0.3, and -0.0 from 0.0), under a float tag (so 1.0
     # differs from 1).
-    _atom(h, _T_FLOAT, _NAN if value != value else _F64.pack(value))
+    write_atom(h, _T_FLOAT, _NAN if value != value else _F64.pack(value))
 
 
 def _feed_complex(h, value, active):
     real, imag = value.real, value.imag
-    _atom(
+    write_atom(
         h,
         _T_COMPLEX,
         (_NAN if real != real else _F64.pack(real)) + (_NAN if imag != imag else _F64.pack(imag)),
@@ -255,17 +255,15 @@ def _feed_complex(h, value, active):
 
 def _feed_str(h, value, active):
     # surrogatepass: a str with lone surrogates (from os.fsdecode) is still a value.
-    _atom(h, _T_STR, value.encode("utf-8", "surrogatepass"))
+    write_atom(h, _T_STR, value.encode("utf-8", "surrogatepass"))
 
 
 def _feed_bytes(h, value, active):
-    h.update(_T_BYTES + _U64.pack(len(value)))
-    h.update(value)
+    write_bytes(h, _T_BYTES, value)
 
 
 def _feed_bytearray(h, value, active):
-    h.update(_T_BYTEARRAY + _U64.pack(len(value)))
-    h.update(value)
+    write_bytes(h, _T_BYTEARRAY, value)
 
 
 def _feed_memoryview(h, value, active):
@@ -274,18 +272,18 @@ def _feed_memoryview(h, value, active):
     h.update(_T_MEMORYVIEW)
     write_text(h, value.format)
     _feed(h, tuple(value.shape or ()), active)
-    _atom(h, b"", data)
+    write_atom(h, b"", data)
 
 
 def _feed_items(h, tag: bytes, value, active) -> None:
     """A sequence keeps its order; list and tuple have different tags because code can tell them apart."""
-    key = _enter(value, active)
+    key = enter_container(value, active)
     try:
         write_count(h, tag, len(value))
         for i, item in enumerate(value):
             try:
                 _feed(h, item, active)
-            except _NoFingerprint as exc:
+            except NoFingerprint as exc:
                 exc.path.append(f"[{i}]")
                 raise
     finally:
@@ -310,7 +308,7 @@ def _feed_sorted_pairs(h, tag: bytes, pairs: list[tuple[bytes, bytes]]) -> None:
 
 
 def _feed_dict(h, value, active):
-    key = _enter(value, active)
+    key = enter_container(value, active)
     try:
         _feed_sorted_pairs(h, _T_DICT, _dict_pairs(value, active))
     finally:
@@ -322,13 +320,13 @@ def _dict_pairs(value, active) -> list[tuple[bytes, bytes]]:
     for k, v in value.items():
         try:
             key_digest = _digest(k, active)
-        except _NoFingerprint as exc:
+        except NoFingerprint as exc:
             exc.path.append(" (a dict key)")
             raise
         try:
             value_digest = _digest(v, active)
-        except _NoFingerprint as exc:
-            exc.path.append(f"[{_short_repr(k)}]")
+        except NoFingerprint as exc:
+            exc.path.append(f"[{short_repr(k)}]")
             raise
         pairs.append((key_digest, value_digest))
     return pairs
@@ -336,13 +334,13 @@ def _dict_pairs(value, active) -> list[tuple[bytes, bytes]]:
 
 def _feed_unordered(h, tag: bytes, value, active) -> None:
     # Iteration order of a set of str changes with PYTHONHASHSEED, so members are sorted by fingerprint.
-    key = _enter(value, active)
+    key = enter_container(value, active)
     try:
         digests = []
         for item in value:
             try:
                 digests.append(_digest(item, active))
-            except _NoFingerprint as exc:
+            except NoFingerprint as exc:
                 exc.path.append(" (a set member)")
                 raise
         digests.sort()
@@ -403,7 +401,7 @@ _SUBCLASSABLE = (int, float, complex, str, bytes, bytearray, list, tuple, dict, 
 def _feed_subclass(h, value, base: type, active) -> None:
     """A subclass of a built-in (namedtuple, Counter, a str subclass): its class, base value and attributes."""
     h.update(_T_SUBCLASS)
-    write_text(h, _type_name(type(value)))
+    write_text(h, type_name(type(value)))
     _EXACT[base](h, value, active)
     collections = sys.modules.get("collections")
     if collections is not None and isinstance(value, collections.defaultdict):
@@ -427,28 +425,26 @@ def _feed_custom(h, value) -> None:
     try:
         result = value.__labpipe_fingerprint__()
     except Unfingerprintable as exc:
-        raise _NoFingerprint(value, str(exc)) from None
+        raise NoFingerprint(value, str(exc)) from None
     if not isinstance(result, str):
-        raise _NoFingerprint(
-            value, f"its __labpipe_fingerprint__() returned {type(result).__name__}, not str"
-        )
+        raise NoFingerprint(value, f"its __labpipe_fingerprint__() returned {type(result).__name__}, not str")
     h.update(_T_CUSTOM)
     write_text(h, result)
 
 
 def _feed_dataclass(h, value, active) -> None:
     # Class name plus every field (also init=False ones: they are part of the state the function sees).
-    key = _enter(value, active)
+    key = enter_container(value, active)
     try:
         h.update(_T_DATACLASS)
-        write_text(h, _type_name(type(value)))
+        write_text(h, type_name(type(value)))
         fields = [name for name, f in type(value).__dataclass_fields__.items() if _is_field(f)]
         write_count(h, b"", len(fields))
         for name in fields:
             write_text(h, name)
             try:
                 _feed(h, getattr(value, name, _MISSING), active)
-            except _NoFingerprint as exc:
+            except NoFingerprint as exc:
                 exc.path.append(f".{name}")
                 raise
     finally:

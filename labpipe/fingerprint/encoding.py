@@ -6,8 +6,9 @@ length-prefixed or made of self-delimiting children, so no two different values 
 ``core``, ``callables`` and ``arrays`` decide what goes in them. None of them walks into a value, so this
 module needs no other part of the package: it is the bottom of ``labpipe.fingerprint``.
 
-``encode_tag``, ``write_text`` and ``write_count`` are public (``hashing`` frames its keys with them); the
-underscored names are shared inside the package only.
+``encode_tag``, ``write_text`` and ``write_count`` are also exported by the package (``hashing`` frames its
+keys with them); the other names here serve ``core``, ``callables`` and ``arrays`` only, and code outside
+the package imports from ``labpipe.fingerprint``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,24 @@ from collections.abc import Callable
 
 import xxhash
 
-__all__ = ["encode_tag", "write_count", "write_text"]
+__all__ = [
+    "Feed",
+    "NoFingerprint",
+    "encode_tag",
+    "enter_container",
+    "feed_repr",
+    "short_repr",
+    "type_name",
+    "write_atom",
+    "write_bytes",
+    "write_count",
+    "write_text",
+]
 
 _U64 = struct.Struct("<Q")
 
 # The signature of ``core._feed``: write one value into a hasher, ``active`` holding the ids of the
-# containers being walked (see ``_enter``). ``callables`` and ``arrays`` receive it as an argument.
+# containers being walked (see ``enter_container``). ``callables`` and ``arrays`` receive it as an argument.
 Feed = Callable[[xxhash.xxh3_128, object, set[int]], None]
 
 
@@ -35,8 +48,19 @@ def encode_tag(name: str) -> bytes:
 _T_REPR = encode_tag("repr")
 
 
-def _atom(h: xxhash.xxh3_128, tag: bytes, payload: bytes) -> None:
+def write_atom(h: xxhash.xxh3_128, tag: bytes, payload: bytes) -> None:
+    """Write ``tag`` and a short length-prefixed ``payload`` (one update: the hot path for ints, floats, str)."""
     h.update(tag + _U64.pack(len(payload)) + payload)
+
+
+def write_bytes(h: xxhash.xxh3_128, tag: bytes, data: bytes | bytearray) -> None:
+    """Write ``tag`` and length-prefixed ``data`` as ``write_atom`` does, without copying ``data`` first.
+
+    Why a second writer: ``write_atom`` joins its parts into one bytes object, which for a large bytes
+    value would copy all of it; the same frame fed in two updates hashes to the same digest.
+    """
+    h.update(tag + _U64.pack(len(data)))
+    h.update(data)
 
 
 def write_text(h: xxhash.xxh3_128, text: str) -> None:
@@ -51,12 +75,12 @@ def write_count(h: xxhash.xxh3_128, tag: bytes, n: int) -> None:
     h.update(tag + _U64.pack(n))
 
 
-def _feed_repr(h, value, label: str) -> None:
+def feed_repr(h: xxhash.xxh3_128, value: object, label: str) -> None:
     """A value written as its repr: stdlib value types (``core``) and pandas scalars (``arrays``)."""
     text = repr(value)
     if " at 0x" in text:
         # e.g. a datetime whose tzinfo is a class without a repr: the address would change every run.
-        raise _NoFingerprint(value, "its repr contains a memory address")
+        raise NoFingerprint(value, "its repr contains a memory address")
     h.update(_T_REPR)
     write_text(h, label)
     write_text(h, text)
@@ -65,19 +89,27 @@ def _feed_repr(h, value, label: str) -> None:
 # ------------------------------------------------------------------------------- values we cannot write
 
 
-class _NoFingerprint(Exception):
-    """Internal: a value deep inside the one being fingerprinted cannot be; ``path`` says where."""
+class NoFingerprint(Exception):
+    """A value deep inside the one being fingerprinted cannot be; ``path`` says where.
+
+    Control flow inside this package, never seen outside it: containers add their step to ``path`` on the
+    way out, and ``core``'s entry points turn it into ``labpipe.errors.Unfingerprintable`` with
+    ``message()``. Why not that error itself: this one is half-made (it gathers its ``path`` as it
+    travels out through the containers) and becomes the user's error once, complete, at the entry point.
+    """
 
     def __init__(self, value: object, reason: str) -> None:
         super().__init__(reason)
-        self.type_name = _type_name(type(value))
+        self.type_name = type_name(type(value))
         self.reason = reason
         self.path: list[str] = []  # innermost first: each container appends its own step on the way out
 
     def where(self) -> str:
+        """The path from the outer value to the one that failed, e.g. ``['a'][0].field``."""
         return "".join(reversed(self.path))
 
     def message(self) -> str:
+        """What ``Unfingerprintable`` says: the type, where it sits, why, and what to pass instead."""
         where = f" at {self.where()}" if self.path else ""
         return (
             f"value of type {self.type_name}{where} has no stable fingerprint ({self.reason}); "
@@ -86,23 +118,29 @@ class _NoFingerprint(Exception):
         )
 
 
-def _type_name(cls: type) -> str:
+def type_name(cls: type) -> str:
+    """A class's qualified name as fingerprints and messages spell it: ``module.Qualname``, bare for builtins."""
     module = getattr(cls, "__module__", None)
     name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", "?")
     return name if module in (None, "builtins") else f"{module}.{name}"
 
 
-def _short_repr(value: object) -> str:
+def short_repr(value: object) -> str:
+    """A dict key as a path step shows it: the repr of a plain value, else its type's name; 40 characters at most."""
     text = (
         repr(value) if isinstance(value, (str, int, float, bool, bytes, type(None))) else type(value).__name__
     )
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _enter(value: object, active: set[int]) -> int:
+def enter_container(value: object, active: set[int]) -> int:
+    """Mark ``value`` as being walked (the caller discards the returned id from ``active`` when done).
+
+    Raises ``NoFingerprint`` when it is already being walked further up.
+    """
     # A container that is already being walked further up contains itself: there is no finite encoding.
     key = id(value)
     if key in active:
-        raise _NoFingerprint(value, "it contains itself")
+        raise NoFingerprint(value, "it contains itself")
     active.add(key)
     return key

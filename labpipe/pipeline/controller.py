@@ -24,44 +24,35 @@ from .. import names
 from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, TaskNotFound
+from ..offline import install_on
+from ..step_options import StepOptions
 from ..store import leases, tasks
 from ..task import ENV_TASK_ID, Task
 from . import references
+from .cache import Refresh, StepCodeKey, refresh_request, requested_refresh
 from .dag import DAG, NODE_STATUSES, Node
 from .pipeline_task import (
     agent_serves,
+    clone_pipeline,
     close_run,
     create_pipeline_task,
     exit_if_stopped,
     exit_with_outcome,
+    find_pipeline,
     finish,
     hand_over,
     param_rows,
     pool_starter,
     require_script_file,
     run_failed,
+    running_pipeline_task,
     watch_run,
 )
 from .proxy import StepResult
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
+from .step import StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
-
-
-def _check_well_formed_refs(step: str, values: Any) -> None:
-    """A "${" that never closes is a typo of a reference, not a literal the user meant: say so."""
-    stack = [values]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, str):
-            if "${" in references._REF.sub("", value):
-                raise PipelineError(f"step {step!r}: {value!r} holds a '${{' that is not closed by '}}'; "
-                                    "a reference is written ${step.field}")
-        elif isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
 
 
 def _check_kwargs_fit(step: str, function: Callable, kwargs: dict) -> None:
@@ -92,9 +83,7 @@ class _on_pipeline_task:  # noqa: N801 - a decorator, named like one
     def __get__(self, obj: Any, owner: type) -> Callable:
         if obj is None:
             def on_current(*args: Any, **kwargs: Any) -> Any:
-                from .decorator import PipelineDecorator
-
-                return self.func(None, PipelineDecorator._pipeline_task(), *args, **kwargs)
+                return self.func(None, running_pipeline_task(), *args, **kwargs)
 
             return functools.update_wrapper(on_current, self.func)
 
@@ -170,7 +159,7 @@ class PipelineController:
         self._run: PipelineRun | None = None
         self._started: float | None = None
         self._progress: dict = {}  # start_locally's quiet / stream_output (labpipe.progress)
-        self._refresh: bool | set[str] = False
+        self._refresh: bool | frozenset[str] = False
         if always_create_task:
             self._ensure_task(_status.CREATED)
 
@@ -240,16 +229,8 @@ class PipelineController:
         for key, value in (parameter_override or {}).items():
             section, pname = _params.split_key(key)
             overrides[f"{section}/{pname}"] = value
-        self._specs[name] = StepSpec(
-            name=name, kind="task", base_task_id=base_task_id, parameter_override=overrides,
-            configuration_overrides=dict(configuration_overrides or {}), task_overrides=dict(task_overrides or {}),
-            clone_base_task=clone_base_task, queue=execution_queue, cache=cache_executed_step,
-            continue_on_fail=continue_on_fail, continue_behaviour=continue_behaviour, retry_on_failure=retry_on_failure,
-            pre_execute_callback=pre_execute_callback, post_execute_callback=post_execute_callback,
-            status_change_callback=status_change_callback, monitor_metrics=list(monitor_metrics or ()),
-            monitor_artifacts=list(monitor_artifacts or ()), monitor_models=list(monitor_models or ()),
-            time_limit=time_limit, stage=stage, parents=list(parents or ()), runner=base_task_factory,
-        )
+        options = StepOptions.collect(dict(locals(), parameter_override=overrides, base_task_id=base_task_id))
+        self._specs[name] = StepSpec(name=name, kind="task", options=options, parents=list(options.parents))
         return True
 
     def add_function_step(
@@ -303,21 +284,11 @@ class PipelineController:
 
         function_source(function)  # fails now, naming the function, if its source is unreadable
         _check_kwargs_fit(name, function, function_kwargs or {})
-        returns = tuple(function_return) if function_return else ("return_object",)
-        helpers = tuple(helper_functions or ())
-        settings = {"return_values": list(returns), "packages": packages, "docker": docker, "repo": repo, "repo_commit": repo_commit}
-        key = StepCodeKey(function, helpers, settings).get() if cache_executed_step else None
+        options = StepOptions.collect(dict(locals(), task_name=task_name or name))
+        key = StepCodeKey.of(function, options, form="controller").get() if options.cache else None
         self._specs[name] = StepSpec(
-            name=name, kind="function", function=function, kwargs=dict(function_kwargs or {}), return_values=returns,
-            queue=execution_queue, cache=cache_executed_step, task_type=task_type, task_name=task_name or name,
-            packages=packages, docker=docker, docker_args=docker_args, docker_bash_setup_script=docker_bash_setup_script,
-            repo=repo, repo_branch=repo_branch, repo_commit=repo_commit, helper_functions=helpers, tags=list(tags or ()),
-            continue_on_fail=continue_on_fail, continue_behaviour=continue_behaviour, retry_on_failure=retry_on_failure,
-            pre_execute_callback=pre_execute_callback, post_execute_callback=post_execute_callback,
-            status_change_callback=status_change_callback, monitor_metrics=list(monitor_metrics or ()),
-            monitor_artifacts=list(monitor_artifacts or ()), monitor_models=list(monitor_models or ()),
-            time_limit=time_limit, stage=stage, draft=draft, working_dir=working_dir, parents=list(parents or ()),
-            code_key=key, references=True,
+            name=name, kind="function", options=options, function=function, kwargs=dict(function_kwargs or {}),
+            parents=list(options.parents), code_key=key, references=True,
         )
         return True
 
@@ -335,10 +306,9 @@ class PipelineController:
     def _validate(self) -> None:
         """Names, parents, cycles and references, before anything runs."""
         dag = DAG()
-        function_returns = {n: set(s.return_values) for n, s in self._specs.items() if s.kind == "function"}
+        function_returns = {n: set(s.options.return_values) for n, s in self._specs.items() if s.kind == "function"}
         for name, spec in self._specs.items():
-            refs = references.find_refs([spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
-                                         spec.configuration_overrides])
+            refs = references.find_refs(_referencing(spec))
             for ref in refs:
                 references.validate_ref(ref, step=name, known_steps=set(self._specs), pipeline_params=set(self._params),
                                         allow_return_values=spec.kind == "function")
@@ -351,8 +321,7 @@ class PipelineController:
                     )
             parents = list(dict.fromkeys([*spec.parents, *sorted(_ref_steps(spec))]))
             dag.add_deferred(Node(name=name, parents=parents, kind=spec.kind))
-            _check_well_formed_refs(name, [spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
-                                           spec.configuration_overrides])
+            references.check_closed(name, _referencing(spec))
             spec.behaviour()  # an unknown continue_behaviour key is an error now, not mid-run
             if spec.kind == "function":
                 check_picklable(name, {k: v for k, v in spec.kwargs.items() if not isinstance(v, str)})
@@ -415,7 +384,7 @@ class PipelineController:
         from ..console import captured_console
 
         self._progress = {"quiet": quiet, "stream_output": stream_output}
-        with captured_console(task._db, task.id):  # callbacks' prints go to the run's console too
+        with captured_console(task.db, task.id):  # callbacks' prints go to the run's console too
             ok = self._control(task, step_task_created_callback, step_task_completed_callback, pool=True,
                                local_steps=run_pipeline_steps_locally)
         if not ok:
@@ -427,14 +396,14 @@ class PipelineController:
                  local_steps: bool = False) -> bool:
         self._validate()
         if task.get_status() != _status.IN_PROGRESS:
-            tasks.set_status(task._db, task.id, _status.IN_PROGRESS, force=True)
+            tasks.set_status(task.db, task.id, _status.IN_PROGRESS, force=True)
         self._apply_overrides(task)
 
         run = PipelineRun(
             task, default_queue=self._default_queue, abort_on_failure=self._abort_on_failure,
             add_pipeline_tags=self._add_pipeline_tags, target_project=self._target_project,
             retry_on_failure=self._retry_on_failure, pool_frequency=float(self._pool_frequency or 0) * 60,
-            pool=pool_starter() if pool else None, refresh=self._refresh_for(),
+            pool=pool_starter() if pool else None, refresh=Refresh(self._refresh, requested_refresh()),
             step_task_created_callback=created_cb, step_task_completed_callback=completed_cb, owner=self,
             **self._progress,
         )
@@ -487,7 +456,7 @@ class PipelineController:
             self._attached_task()  # a relaunched run: report on it, never on a new run of our own
         if self._task is not None:
             if status == _status.IN_PROGRESS and self._task.get_status() != _status.IN_PROGRESS:
-                tasks.set_status(self._task._db, self._task.id, _status.IN_PROGRESS, force=True)
+                tasks.set_status(self._task.db, self._task.id, _status.IN_PROGRESS, force=True)
                 self._task.reload()
             return self._task
         self._task = create_pipeline_task(
@@ -499,7 +468,7 @@ class PipelineController:
         return self._task
 
     def _dag_json(self) -> list[dict]:
-        return [{"name": s.name, "kind": s.kind, "parents": s.parents, "queue": s.queue} for s in self._specs.values()]
+        return [{"name": s.name, "kind": s.kind, "parents": s.parents, "queue": s.options.execution_queue} for s in self._specs.values()]
 
     def _apply_overrides(self, task: Task) -> None:
         """A clone's edited Args are the pipeline's parameters."""
@@ -523,14 +492,10 @@ class PipelineController:
         self._task = task
         return task
 
-    def _refresh_for(self) -> bool | set[str]:
-        from .decorator import PipelineDecorator
-
-        return self._refresh or PipelineDecorator._refresh_for()
-
     def refresh_cache(self, steps: bool | Sequence[str] = True) -> None:
-        """Re-run cached steps: True for all, or the names of steps to re-run."""
-        self._refresh = True if steps is True else (set(steps) if steps else False)
+        """Re-run cached steps: True for all, or the names of steps to re-run (added to what
+        `PipelineDecorator.refresh_cache` and LABPIPE_REFRESH ask)."""
+        self._refresh = refresh_request(steps)
 
     # -- while / after running ----------------------------------------------------------------
 
@@ -565,8 +530,8 @@ class PipelineController:
         else:
             failed = any(n.status in ("failed", "aborted") for n in self.get_pipeline_dag().values() if n.status != "skipped")
             status = _status.FAILED if failed and self._run is not None and self._run.errors else _status.COMPLETED
-        leases.stop_below(self._task._db, self._task.id, "pipeline stopped")
-        tasks.set_status(self._task._db, self._task.id, status, "pipeline stopped", force=True)
+        leases.stop_below(self._task.db, self._task.id, "pipeline stopped")
+        tasks.set_status(self._task.db, self._task.id, status, "pipeline stopped", force=True)
         self._task.reload()
 
     def is_running(self) -> bool:
@@ -669,34 +634,12 @@ class PipelineController:
     def get(cls, pipeline_id: str | None = None, pipeline_project: str | None = None, pipeline_name: str | None = None,
             pipeline_version: str | None = None, pipeline_tags: Sequence[str] | None = None) -> Task:
         """A pipeline run's task: by id, or the newest run of the highest version with this project/name."""
-        if pipeline_id:
-            return Task.get_task(task_id=pipeline_id)
-        from packaging.version import InvalidVersion, Version
-
-        runs = [t for t in Task.get_tasks(project_name=pipeline_project, task_type="controller", tags=pipeline_tags)
-                if pipeline_name is None or t.data.runtime.get("pipeline_name") == pipeline_name]
-        if pipeline_version is not None:
-            runs = [t for t in runs if t.data.runtime.get("pipeline_version") == str(pipeline_version)]
-        if not runs:
-            raise TaskNotFound(f"no pipeline run named {pipeline_name!r} in project {pipeline_project!r}"
-                               + (f" with version {pipeline_version!r}" if pipeline_version else ""))
-
-        def version_key(t: Task):
-            v = t.data.runtime.get("pipeline_version") or "0"
-            try:
-                return (1, Version(v), t.data.created)
-            except InvalidVersion:
-                return (0, Version("0"), t.data.created)
-
-        return max(runs, key=version_key)
+        return find_pipeline(pipeline_id, pipeline_project, pipeline_name, pipeline_version, pipeline_tags)
 
     @classmethod
     def clone(cls, pipeline: Task | str, name: str | None = None, parameters: dict | None = None) -> Task:
         """A new draft of a pipeline run, with `parameters` ({'Args/x': v} or {'x': v}) overriding its Args."""
-        task = Task.clone(pipeline, name=name)
-        if parameters:
-            task.update_parameters({k if "/" in k else f"Args/{k}": v for k, v in parameters.items()})
-        return task
+        return clone_pipeline(pipeline, name=name, parameters=parameters)
 
     @classmethod
     def enqueue(cls, pipeline: Task | str, queue_name: str = "services") -> Task:
@@ -726,10 +669,15 @@ class PipelineController:
         return self._ensure_task(_status.CREATED).connect_configuration(configuration, name=name, description=description)
 
 
+def _referencing(spec: StepSpec) -> list:
+    """The parts of a step's declaration that may hold `${...}` references."""
+    o = spec.options
+    return [o.parameter_override, spec.kwargs, o.execution_queue, o.task_overrides, o.configuration_overrides]
+
+
 def _ref_steps(spec: StepSpec) -> set[str]:
     """Steps a spec references (each is a parent, as in ClearML)."""
-    return references.referenced_steps([spec.parameter_override, spec.kwargs, spec.queue, spec.task_overrides,
-                                        spec.configuration_overrides])
+    return references.referenced_steps(_referencing(spec))
 
 
 def _topological(specs: dict[str, StepSpec]) -> list[StepSpec]:
@@ -761,3 +709,7 @@ def _function_kwargs_resolver(run: PipelineRun) -> Callable[[Any], Any]:
 
     return convert
 
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(PipelineController, "PipelineController")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from labpipe.errors import PipelineError
+from labpipe.offline import install_on
 
 NODE_STATUSES = ("pending", "queued", "running", "completed", "cached", "failed", "aborted", "skipped")
 NODE_KINDS = ("function", "task", "pipeline")
@@ -80,8 +81,13 @@ class Node:
             self._job = job
 
     def _from_spec(self, name: str, default: Any = None) -> Any:
+        """What the step was declared with: a field of its spec (function, kwargs) or of its options."""
         spec = getattr(self, "_spec", None)
-        return getattr(spec, name, default) if spec is not None else default
+        if spec is None:
+            return default
+        if name in ("function", "kwargs"):
+            return getattr(spec, name, default)
+        return getattr(spec.options, name, default)
 
     @property
     def base_task_id(self) -> str | None:
@@ -463,3 +469,7 @@ def _check_status(name: str, status: str) -> None:
         raise PipelineError(
             f"step {name!r} got status {status!r}; expected one of {', '.join(NODE_STATUSES)}"
         )
+
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(Node, "PipelineController.Node")

@@ -10,8 +10,9 @@ adjacent swaps keeps crossings few. This module adds what a pipeline picture nee
 - a graph too long for a page (a chain of hundreds) wraps into bands stacked top to bottom;
   an edge to a later band runs down a column gap, along the channel under its band, and down.
 
-Pure geometry in nominal inches, y pointing down; no matplotlib. grandalf is imported inside
-`layout_dag`, so importing this module costs nothing.
+Pure geometry in nominal inches, y pointing down; no matplotlib. grandalf is imported only when a
+layout is computed (`_sugiyama`), so importing this module costs nothing. `layout_dag` runs the
+stages in order; each hands the next a small frozen record of what it decided.
 """
 
 from __future__ import annotations
@@ -131,58 +132,150 @@ def crossings(layout: Layout) -> int:
 
 
 def layout_dag(dag: DAG) -> Layout:
-    """Place every step of a non-empty DAG and route every edge."""
+    """Place every step of a non-empty DAG and route every edge.
+
+    In stages, each its own function: the steps' ranks (`_rank`), their order along each layer
+    (`_sugiyama`), folded layers' grids (`_fold_grid`), the ranks' columns and bands (`_columns`),
+    the bands stacked top to bottom (`_stack_bands`), the boxes and panels (`_place`), and the
+    edges routed between them (`_route_edges`).
+    """
+    ranks = _rank(dag)
+    along, dummies = _sugiyama(dag, ranks.rank_of, ranks.height_of, ranks.folds)
+    grid = _fold_grid(ranks, along)
+    columns = _columns(ranks)
+    bands = _stack_bands(ranks, along, dummies, grid, columns)
+    placed = _place(ranks, dummies, grid, columns, bands)
+    edges = _route_edges(dag, placed)
+    return Layout(placed.pos, ranks.height_of, ranks.rank_of, edges, placed.panels, columns.width, bands.height)
+
+
+@dataclass(frozen=True)
+class _Ranks:
+    """The layers (steps in the order they were added), each step's rank and box height, and the
+    ranks that fold: {rank: how many sub-columns}."""
+
+    layers: list[list[str]]
+    rank_of: dict[str, int]
+    height_of: dict[str, float]
+    folds: dict[int, int]
+
+
+def _rank(dag: DAG) -> _Ranks:
+    """Each step's rank (its layer: the longest path from a root), box height, and which layers fold."""
     layers = dag.layers()
     rank_of = {name: r for r, layer in enumerate(layers) for name in layer}
     height_of = {node.name: box_height(dag, node.name) for node in dag}
     folds = {r: math.ceil(len(layer) / FOLD_ROWS) for r, layer in enumerate(layers) if len(layer) > FOLD_ROWS}
-    along, dummies = _sugiyama(dag, rank_of, height_of, folds)
+    return _Ranks(layers, rank_of, height_of, folds)
 
-    # Folded layers: grandalf's order, row by row across the sub-columns; each row as tall as its
-    # layer's tallest box so rows line up and their gaps run straight across the panel.
-    grid: dict[str, tuple[int, int]] = {}  # name -> (row, column)
-    fold_top: dict[int, float] = {}
-    fold_pitch: dict[int, float] = {}
-    for r, k in folds.items():
-        names = sorted(layers[r], key=along.__getitem__)
-        pitch = max(height_of[n] for n in names) + ROW_GAP
-        rows = math.ceil(len(names) / k)
+
+@dataclass(frozen=True)
+class _Grid:
+    """Folded layers' grids: each folded step's (row, column); per folded rank, its grid's top
+    (before bands are stacked), row pitch and number of rows."""
+
+    cell: dict[str, tuple[int, int]]
+    top: dict[int, float]
+    pitch: dict[int, float]
+    rows: dict[int, int]
+
+
+def _fold_grid(ranks: _Ranks, along: dict[str, float]) -> _Grid:
+    """Lay each folded layer out row by row across its sub-columns, in grandalf's order.
+
+    Each row is as tall as its layer's tallest box, so rows line up and their gaps run straight
+    across the panel; the grid is centred where grandalf put the layer.
+    """
+    cell: dict[str, tuple[int, int]] = {}
+    top: dict[int, float] = {}
+    pitch: dict[int, float] = {}
+    rows: dict[int, int] = {}
+    for r, k in ranks.folds.items():
+        names = sorted(ranks.layers[r], key=along.__getitem__)
+        pitch[r] = max(ranks.height_of[n] for n in names) + ROW_GAP
+        rows[r] = math.ceil(len(names) / k)
         for i, name in enumerate(names):
-            grid[name] = divmod(i, k)
+            cell[name] = divmod(i, k)
         mid = (along[names[0]] + along[names[-1]]) / 2
-        fold_top[r] = mid - rows * pitch / 2
-        fold_pitch[r] = pitch
+        top[r] = mid - rows[r] * pitch[r] / 2
+    return _Grid(cell, top, pitch, rows)
 
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where the ranks go across: each rank's width, how many ranks a band holds, and the slots
+    (one per position in a band) with their widths and left edges."""
+
+    rank_w: list[float]
+    per_band: int
+    slot_w: list[float]
+    slot_x: list[float]
+
+    def band(self, r: int) -> int:
+        """The band rank `r` is in (0 at the top)."""
+        return r // self.per_band
+
+    def left(self, r: int) -> float:
+        """Rank `r`'s left edge."""
+        return self.slot_x[r % self.per_band]
+
+    def right(self, r: int) -> float:
+        """Rank `r`'s right edge."""
+        return self.left(r) + self.rank_w[r]
+
+    @property
+    def width(self) -> float:
+        """The drawing's width: the slots, the gaps between them and the margins for band edges."""
+        return 2 * EDGE_MARGIN + sum(self.slot_w) + (len(self.slot_w) - 1) * COL_GAP
+
+
+def _columns(ranks: _Ranks) -> _Columns:
+    """Each rank's width (a folded one's panel), how many ranks go side by side before the graph
+    wraps into another band, and each slot's x: as wide as the widest rank it holds in any band."""
+    layers, folds = ranks.layers, ranks.folds
     rank_w = [BOX_W if r not in folds else 2 * PANEL_PAD + folds[r] * (BOX_W + FOLD_GAP) - FOLD_GAP for r in range(len(layers))]
-    per_band = _ranks_per_band(layers, rank_w, height_of)
+    per_band = _ranks_per_band(layers, rank_w, ranks.height_of)
     n_slots = min(per_band, len(layers))
     slot_w = [max(rank_w[r] for r in range(s, len(layers), per_band)) for s in range(n_slots)]
     slot_x = [EDGE_MARGIN + sum(slot_w[:s]) + s * COL_GAP for s in range(n_slots)]
+    return _Columns(rank_w, per_band, slot_w, slot_x)
 
-    def band(r: int) -> int:
-        return r // per_band
 
-    def left(r: int) -> float:
-        return slot_x[r % per_band]
+@dataclass(frozen=True)
+class _Bands:
+    """Where things go down: each step's box centre before its band is moved, each band's shift
+    down the page and bottom edge (after the shift), and the drawing's height."""
 
-    def right(r: int) -> float:
-        return left(r) + rank_w[r]
+    centre: dict[str, float]
+    shift: list[float]
+    bottom: list[float]
+    height: float
 
-    # Unshifted y (centre of each box) per step, then each band moved to sit under the one before.
+
+def _stack_bands(
+    ranks: _Ranks,
+    along: dict[str, float],
+    dummies: dict[tuple[str, str], dict[int, float]],
+    grid: _Grid,
+    columns: _Columns,
+) -> _Bands:
+    """Each step's centre along its layer (its grid row's, when folded), then each band's extent
+    (boxes, panels with their labels, long edges' slots) and its shift to sit under the one before."""
+    rank_of, folds, band = ranks.rank_of, ranks.folds, columns.band
     centre: dict[str, float] = {}
     for name in rank_of:
         r = rank_of[name]
         if r in folds:
-            row, _ = grid[name]
-            centre[name] = fold_top[r] + row * fold_pitch[r] + fold_pitch[r] / 2
+            row, _ = grid.cell[name]
+            centre[name] = grid.top[r] + row * grid.pitch[r] + grid.pitch[r] / 2
         else:
             centre[name] = along[name]
-    n_bands = band(len(layers) - 1) + 1
+    n_bands = band(len(ranks.layers) - 1) + 1
     lo = [math.inf] * n_bands
     hi = [-math.inf] * n_bands
     for name, y in centre.items():
         b = band(rank_of[name])
-        half = height_of[name] / 2
+        half = ranks.height_of[name] / 2
         extra = PANEL_LABEL_H + PANEL_PAD if rank_of[name] in folds else 0.0
         lo[b] = min(lo[b], y - half - extra)
         hi[b] = max(hi[b], y + half + (PANEL_PAD if rank_of[name] in folds else 0.0))
@@ -196,84 +289,76 @@ def layout_dag(dag: DAG) -> Layout:
         shift.append(top - lo[b])
         top += hi[b] - lo[b] + BAND_GAP
     height = top - BAND_GAP + MARGIN
-    band_bottom = [hi[b] + shift[b] for b in range(n_bands)]
+    bottom = [hi[b] + shift[b] for b in range(n_bands)]
+    return _Bands(centre, shift, bottom, height)
 
-    def y_of(name: str) -> float:
-        return centre[name] + shift[band(rank_of[name])]
 
-    pos: dict[str, tuple[float, float]] = {}
-    for name, r in rank_of.items():
-        x = left(r) + (PANEL_PAD + grid[name][1] * (BOX_W + FOLD_GAP) if r in folds else 0.0)
-        pos[name] = (x, y_of(name) - height_of[name] / 2)
+@dataclass(frozen=True)
+class _Placed:
+    """Everything placed: boxes (top-left corners) and panels, with what routing asks of them."""
 
-    panels = []
-    for r, k in folds.items():
-        rows = math.ceil(len(layers[r]) / k)
-        y0 = fold_top[r] + shift[band(r)]
-        panels.append(Panel(r, left(r), y0 - PANEL_PAD, rank_w[r], rows * fold_pitch[r] - ROW_GAP + 2 * PANEL_PAD,
-                            len(layers[r]), k))
+    ranks: _Ranks
+    dummies: dict[tuple[str, str], dict[int, float]]
+    grid: _Grid
+    columns: _Columns
+    bands: _Bands
+    pos: dict[str, tuple[float, float]]
+    panels: list[Panel]
 
-    def row_gap_near(r: int, y: float) -> float:
+    def y_of(self, name: str) -> float:
+        """A step's box centre on the page."""
+        return self.bands.centre[name] + self.bands.shift[self.columns.band(self.ranks.rank_of[name])]
+
+    def grid_top(self, r: int) -> float:
+        """Folded rank `r`'s first row's top on the page."""
+        return self.grid.top[r] + self.bands.shift[self.columns.band(r)]
+
+    def row_gap_near(self, r: int, y: float) -> float:
         """The nearest y in rank r's panel that runs between rows (or beside the panel)."""
-        top_y = fold_top[r] + shift[band(r)]
-        pitch = fold_pitch[r]
-        rows = math.ceil(len(layers[r]) / folds[r])
+        top_y = self.grid_top(r)
+        pitch = self.grid.pitch[r]
         i = round((y - top_y) / pitch)
-        return top_y + min(max(i, 0), rows) * pitch
+        return top_y + min(max(i, 0), self.grid.rows[r]) * pitch
 
-    def lane(name: str, below: bool) -> float:
+    def lane(self, name: str, below: bool) -> float:
         """The row gap above (below) a folded step's row; edges in and edges out keep to their own side."""
-        r = rank_of[name]
-        row = grid[name][0] + (1 if below else 0)
-        return fold_top[r] + shift[band(r)] + row * fold_pitch[r] + (LANE_OFFSET if below else -LANE_OFFSET)
+        r = self.ranks.rank_of[name]
+        row = self.grid.cell[name][0] + (1 if below else 0)
+        return self.grid_top(r) + row * self.grid.pitch[r] + (LANE_OFFSET if below else -LANE_OFFSET)
 
-    panel_of = {p.rank: p for p in panels}
-
-    def on_panel(r: int, y: float) -> float:
-        p = panel_of[r]
+    def on_panel(self, r: int, y: float) -> float:
+        """`y` kept inside folded rank r's panel, clear of its rounded corners."""
+        p = next(p for p in self.panels if p.rank == r)
         return min(max(y, p.y + 2 * PANEL_PAD), p.y + p.h - 2 * PANEL_PAD)
 
-    def route(parent: str, child: str, from_panel: bool, to_panel: bool) -> list[Segment]:
-        rp, rc = rank_of[parent], rank_of[child]
-        cx, cy = pos[child][0], y_of(child)
-        segs: list[Segment] = []
-        if from_panel:  # from the panel's right side, level with the child if it can
-            at = (right(rp), on_panel(rp, cy))
-        elif rp in folds:  # down out of the box, along the row gap under it, out of the panel
-            px = pos[parent][0] + BOX_W / 2
-            at = (px, pos[parent][1] + height_of[parent])
-            at = _line(segs, at, (px, lane(parent, below=True)))
-            at = _line(segs, at, (right(rp), at[1]))
-        else:
-            at = (pos[parent][0] + BOX_W, y_of(parent))
-        if to_panel:
-            entry = on_panel(rc, at[1] if band(rp) == band(rc) and rc == rp + 1 else cy)
-        elif rc in folds:
-            entry = lane(child, below=False)
-        else:
-            entry = cy
-        if band(rp) == band(rc):
-            for r in range(rp + 1, rc):
-                y = dummies[parent, child][r] + shift[band(r)]
-                if r in folds:
-                    y = row_gap_near(r, y)
-                at = _curve(segs, at, (left(r), y))
-                at = _line(segs, at, (right(r), y))
-            at = _curve(segs, at, (left(rc), entry)) if at[0] < left(rc) - 1e-9 else _line(segs, at, (left(rc), entry))
-        else:  # down the gap right of the parent's rank, along the channel, down left of the child's
-            gx0, gx1 = right(rp) + COL_GAP / 2, left(rc) - COL_GAP / 2
-            channel = band_bottom[band(rp)] + BAND_GAP / 2
-            for point in ((gx0, at[1]), (gx0, channel), (gx1, channel), (gx1, entry), (left(rc), entry)):
-                at = _line(segs, at, point)
-        if rc in folds and not to_panel:  # along the row gap above the box, down into its top
-            bx = cx + BOX_W / 2
-            at = _line(segs, at, (bx, entry))
-            _line(segs, at, (bx, pos[child][1]))
-        return segs
 
-    # A folded layer whose steps all have the same parents (a fan-out) gets one edge from each
-    # parent to its panel, and a step that needs every step of a folded layer (a fan-in) one edge
-    # from the panel: hundreds of edges between the same two places say no more than one does.
+def _place(
+    ranks: _Ranks,
+    dummies: dict[tuple[str, str], dict[int, float]],
+    grid: _Grid,
+    columns: _Columns,
+    bands: _Bands,
+) -> _Placed:
+    """Every box's top-left corner (a folded step's in its grid cell) and every folded layer's panel."""
+    placed = _Placed(ranks, dummies, grid, columns, bands, {}, [])
+    for name, r in ranks.rank_of.items():
+        x = columns.left(r) + (PANEL_PAD + grid.cell[name][1] * (BOX_W + FOLD_GAP) if r in ranks.folds else 0.0)
+        placed.pos[name] = (x, placed.y_of(name) - ranks.height_of[name] / 2)
+    for r, k in ranks.folds.items():
+        y0 = placed.grid_top(r)
+        placed.panels.append(Panel(r, columns.left(r), y0 - PANEL_PAD, columns.rank_w[r],
+                                   grid.rows[r] * grid.pitch[r] - ROW_GAP + 2 * PANEL_PAD, len(ranks.layers[r]), k))
+    return placed
+
+
+def _route_edges(dag: DAG, placed: _Placed) -> dict[tuple[str, str], list[Segment]]:
+    """Every (parent, child) pair's segments, bundled where a folded layer makes many edges one.
+
+    A folded layer whose steps all have the same parents (a fan-out) gets one edge from each
+    parent to its panel, and a step that needs every step of a folded layer (a fan-in) one edge
+    from the panel: hundreds of edges between the same two places say no more than one does.
+    """
+    layers, rank_of, folds = placed.ranks.layers, placed.ranks.rank_of, placed.ranks.folds
     fanned_out = {r for r in folds if len({frozenset(dag[n].parents) for n in layers[r]}) == 1 and dag[layers[r][0]].parents}
     edges: dict[tuple[str, str], list[Segment]] = {}
     shared: dict[tuple, list[Segment]] = {}
@@ -285,10 +370,55 @@ def layout_dag(dag: DAG) -> Layout:
             to_panel = rank_of[child] in fanned_out
             key = (("panel", rp) if from_panel else parent, ("panel", rank_of[child]) if to_panel else child)
             if key not in shared:
-                shared[key] = route(parent, child, from_panel, to_panel)
+                shared[key] = _route(placed, parent, child, from_panel, to_panel)
             edges[parent, child] = shared[key]
-    width = 2 * EDGE_MARGIN + sum(slot_w) + (n_slots - 1) * COL_GAP
-    return Layout(pos, height_of, rank_of, edges, panels, width, height)
+    return edges
+
+
+def _route(placed: _Placed, parent: str, child: str, from_panel: bool, to_panel: bool) -> list[Segment]:
+    """One edge's segments: out of the parent (or its panel), through the layers it crosses (or
+    down to a later band along the channel under its own), into the child (or its panel)."""
+    p, cols, folds = placed, placed.columns, placed.ranks.folds
+    pos, height_of = placed.pos, placed.ranks.height_of
+    rp, rc = p.ranks.rank_of[parent], p.ranks.rank_of[child]
+    cx, cy = pos[child][0], p.y_of(child)
+    segs: list[Segment] = []
+    if from_panel:  # from the panel's right side, level with the child if it can
+        at = (cols.right(rp), p.on_panel(rp, cy))
+    elif rp in folds:  # down out of the box, along the row gap under it, out of the panel
+        px = pos[parent][0] + BOX_W / 2
+        at = (px, pos[parent][1] + height_of[parent])
+        at = _line(segs, at, (px, p.lane(parent, below=True)))
+        at = _line(segs, at, (cols.right(rp), at[1]))
+    else:
+        at = (pos[parent][0] + BOX_W, p.y_of(parent))
+    if to_panel:
+        entry = p.on_panel(rc, at[1] if cols.band(rp) == cols.band(rc) and rc == rp + 1 else cy)
+    elif rc in folds:
+        entry = p.lane(child, below=False)
+    else:
+        entry = cy
+    if cols.band(rp) == cols.band(rc):
+        for r in range(rp + 1, rc):
+            y = p.dummies[parent, child][r] + p.bands.shift[cols.band(r)]
+            if r in folds:
+                y = p.row_gap_near(r, y)
+            at = _curve(segs, at, (cols.left(r), y))
+            at = _line(segs, at, (cols.right(r), y))
+        if at[0] < cols.left(rc) - 1e-9:
+            at = _curve(segs, at, (cols.left(rc), entry))
+        else:
+            at = _line(segs, at, (cols.left(rc), entry))
+    else:  # down the gap right of the parent's rank, along the channel, down left of the child's
+        gx0, gx1 = cols.right(rp) + COL_GAP / 2, cols.left(rc) - COL_GAP / 2
+        channel = p.bands.bottom[cols.band(rp)] + BAND_GAP / 2
+        for point in ((gx0, at[1]), (gx0, channel), (gx1, channel), (gx1, entry), (cols.left(rc), entry)):
+            at = _line(segs, at, point)
+    if rc in folds and not to_panel:  # along the row gap above the box, down into its top
+        bx = cx + BOX_W / 2
+        at = _line(segs, at, (bx, entry))
+        _line(segs, at, (bx, pos[child][1]))
+    return segs
 
 
 def _line(segs: list[Segment], a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 from labpipe.pipeline.dag import DAG, NODE_STATUSES
 from labpipe.pipeline.dag_layout import BOX_W, MARGIN, PANEL_LABEL_H, Layout, Segment, error_line, layout_dag
+from labpipe.status import shown
 
 # Box fill per status (the legend shows the same). Cached is a blue distinct from completed green
 # because a cached step did not run in this pipeline run: the box says so too ("cached").
@@ -39,16 +40,17 @@ BORDER_COLORS = {
     "aborted": "#4a1010",
     "skipped": "#8a8a8a",
 }
-# What each colour means, for the legend: a reader should not have to guess.
+# What each colour means, for the legend, after the status's word (`status_label`): a reader should
+# not have to guess. The words are the CLI's (`labpipe.status.shown`): an aborted node reads "stopped".
 STATUS_MEANINGS = {
-    "pending": "pending: not started",
-    "queued": "queued: waiting for a worker",
-    "running": "running",
-    "completed": "completed",
-    "cached": "cached: reused an earlier run",
-    "failed": "failed",
-    "aborted": "aborted: stopped",
-    "skipped": "skipped: a parent did not succeed",
+    "pending": "not started",
+    "queued": "waiting for a worker",
+    "running": "",
+    "completed": "",
+    "cached": "reused an earlier run",
+    "failed": "",
+    "aborted": "interrupted before it finished",
+    "skipped": "a parent did not succeed",
 }
 PANEL_COLOR, PANEL_BORDER = "#eef1f6", "#c5ccd8"
 EDGE_COLOR, HEAD_COLOR = "#8a8a8a", "#6f6f6f"
@@ -187,7 +189,7 @@ def legend_entries(dag: DAG, layout: Layout, width: float) -> list[LegendEntry]:
     renderer = RendererAgg(1, 1, 100)
     prop = FontProperties(size=LEGEND_PT)
     counts = dag.summary()
-    wanted = [("status", s, f"{STATUS_MEANINGS[s]} ({counts[s]})") for s in NODE_STATUSES if counts[s]]
+    wanted = [("status", s, f"{status_label(s)} ({counts[s]})") for s in NODE_STATUSES if counts[s]]
     if layout.panels:
         wanted.append(("panel", "folded", "one layer, folded into columns"))
     entries: list[LegendEntry] = []
@@ -200,6 +202,13 @@ def legend_entries(dag: DAG, layout: Layout, width: float) -> list[LegendEntry]:
         entries.append(LegendEntry(kind, key, label, x, y, min(text_w, right - x - SWATCH_W - 0.08)))
         x += item_w + 0.3
     return entries
+
+
+def status_label(status: str) -> str:
+    """A node status as the legend explains it: the CLI's word for it, then what it means
+    ("stopped: interrupted before it finished" for "aborted")."""
+    meaning = STATUS_MEANINGS[status]
+    return f"{shown(status)}: {meaning}" if meaning else shown(status)
 
 
 def _draw_legend(pen: _Pen, legend: list[LegendEntry], top: float) -> None:
@@ -377,22 +386,22 @@ def _draw_boxes(ax, pen: _Pen, dag: DAG, layout: Layout, scale: float) -> None:
 
 def box_lines(node) -> list[str]:
     """What a step's box says: its name; its status when not the norm, and its duration if known;
-    for a failed or aborted step, the first line of its error."""
+    for a failed or aborted (stopped) step, the first line of its error. Statuses in the CLI's words."""
     lines = [node.name]
     detail = detail_line(node)
     error = error_line(node.error) if node.status in ("failed", "aborted") else ""
     if detail or error:
-        lines.append(detail or node.status)
+        lines.append(detail or shown(node.status))
     if error:
         lines.append(error)
     return lines
 
 
 def detail_line(node) -> str:
-    """The line under a step's name: its status when not the norm, and its duration if known."""
+    """The line under a step's name: its status (the CLI's word) when not the norm, and its duration if known."""
     parts = []
     if node.status in SAY_STATUS:
-        parts.append(node.status)
+        parts.append(shown(node.status))
     duration = format_duration(node.duration)
     if duration:
         parts.append(duration)

@@ -2,12 +2,15 @@
 
 Same boxes as the picture (name; status and duration; a failed step's first error line) and the
 same status colours, so a DAG pasted into a Markdown page or rendered by `dot -Tsvg` reads alike.
+What a person reads says a status in the CLI's words (`labpipe.status.shown`: "stopped", never
+"aborted"); Mermaid's class names stay the node statuses, which are identifiers nobody reads.
 """
 
 from __future__ import annotations
 
 from labpipe.pipeline.dag import DAG, NODE_STATUSES
 from labpipe.pipeline.dag_plot import BORDER_COLORS, DASHED, STATUS_COLORS, box_lines
+from labpipe.status import shown
 
 
 def to_dot(dag: DAG, *, title: str | None = None) -> str:
@@ -20,7 +23,7 @@ def to_dot(dag: DAG, *, title: str | None = None) -> str:
         label = "\\n".join(_dot_escape(line) for line in box_lines(node))
         lines.append(
             f'  {_dot_quote(node.name)} [label="{label}", fillcolor="{STATUS_COLORS[node.status]}", '
-            f'color="{BORDER_COLORS[node.status]}", style="{style}", tooltip="{node.status}"];'
+            f'color="{BORDER_COLORS[node.status]}", style="{style}", tooltip="{shown(node.status)}"];'
         )
     for node in dag:
         for parent in node.parents:

@@ -24,6 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import names, progress
@@ -31,53 +32,54 @@ from .. import params as _params
 from .. import status as _status
 from ..errors import PipelineError, StepFailed
 from ..function_task import unwrap_decorated
-from ..task import ENV_TASK_ID, Task, _context_task
+from ..offline import install_on
+from ..step_options import StepOptions
+from ..task import ENV_TASK_ID, Task, context_task
+from .cache import Refresh, StepCodeKey, request_refresh, requested_refresh
 from .dag import NODE_STATUSES, Node
 from .pipeline_task import (
+    clone_pipeline,
     close_run,
     create_pipeline_task,
+    current_run,
     ensure_progress_handler,
     exit_if_stopped,
+    find_pipeline,
     finish,
     interrupt,
     param_rows,
     pool_starter,
     require_script_file,
+    reset_current_run,
+    running_pipeline_task,
+    set_current_run,
     sigterm_as_interrupt,
     wait_on_services,
 )
 from .proxy import is_result
 from .run import PipelineRun
-from .step import StepCodeKey, StepSpec, check_picklable, monitor_pairs
+from .step import StepSpec, check_picklable, monitor_pairs
 
 log = logging.getLogger("labpipe")
-
-_current: contextvars.ContextVar[PipelineRun | None] = contextvars.ContextVar("labpipe_pipeline", default=None)
-
-
-def current_run() -> PipelineRun | None:
-    """The pipeline run whose logic is executing in this thread, if any."""
-    return _current.get()
-
 
 class Component:
     """A decorated pipeline component: a plain function outside a pipeline, a step inside one."""
 
-    def __init__(self, func: Callable, settings: dict[str, Any]):
+    def __init__(self, func: Callable, name: str | None, options: StepOptions):
         functools.update_wrapper(self, func)
         self.func = func
-        self.settings = settings
-        rv = settings.get("return_values", ("return_object",))
-        self.return_values: tuple[str, ...] = (rv,) if isinstance(rv, str) else tuple(rv or ())
         own = unwrap_decorated(func)[0]  # under another decorator: the user's function, named after it
-        self.name = settings.get("name") or own.__name__
+        self.name = name or own.__name__
+        # its steps' tasks are named after the component (its steps are name, name_1, ...)
+        self.options = replace(options, task_name=self.name)
+        self.return_values = self.options.return_values
         # refused here, at decoration, before any pipeline runs or anything is stored
         names.check_step_name(self.name, where=f"component {getattr(func, '__qualname__', self.name)!r}")
         for value in self.return_values:
             names.check_artifact_name(value, kind="return value", where=f"step {self.name!r}")
-        if settings.get("execution_queue") is not None:
-            names.check_queue_name(settings["execution_queue"], where=f"step {self.name!r}")
-        monitor_pairs(settings.get("monitor_artifacts"), "monitor_artifacts", self.name)
+        if options.execution_queue is not None:
+            names.check_queue_name(options.execution_queue, where=f"step {self.name!r}")
+        monitor_pairs(options.monitor_artifacts, "monitor_artifacts", self.name)
         self._code_key: StepCodeKey | None = None
         self._signature = inspect.signature(own)
 
@@ -91,14 +93,12 @@ class Component:
         Kept between calls and runs, and computed again when a local module it covers is edited
         (``StepCodeKey``): a notebook that edits one between two runs must not be served the old result.
         """
+        return self._key_in(None)
+
+    def _key_in(self, run: Any) -> str:
         if self._code_key is None:
-            s = self.settings
-            settings = {
-                "return_values": list(self.return_values), "packages": s.get("packages"), "docker": s.get("docker"),
-                "repo": s.get("repo"), "repo_commit": s.get("repo_commit"), "repo_branch": s.get("repo_branch"),
-            }
-            self._code_key = StepCodeKey(self.func, s.get("helper_functions") or (), settings)
-        return self._code_key.get()
+            self._code_key = StepCodeKey.of(self.func, self.options, form="component")
+        return self._code_key.get(run)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         run = current_run()
@@ -107,21 +107,9 @@ class Component:
         call_kwargs = _call_arguments(self._signature, args, kwargs, f"component {self.name!r}")
         name = run.unique_name(self.name)
         check_picklable(name, call_kwargs)
-        s = self.settings
         spec = StepSpec(
-            name=name, kind="function", function=self.func, kwargs=call_kwargs, return_values=self.return_values,
-            queue=s.get("execution_queue"), cache=bool(s.get("cache")), task_type=s.get("task_type"),
-            task_name=self.name, packages=s.get("packages"), docker=s.get("docker"), docker_args=s.get("docker_args"),
-            docker_bash_setup_script=s.get("docker_bash_setup_script"), repo=s.get("repo"),
-            repo_branch=s.get("repo_branch"), repo_commit=s.get("repo_commit"),
-            helper_functions=tuple(s.get("helper_functions") or ()), tags=list(s.get("tags") or ()),
-            continue_on_fail=bool(s.get("continue_on_fail")), continue_behaviour=s.get("continue_behaviour"),
-            retry_on_failure=s.get("retry_on_failure"), pre_execute_callback=s.get("pre_execute_callback"),
-            post_execute_callback=s.get("post_execute_callback"), status_change_callback=s.get("status_change_callback"),
-            monitor_metrics=list(s.get("monitor_metrics") or ()), monitor_artifacts=list(s.get("monitor_artifacts") or ()),
-            monitor_models=list(s.get("monitor_models") or ()), stage=s.get("stage"), draft=bool(s.get("draft")),
-            working_dir=s.get("working_dir"), parents=list(s.get("parents") or ()),
-            code_key=self.code_key if s.get("cache") else None,
+            name=name, kind="function", options=self.options, function=self.func, kwargs=call_kwargs,
+            parents=list(self.options.parents), code_key=self._key_in(run) if self.options.cache else None,
         )
         run.add(spec)
         run.start()
@@ -147,12 +135,6 @@ def _call_arguments(signature: inspect.Signature, args: tuple, kwargs: dict, wha
                 raise PipelineError(f"{what}: *{pname} arguments cannot be recorded as parameters; pass them by name")
             del out[pname]
     return out
-
-
-def _recorded_refresh(task: Task) -> bool | set[str]:
-    """The cache refresh recorded on a run when it was created (see PipelineFunction._create_task)."""
-    recorded = task.data.runtime.get("refresh")
-    return True if recorded is True else set(recorded or ())
 
 
 class PipelineFunction:
@@ -188,11 +170,11 @@ class PipelineFunction:
         """Debug mode: the logic and its components are plain calls here, but the run is recorded (a
         pipeline task, as ClearML's debug mode keeps its controller task), so that get_logger(),
         upload_artifact() and Task.current_task() in the logic work as in the other modes."""
-        outer = _context_task.get()
+        outer = context_task.get()
         task = self._create_task(kwargs, status=_status.IN_PROGRESS, parent=outer.id if outer is not None else None)
-        token = _context_task.set(task)
+        token = context_task.set(task)
         try:
-            with progress.debug_run(task._db, task.id, task.name, quiet=bool(self.settings.get("quiet")),
+            with progress.debug_run(task.db, task.id, task.name, quiet=bool(self.settings.get("quiet")),
                                     stream_output=self.settings.get("stream_output")):
                 result = self.func(**kwargs)
         except KeyboardInterrupt:
@@ -202,7 +184,7 @@ class PipelineFunction:
             finish(task, _status.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         finally:
-            _context_task.reset(token)
+            context_task.reset(token)
         name = self.settings.get("return_value")
         if name and result is not None:
             task.upload_artifact(name, result)
@@ -216,7 +198,7 @@ class PipelineFunction:
         task = self._create_task(kwargs, status=_status.IN_PROGRESS)
         from ..console import captured_console
 
-        with captured_console(task._db, task.id):  # what the logic prints goes to the run's console too
+        with captured_console(task.db, task.id):  # what the logic prints goes to the run's console too
             return self._control(task, kwargs, local_pool=True)
 
     # -- the controller -------------------------------------------------------------------
@@ -233,12 +215,12 @@ class PipelineFunction:
             retry_on_failure=s.get("retry_on_failure"),
             pool_frequency=float(s.get("pool_frequency") or 0.0) * 60 if s.get("pool_frequency") else 0.0,
             pool=pool_starter(PipelineDecorator._workers) if local_pool else None,
-            refresh=PipelineDecorator._refresh_for() or _recorded_refresh(task),
+            refresh=Refresh(requested_refresh(), Refresh.recorded(task.data.runtime)),
             quiet=bool(s.get("quiet")), stream_output=s.get("stream_output"),
         )
         run.local_imports = bool(s.get("enable_local_imports", True))
-        token = _current.set(run)
-        task_token = _context_task.set(task)
+        token = set_current_run(run)
+        task_token = context_task.set(task)
         try:
             with sigterm_as_interrupt():
                 result = self.func(**kwargs)
@@ -258,8 +240,8 @@ class PipelineFunction:
             exit_if_stopped(task)  # `labpipe stop` is one line and exit 130, not this error's traceback
             raise
         finally:
-            _context_task.reset(task_token)
-            _current.reset(token)
+            context_task.reset(task_token)
+            reset_current_run(token)
         ok = close_run(run, task)
         if not ok:
             message = "; ".join(run.errors)
@@ -277,8 +259,8 @@ class PipelineFunction:
         sections = {arg: sec for sec, args in (s.get("args_map") or {}).items() for arg in args}
         # A refresh asked for here (refresh_cache(), LABPIPE_REFRESH) is recorded on the run, so that a
         # controller started elsewhere (a services worker or daemon, with its own environment) honours it.
-        refresh = PipelineDecorator._refresh_for()
-        runtime = {"refresh": True if refresh is True else sorted(refresh)} if refresh else None
+        recorded = Refresh(requested_refresh()).record()
+        runtime = {"refresh": recorded} if recorded else None
         return create_pipeline_task(
             name=s["name"], project=s.get("project") or "", version=s.get("version"),
             run_with={"pipeline_function": self.func.__qualname__}, params=param_rows(kwargs, sections), status=status,
@@ -355,7 +337,7 @@ class PipelineFunction:
 
         # the nested run stores its result under its return_value (else "return_object"): read that one
         returns = (self.settings.get("return_value") or "return_object",)
-        spec = StepSpec(name=name, kind="pipeline", kwargs=kwargs, runner=runner, return_values=returns)
+        spec = StepSpec(name=name, kind="pipeline", options=StepOptions(return_values=returns), kwargs=kwargs, runner=runner)
         outer.add(spec)
         outer.start()
         return outer.results(name, returns)
@@ -382,7 +364,6 @@ class PipelineDecorator:
     _mode = "remote"
     _default_queue: str | None = None
     _workers: int | None = None
-    _refresh: bool | set[str] = False
     _enqueue_only = False
     _attached: str | None = None
     _instances: list[tuple[threading.Thread, dict]] = []
@@ -430,10 +411,10 @@ class PipelineDecorator:
         retry_on_failure: retries (int) or callable(pipeline, node, retries) -> bool.
         pre_execute_callback(pipeline, node, params) -> False skips the step and its subtree.
         """
-        settings = {k: v for k, v in locals().items() if k not in ("cls", "_func", "_ignored")}
+        options = StepOptions.collect(locals())
 
         def wrap(func: Callable) -> Component:
-            return Component(func, settings)
+            return Component(func, name, options)
 
         return wrap(_func) if _func is not None else wrap
 
@@ -529,14 +510,7 @@ class PipelineDecorator:
 
         Also settable without touching code: LABPIPE_REFRESH=all or LABPIPE_REFRESH=step_a,step_b.
         """
-        cls._refresh = True if steps is True else (set(steps) if steps else False)
-
-    @classmethod
-    def _refresh_for(cls) -> bool | set[str]:
-        env = os.environ.get("LABPIPE_REFRESH", "").strip()
-        if env:
-            return True if env.lower() in ("1", "all", "true", "*") else {s.strip() for s in env.split(",") if s.strip()}
-        return cls._refresh
+        request_refresh(steps)
 
     @classmethod
     def get_current_pipeline(cls) -> PipelineRun | Task | None:
@@ -545,7 +519,7 @@ class PipelineDecorator:
         run = current_run()
         if run is not None:
             return run
-        task = _context_task.get()
+        task = context_task.get()
         return task if task is not None and task.task_type == "controller" else None
 
     @classmethod
@@ -562,17 +536,7 @@ class PipelineDecorator:
 
     @classmethod
     def _pipeline_task(cls) -> Task:
-        run = current_run()
-        if run is not None:
-            return run.task
-        task = Task.current_task()
-        if task is not None and task.task_type == "controller":  # the logic (any mode), or a nested run
-            return task
-        if task is not None and task.parent:  # a component's step task: its pipeline is its parent
-            parent = Task.get_task(task_id=task.parent)
-            if parent.task_type == "controller":
-                return parent
-        raise PipelineError("no running pipeline: call this inside a pipeline's logic or one of its components")
+        return running_pipeline_task()
 
     @classmethod
     def get_logger(cls):
@@ -608,21 +572,19 @@ class PipelineDecorator:
     def get(cls, pipeline_id: str | None = None, pipeline_project: str | None = None, pipeline_name: str | None = None,
             pipeline_version: str | None = None, pipeline_tags: Sequence[str] | None = None) -> Task:
         """A pipeline run's task, as `PipelineController.get`."""
-        from .controller import PipelineController
-
-        return PipelineController.get(pipeline_id, pipeline_project, pipeline_name, pipeline_version, pipeline_tags)
+        return find_pipeline(pipeline_id, pipeline_project, pipeline_name, pipeline_version, pipeline_tags)
 
     @classmethod
     def clone(cls, pipeline: Task | str, name: str | None = None, parameters: dict | None = None) -> Task:
         """A new draft of a pipeline run, as `PipelineController.clone`."""
-        from .controller import PipelineController
-
-        return PipelineController.clone(pipeline, name=name, parameters=parameters)
+        return clone_pipeline(pipeline, name=name, parameters=parameters)
 
     @classmethod
     def enqueue(cls, pipeline: Task | str, queue_name: str = "services") -> Task:
         """Enqueue a pipeline run for a services worker, as `PipelineController.enqueue`."""
-        from .controller import PipelineController
+        return Task.enqueue(pipeline, queue_name=queue_name)
 
-        return PipelineController.enqueue(pipeline, queue_name=queue_name)
 
+
+# ClearML names with no offline meaning raise NotImplementedError saying why (labpipe/offline.py)
+install_on(PipelineDecorator, "PipelineDecorator")

@@ -4,12 +4,13 @@ calling process, ending it; and the pool that serves its steps. Shared by the de
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +90,15 @@ def ensure_progress_handler() -> None:
 
 def finish(task: Task, status: str, message: str) -> None:
     """Record how the run ended, unless it was stopped from outside meanwhile (that stays stopped)."""
-    leases.end_run(task._db, task.id, status, message)
+    leases.end_run(task.db, task.id, status, message)
     task.reload()
     progress.run_ended(task.id, task.data.status, task.data.status_message or "")
 
 
 def stop_pipeline_task(task: Task, reason: str) -> None:
     """Stop a pipeline task and every step below it that is still queued or running."""
-    leases.stop_below(task._db, task.id, reason)
-    tasks.set_status(task._db, task.id, _status.STOPPED, reason, force=True)
+    leases.stop_below(task.db, task.id, reason)
+    tasks.set_status(task.db, task.id, _status.STOPPED, reason, force=True)
 
 
 @contextlib.contextmanager
@@ -122,7 +123,7 @@ def sigterm_as_interrupt():
 
 def follow(task: Task, quiet: bool = False, stream_output: bool | None = True) -> Task:
     """Wait for a pipeline task executed elsewhere, showing its progress (`labpipe.progress.follow`)."""
-    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task._db)
+    progress.follow(task.id, quiet=quiet, stream_output=stream_output, db=task.db)
     return task.reload()
 
 
@@ -188,7 +189,7 @@ def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
 
     def pump() -> None:
         nonlocal seq
-        for row in outputs.read_console(task._db, task.id, after=seq):
+        for row in outputs.read_console(task.db, task.id, after=seq):
             seq = row["seq"]
             if not quiet:
                 (sys.stdout if row["stream"] == "stdout" else sys.stderr).write(row["text"])
@@ -202,7 +203,7 @@ def watch_run(task: Task, poll: float = 0.1, quiet: bool = False) -> Task:
         note = data.runtime.get("script_exit") or {}
         if note.get("attempt") == data.attempt:
             return True
-        return not any(w["id"] == data.worker for w in leases.live_workers(task._db, WORKER_MAX_AGE))
+        return not any(w["id"] == data.worker for w in leases.live_workers(task.db, WORKER_MAX_AGE))
 
     try:
         while True:
@@ -290,3 +291,76 @@ def interrupt(run, task: Task) -> None:
     """Ctrl-C in the controller: stop the running steps, skip the rest, mark the pipeline stopped."""
     run.stop(INTERRUPTED)
     finish(task, _status.STOPPED, INTERRUPTED)
+
+
+# ------------------------------------------------------------------- the running pipeline, found
+
+_current: contextvars.ContextVar[Any] = contextvars.ContextVar("labpipe_pipeline", default=None)
+
+
+def current_run() -> Any:
+    """The pipeline run (a `PipelineRun`) whose logic is executing in this thread and context, if any."""
+    return _current.get()
+
+
+def set_current_run(run: Any) -> contextvars.Token:
+    """Make `run` the current one while its logic executes; `reset_current_run(token)` ends that."""
+    return _current.set(run)
+
+
+def reset_current_run(token: contextvars.Token) -> None:
+    _current.reset(token)
+
+
+def running_pipeline_task() -> Task:
+    """The task of the pipeline running here: the run whose logic this is, the controller task this
+    process runs, or the pipeline of the component step this process runs."""
+    run = current_run()
+    if run is not None:
+        return run.task
+    task = Task.current_task()
+    if task is not None and task.task_type == "controller":  # the logic (any mode), or a nested run
+        return task
+    if task is not None and task.parent:  # a component's step task: its pipeline is its parent
+        parent = Task.get_task(task_id=task.parent)
+        if parent.task_type == "controller":
+            return parent
+    from ..errors import PipelineError
+
+    raise PipelineError("no running pipeline: call this inside a pipeline's logic or one of its components")
+
+
+def find_pipeline(pipeline_id: str | None = None, project: str | None = None, name: str | None = None,
+                  version: str | None = None, tags: Sequence[str] | None = None) -> Task:
+    """A pipeline run's task: by id, or the newest run of the highest version with this project/name
+    (`PipelineController.get`). Raises TaskNotFound saying what was looked for."""
+    if pipeline_id:
+        return Task.get_task(task_id=pipeline_id)
+    from packaging.version import InvalidVersion, Version
+
+    from ..errors import TaskNotFound
+
+    runs = [t for t in Task.get_tasks(project_name=project, task_type="controller", tags=tags)
+            if name is None or t.data.runtime.get("pipeline_name") == name]
+    if version is not None:
+        runs = [t for t in runs if t.data.runtime.get("pipeline_version") == str(version)]
+    if not runs:
+        raise TaskNotFound(f"no pipeline run named {name!r} in project {project!r}"
+                           + (f" with version {version!r}" if version else ""))
+
+    def version_key(t: Task):
+        v = t.data.runtime.get("pipeline_version") or "0"
+        try:
+            return (1, Version(v), t.data.created)
+        except InvalidVersion:
+            return (0, Version("0"), t.data.created)
+
+    return max(runs, key=version_key)
+
+
+def clone_pipeline(pipeline: Task | str, name: str | None = None, parameters: dict | None = None) -> Task:
+    """A new draft of a pipeline run, with `parameters` ({'Args/x': v} or {'x': v}) overriding its Args."""
+    task = Task.clone(pipeline, name=name)
+    if parameters:
+        task.update_parameters({k if "/" in k else f"Args/{k}": v for k, v in parameters.items()})
+    return task

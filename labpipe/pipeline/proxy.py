@@ -9,10 +9,15 @@ access, iteration...), it waits for its step, loads the artifact once, and behav
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .run import PipelineRun
+
+class ResultSource(Protocol):
+    """What a proxy asks for its value and its hash: the pipeline run that owns its step."""
+
+    def result_value(self, name: str, artifact: str) -> Any: ...
+
+    def result_hash(self, name: str, artifact: str) -> str: ...
 
 
 class StepResult:
@@ -20,7 +25,7 @@ class StepResult:
 
     __slots__ = ("_run", "_node", "_artifact", "_loaded", "_value")
 
-    def __init__(self, run: PipelineRun, node: str, artifact: str):
+    def __init__(self, run: ResultSource, node: str, artifact: str):
         object.__setattr__(self, "_run", run)
         object.__setattr__(self, "_node", node)
         object.__setattr__(self, "_artifact", artifact)
@@ -31,7 +36,13 @@ class StepResult:
 
     @property
     def step_name(self) -> str:
+        """The pipeline node whose result this stands for."""
         return object.__getattribute__(self, "_node")
+
+    @property
+    def artifact_name(self) -> str:
+        """The return value (artifact) of that node this stands for."""
+        return object.__getattribute__(self, "_artifact")
 
     def _resolve(self) -> Any:
         if not object.__getattribute__(self, "_loaded"):

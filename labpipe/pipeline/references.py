@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NamedTuple
 
 from labpipe.errors import PipelineError
 
@@ -205,69 +205,127 @@ def validate_ref(
         where: optional, where the reference sits, e.g. "parameter_override['Args/x']".
 
     Checks shape only: whether a step really has that artifact or parameter is known at launch,
-    when the caller's resolver looks it up.
+    when the caller's resolver looks it up. The checks run in order (the shape, then the step it
+    reads, then what it reads there: one checker per kind), and the first problem is the error.
     """
-
-    def fail(problem: str, expected: str) -> NoReturn:
+    problem = _shape_problem(ref)
+    if problem is None and ref.step == PIPELINE:
+        problem = _pipeline_problem(ref, pipeline_params)
+    elif problem is None:
+        problem = _step_problem(ref, step, known_steps) or _field_problem(ref, allow_return_values)
+    if problem is not None:
         place = f" in {where}" if where else ""
-        raise PipelineError(f"step {step!r}: reference {ref.text}{place} {problem}; {expected}")
+        raise PipelineError(f"step {step!r}: reference {ref.text}{place} {problem.what}; {problem.expected}")
 
+
+class _Problem(NamedTuple):
+    """What is wrong with a reference ("names no artifact") and what was expected instead."""
+
+    what: str
+    expected: str
+
+
+def _shape_problem(ref: Ref) -> _Problem | None:
+    """A reference without a step, without a path, or with an empty part (`${prep..id}`)."""
     if not ref.step or not ref.path or any(not p for p in ref.path):
-        fail("is malformed", "expected ${<step>.<field>} such as ${prep.id} or ${pipeline.<parameter>}")
-    if ref.step == PIPELINE:
-        if ref.kind == "pipeline_param" and ref.name not in pipeline_params:
-            known = ", ".join(sorted(pipeline_params)) or "none"
-            fail(
-                f"names an unknown pipeline parameter {ref.name!r}",
-                f"the pipeline's parameters are: {known}; add it with add_parameter()",
-            )
-        return
+        return _Problem("is malformed", "expected ${<step>.<field>} such as ${prep.id} or ${pipeline.<parameter>}")
+    return None
+
+
+def _pipeline_problem(ref: Ref, pipeline_params: set[str]) -> _Problem | None:
+    """`${pipeline.<param>}` naming a parameter the pipeline does not have (`${pipeline.id}` is always fine)."""
+    if ref.kind == "pipeline_param" and ref.name not in pipeline_params:
+        known = ", ".join(sorted(pipeline_params)) or "none"
+        return _Problem(
+            f"names an unknown pipeline parameter {ref.name!r}",
+            f"the pipeline's parameters are: {known}; add it with add_parameter()",
+        )
+    return None
+
+
+def _step_problem(ref: Ref, step: str, known_steps: set[str]) -> _Problem | None:
+    """A reference to the step it configures, or to a step not defined before it."""
     if ref.step == step:
-        fail("reads the step it configures", "a step can only reference earlier steps")
+        return _Problem("reads the step it configures", "a step can only reference earlier steps")
     if ref.step not in known_steps:
         known = ", ".join(sorted(known_steps)) or "none"
-        fail(f"names an unknown step {ref.step!r}", f"steps defined so far: {known}; add that step first")
+        return _Problem(f"names an unknown step {ref.step!r}", f"steps defined so far: {known}; add that step first")
+    return None
 
-    kind, path = ref.kind, ref.path
-    if kind == "task_field":
-        if len(path) != 1:
-            fail(f"reads a part of task field {path[0]!r}", f"expected ${{{ref.step}.{path[0]}}}")
-    elif kind == "parameter":
-        if len(path) < 2 or "/" not in ref.name.strip("/"):
-            fail(
-                "names no parameter",
-                f"expected ${{{ref.step}.parameters.<Section/name>}} such as "
-                f"${{{ref.step}.parameters.Args/x}}",
-            )
-    elif kind == "artifact":
-        if len(path) < 2:
-            fail("names no artifact", f"expected ${{{ref.step}.artifacts.<name>.url}}")
-        if len(path) > 3 or ref.field not in ARTIFACT_FIELDS:
-            fail(
-                f"reads unknown artifact field {'.'.join(path[2:])!r}",
-                f"expected one of {', '.join(ARTIFACT_FIELDS)}; write a dot inside the artifact name as '\\.'",
-            )
-    elif kind == "model":
-        if len(path) < 2 or ref.model_type not in MODEL_TYPES:
-            fail("names no model list", f"expected ${{{ref.step}.models.output.<index or name>.<field>}}")
-        if len(path) != 4 or ref.field not in MODEL_FIELDS:
-            fail(
-                "does not name a model and one of its fields",
-                f"expected ${{{ref.step}.models.{ref.model_type}.<index or name>.<field>}} with field one "
-                f"of {', '.join(MODEL_FIELDS)}, e.g. ${{{ref.step}.models.{ref.model_type}.-1.url}}",
-            )
-    elif kind == "return_value":
-        if not allow_return_values:
-            fail(
-                f"reads unknown field {path[0]!r}",
-                f"expected id, {', '.join(sorted(TASK_FIELDS - {'id'}))}, parameters.*, artifacts.* or "
-                "models.*; a function step's return value can only be passed in function_kwargs",
-            )
-        if len(path) != 1:
-            fail(
-                "reads past a return value",
-                f"expected ${{{ref.step}.{path[0]}}}; write a dot inside the name as '\\.'",
-            )
+
+def _field_problem(ref: Ref, allow_return_values: bool) -> _Problem | None:
+    """What a step reference reads, checked by the checker for its kind."""
+    if ref.kind == "return_value":
+        return _return_value_problem(ref, allow_return_values)
+    return _KIND_CHECKS[ref.kind](ref)
+
+
+def _task_field_problem(ref: Ref) -> _Problem | None:
+    """`${step.<task field>}` with more after it (`${prep.id.more}`)."""
+    if len(ref.path) != 1:
+        return _Problem(f"reads a part of task field {ref.path[0]!r}", f"expected ${{{ref.step}.{ref.path[0]}}}")
+    return None
+
+
+def _parameter_problem(ref: Ref) -> _Problem | None:
+    """`${step.parameters...}` naming no "Section/name"."""
+    if len(ref.path) < 2 or "/" not in ref.name.strip("/"):
+        return _Problem(
+            "names no parameter",
+            f"expected ${{{ref.step}.parameters.<Section/name>}} such as ${{{ref.step}.parameters.Args/x}}",
+        )
+    return None
+
+
+def _artifact_problem(ref: Ref) -> _Problem | None:
+    """`${step.artifacts...}` naming no artifact, or a field not in `ARTIFACT_FIELDS`."""
+    path = ref.path
+    if len(path) < 2:
+        return _Problem("names no artifact", f"expected ${{{ref.step}.artifacts.<name>.url}}")
+    if len(path) > 3 or ref.field not in ARTIFACT_FIELDS:
+        return _Problem(
+            f"reads unknown artifact field {'.'.join(path[2:])!r}",
+            f"expected one of {', '.join(ARTIFACT_FIELDS)}; write a dot inside the artifact name as '\\.'",
+        )
+    return None
+
+
+def _model_problem(ref: Ref) -> _Problem | None:
+    """`${step.models...}` without "input" or "output", or without a model and one of `MODEL_FIELDS`."""
+    if len(ref.path) < 2 or ref.model_type not in MODEL_TYPES:
+        return _Problem("names no model list", f"expected ${{{ref.step}.models.output.<index or name>.<field>}}")
+    if len(ref.path) != 4 or ref.field not in MODEL_FIELDS:
+        return _Problem(
+            "does not name a model and one of its fields",
+            f"expected ${{{ref.step}.models.{ref.model_type}.<index or name>.<field>}} with field one "
+            f"of {', '.join(MODEL_FIELDS)}, e.g. ${{{ref.step}.models.{ref.model_type}.-1.url}}",
+        )
+    return None
+
+
+def _return_value_problem(ref: Ref, allow_return_values: bool) -> _Problem | None:
+    """`${step.<name>}` that is no task field: a return value where none may be passed, or a path past one."""
+    path = ref.path
+    if not allow_return_values:
+        return _Problem(
+            f"reads unknown field {path[0]!r}",
+            f"expected id, {', '.join(sorted(TASK_FIELDS - {'id'}))}, parameters.*, artifacts.* or "
+            "models.*; a function step's return value can only be passed in function_kwargs",
+        )
+    if len(path) != 1:
+        return _Problem(
+            "reads past a return value",
+            f"expected ${{{ref.step}.{path[0]}}}; write a dot inside the name as '\\.'",
+        )
+    return None
+
+
+_KIND_CHECKS: dict[str, Callable[[Ref], _Problem | None]] = {
+    "task_field": _task_field_problem,
+    "parameter": _parameter_problem,
+    "artifact": _artifact_problem,
+    "model": _model_problem,
+}
 
 
 def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
@@ -300,3 +358,18 @@ def resolve(value: Any, resolver: Callable[[Ref], Any]) -> Any:
         return v
 
     return walk(value)
+
+
+def check_closed(step: str, values: Any) -> None:
+    """A "${" that never closes is a typo of a reference, not a literal the user meant: say so."""
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "${" in _REF.sub("", value):
+                raise PipelineError(f"step {step!r}: {value!r} holds a '${{' that is not closed by '}}'; "
+                                    "a reference is written ${step.field}")
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)

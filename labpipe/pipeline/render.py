@@ -24,7 +24,7 @@ def load_dag(pipeline_id: str) -> DAG:
     task = Task.get_task(task_id=pipeline_id)
     if task.task_type != "controller" and "pipeline" not in task.data.system_tags:
         raise PipelineError(f"task {pipeline_id} ({task.name!r}) is not a pipeline run (its type is {task.task_type!r})")
-    nodes = pipelines.load_nodes(task._db, task.id)
+    nodes = pipelines.load_nodes(task.db, task.id)
     dag = DAG()
     for n in nodes:
         dag.add_deferred(Node(name=n["name"], parents=n["parents"], status=n["status"], task_id=n["task"], kind=n["kind"],
@@ -33,7 +33,7 @@ def load_dag(pipeline_id: str) -> DAG:
     for node in dag:  # a failed step's root cause is what its task recorded (as `labpipe show` has it)
         if node.status == "failed" and node.task_id:
             try:
-                error = tasks.get_task(task._db, node.task_id).runtime.get("error")
+                error = tasks.get_task(task.db, node.task_id).runtime.get("error")
             except LabpipeError:
                 error = None
             if error and error.get("type"):

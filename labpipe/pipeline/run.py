@@ -13,18 +13,22 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from .. import progress
 from .. import status as _status
-from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed, Unfingerprintable
-from ..store import leases, outputs, pipelines, tasks, wakeup
+from ..errors import ArtifactError, BlobCorrupted, LabpipeError, PipelineError, StepFailed
+from ..store import leases, pipelines, tasks, wakeup
 from ..task import Task
-from . import failure, references
+from . import failure
+from .cache import Refresh, RunCache
 from .dag import DAG, Node
+from .launch import Cached, LaunchContext, Outcome, Queued, Running, Skipped, launch
 from .monitor import copy_monitored
 from .proxy import StepResult, is_result
+from .resolver import make_resolver
 from .step import StepSpec
 
 log = logging.getLogger("labpipe")
@@ -38,7 +42,7 @@ class PipelineRun:
 
     task: the pipeline's own task (type controller). default_queue: where steps go unless told.
     pool: a callable(queue) that makes sure someone serves that queue (None: nobody starts workers).
-    refresh: True to re-run every cached step, or a set of step names to re-run.
+    refresh: which cached steps re-run (a `cache.Refresh`, or True for all, or a set of step names).
     quiet, stream_output: what the run shows of its progress (labpipe.progress.settings).
     """
 
@@ -53,7 +57,7 @@ class PipelineRun:
         retry_on_failure: int | Callable | None = None,
         pool_frequency: float = 0.0,
         pool: Callable[[str], None] | None = None,
-        refresh: bool | set[str] = False,
+        refresh: Refresh | bool | set[str] = False,
         step_task_created_callback: Callable | None = None,
         step_task_completed_callback: Callable | None = None,
         owner: Any = None,
@@ -61,7 +65,7 @@ class PipelineRun:
         stream_output: bool | None = None,
     ):
         self.task = task
-        self.db = task._db
+        self.db = task.db
         self.default_queue = default_queue
         self.abort_on_failure = abort_on_failure
         self.add_pipeline_tags = add_pipeline_tags
@@ -69,7 +73,6 @@ class PipelineRun:
         self.retry_on_failure = retry_on_failure
         self.pool_frequency = pool_frequency
         self.pool = pool
-        self.refresh = refresh
         self.step_task_created_callback = step_task_created_callback
         self.step_task_completed_callback = step_task_completed_callback
         self.owner = owner if owner is not None else self  # what callbacks receive as `pipeline`
@@ -83,19 +86,19 @@ class PipelineRun:
         self._names: dict[str, int] = {}
         self._dirty: set[str] = set()
         self._served: set[str] = set()
-        self._warned_unhashable: set[str] = set()
         self._closing = False
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._wake_w: int | None = None
+        self._asleep = True  # the scheduler waits for a nudge (or has not started)
+        self._awaited: Counter[str] = Counter()  # nodes that callers wait for (wait_node), and how many callers
         # Readiness is tracked, not rescanned: each node's unfinished parents, and the pending nodes
         # whose parents have all finished (in declaration order).
         self._waiting_on: dict[str, set[str]] = {}
         self._children: dict[str, list[str]] = {}
         self._candidates: dict[str, None] = {}
-        self._hashes: dict[str, dict[str, str]] = {}  # node -> {artifact: content hash}, once known
-        self._verified: set[str] = set()  # hashes of cached outputs read back intact in this run
-        self._recompute: set[str] = set()  # cached nodes whose outputs were found corrupt: run them again
+        self.cache = RunCache(self.db, refresh if isinstance(refresh, Refresh) else Refresh(refresh))
+        self._context: LaunchContext | None = None
         self._last_persist = 0.0
         self._reported: dict[str, str] = {}  # node -> status last told to its status_change_callback
         self._causes: dict[str, str] = {}  # failed node -> its root cause (failure.root_cause), shown first
@@ -130,7 +133,8 @@ class PipelineRun:
                 raise PipelineError(f"pipeline {self.task.id} has finished; step {spec.name!r} cannot be added")
             parents = list(dict.fromkeys([*spec.parents, *_result_parents(spec.kwargs)]))
             spec.parents = parents
-            node = Node(name=spec.name, parents=parents, kind=spec.kind, queue=spec.queue or self.default_queue, stage=spec.stage)
+            node = Node(name=spec.name, parents=parents, kind=spec.kind, queue=spec.options.execution_queue or self.default_queue,
+                        stage=spec.options.stage)
             (self.dag.add_deferred if deferred else self.dag.add)(node)
             node.attach(spec)
             self.specs[spec.name] = spec
@@ -172,8 +176,10 @@ class PipelineRun:
             self._thread.start()
 
     def _nudge(self) -> None:
-        """Wake the scheduler now (a step was declared, or the run is closing)."""
-        if self._wake_w is not None:
+        """Wake the scheduler now (a step was declared, or the run is closing). Called with the lock
+        held, it writes only when the scheduler is asleep or about to be (it looks again anyway
+        before it sleeps): a step declared while it works costs no system call."""
+        if self._wake_w is not None and self._asleep:
             try:
                 os.write(self._wake_w, b"\0")
             except (BlockingIOError, OSError):
@@ -183,12 +189,14 @@ class PipelineRun:
         try:
             while True:
                 with self._cond:
+                    self._asleep = False
                     changed = self._advance()
-                    if changed:
-                        self._cond.notify_all()
-                    if self._closing and all(n.done for n in self.dag):
+                    if changed and any(self.dag[n].done for n in self._awaited):
+                        self._cond.notify_all()  # only for a node someone waits for: no thread woken in vain
+                    if self._closing and not self._active and not self._candidates and all(n.done for n in self.dag):
                         return
                     timeout = 0.0 if changed else self._idle_timeout()
+                    self._asleep = bool(timeout)  # set under the lock: a step declared from now on nudges
                 if timeout:
                     fds = [*self._listener.fds, self._wake_r]
                     if wakeup.readable(fds, timeout):
@@ -216,7 +224,7 @@ class PipelineRun:
         (running steps' start times, time limits, tasks ended by other means, dead workers)."""
         if not self._active:
             return max(self.pool_frequency, 0.25)
-        if any(self.specs[n].time_limit for n in self._active):
+        if any(self.specs[n].options.time_limit for n in self._active):
             return 0.05
         return 0.1
 
@@ -251,9 +259,9 @@ class PipelineRun:
                     changed = True
                 elif status == _status.IN_PROGRESS:
                     spec = self.specs[name]
-                    if spec.time_limit and node.started and time.time() - node.started > spec.time_limit:
+                    if spec.options.time_limit and node.started and time.time() - node.started > spec.options.time_limit:
                         try:  # unless it ended meanwhile: a forced stop would overwrite that ending
-                            tasks.set_status(self.db, task_id, _status.STOPPED, f"time limit of {spec.time_limit} s exceeded")
+                            tasks.set_status(self.db, task_id, _status.STOPPED, f"time limit of {spec.options.time_limit} s exceeded")
                         except LabpipeError:  # IllegalTransition: the next look sees how it ended
                             pass
             now = time.monotonic()
@@ -311,190 +319,65 @@ class PipelineRun:
     def _launch(self, name: str) -> None:
         spec, node = self.specs[name], self.dag[name]
         try:
-            if spec.kind == "function":
-                self._launch_function(spec, node)
-            elif spec.kind == "pipeline":
-                self._launch_pipeline(spec, node)
-            else:
-                from .task_step import launch_task_step
-
-                launch_task_step(self, spec, node)
+            outcome = launch(spec, node, self._launch_context())
         except LabpipeError as exc:
             self._set(name, "failed", error=str(exc), completed=time.time())
             self._apply_policy(name, "failed", str(exc))
+            return
         except Exception as exc:  # a user callback or argument raised: the step fails, the run goes on
             text = f"{type(exc).__name__}: {exc}"
             self._set(name, "failed", error=f"step {name!r} could not be launched: {text}", completed=time.time())
             self._apply_policy(name, "failed", text)
+            return
+        self._apply_launch(name, outcome)
 
-    def _resolver(self) -> Callable:
-        from .task_step import make_resolver
+    def _launch_context(self) -> LaunchContext:
+        """What launches read of this run; made at the first launch (the parameters are set by then)."""
+        if self._context is None:
+            self._context = LaunchContext(
+                db=self.db, pipeline_id=self.task.id, project=self.target_project or self.task.project,
+                default_queue=self.default_queue, dag=self.dag, cache=self.cache,
+                resolve=make_resolver(self.task.id, self.params, self.dag), owner=self.owner,
+                callbacks=(self.step_task_created_callback,) if self.step_task_created_callback else (),
+                local_queue=self.local_queue, local_imports=self.local_imports,
+                pipeline_tag=f"pipe: {self.task.id}" if self.add_pipeline_tags else None,
+            )
+        return self._context
 
-        return make_resolver(self, self.params)
-
-    def _pre_execute(self, spec: StepSpec, node: Node, param_override: dict) -> bool:
-        """Run the pre-launch callbacks; False means skip this node and its subtree."""
-        for cb in (spec.pre_execute_callback, self.step_task_created_callback):
-            if cb is not None and cb(self.owner, node, param_override) is False:
-                self._set(node.name, "skipped", error="skipped by its pre-execute callback", completed=time.time())
-                self._status_changed(node.name)
-                for child in self.dag.skip_subtree(node.name, f"parent {node.name!r} was skipped"):
+    def _apply_launch(self, name: str, outcome: Outcome) -> None:
+        """Apply what a launch did to the DAG, tell who listens, and track a step that now runs."""
+        now = time.time()
+        if isinstance(outcome, Queued):
+            if self.pool is not None and outcome.queue not in self._served:
+                self.pool(outcome.queue)
+                self._served.add(outcome.queue)
+            self._set(name, "queued", task_id=outcome.task_id, queue=outcome.queue)
+            self._active[name] = outcome.task_id
+            self._status_changed(name)
+        elif isinstance(outcome, Cached):
+            hit = outcome.hit
+            self._set(name, "cached", task_id=hit.task_id, started=hit.started, completed=hit.completed)
+            self._after_success(name)
+        elif isinstance(outcome, Running):
+            self._set(name, "running", task_id=outcome.task_id, started=outcome.started)
+            self._active[name] = outcome.task_id
+            self._status_changed(name)
+        elif isinstance(outcome, Skipped):
+            self._set(name, "skipped", task_id=outcome.task_id, error=outcome.reason, completed=now)
+            self._status_changed(name)
+            if outcome.subtree:
+                for child in self.dag.skip_subtree(name, f"parent {name!r} was skipped"):
                     self._dirty.add(child)
                     self._status_changed(child)
-                return False
-        return True
-
-    def _launch_function(self, spec: StepSpec, node: Node) -> None:
-        literal, refs, fingerprinted = {}, {}, {}
-        for key, value in spec.kwargs.items():
-            if is_result(value):
-                parent = self.dag[value.step_name]
-                refs[key] = {"task": parent.task_id, "artifact": object.__getattribute__(value, "_artifact")}
-            else:
-                try:
-                    value = _resolve_nested(value)
-                except BlobCorrupted:
-                    if any(self.dag[p].status == "pending" for p in node.parents):
-                        return  # a cached parent's value was corrupt: it runs again, and this step waits for it
-                    raise
-                if spec.references:
-                    value = references.resolve(value, self._resolver())
-                literal[key] = value
-            fingerprinted[key] = spec.arg_fingerprints.get(key, value)
-        if not self._pre_execute(spec, node, dict(literal, **{k: f"${{{r['task']}.{r['artifact']}}}" for k, r in refs.items()})):
-            return
-        key = self._cache_key(spec, fingerprinted) if spec.cache else None
-        if key is not None and not self._refreshing(spec.name) and spec.name not in self._recompute:
-            hit = self._cached(spec.name, key, spec.return_values)
-            if hit is not None:
-                self._set(node.name, "cached", task_id=hit.id, started=hit.started, completed=hit.completed)
-                self._after_success(node.name)
-                return
-        damaged = self._damaged_inputs(spec)
-        if damaged:  # this step stays pending, waiting for them
-            for parent in damaged:
+        else:  # Waiting: it stays pending until the parents it reads from ran again
+            for parent in outcome.reopen:
                 self._reopen(parent)
-            return
-        from ..function_task import ArtifactRef, build_function_task
-
-        queue = self._queue_for(spec)
-        arguments = dict(literal, **{k: ArtifactRef(r["task"], r["artifact"]) for k, r in refs.items()})
-        task = build_function_task(
-            spec.function,
-            arguments,
-            task_name=spec.task_name or spec.name,
-            project_name=self.target_project or self.task.project,
-            task_type=spec.task_type,
-            return_values=spec.return_values,
-            helper_functions=spec.helper_functions,
-            packages=spec.packages,
-            docker=spec.docker,
-            docker_args=spec.docker_args,
-            docker_bash_setup_script=spec.docker_bash_setup_script,
-            repo=spec.repo,
-            repo_branch=spec.repo_branch,
-            repo_commit=spec.repo_commit,
-            tags=self._step_tags(spec),
-            parent=self.task.id,
-            cache_key=key,
-            queue=None if spec.draft else queue,
-            working_dir=spec.working_dir,
-            local_imports=self.local_imports,
-        )
-        node.task_id = task.id
-        self._queued(task, spec, node, queue)
-
-    def _launch_pipeline(self, spec: StepSpec, node: Node) -> None:
-        if not self._pre_execute(spec, node, dict(spec.kwargs)):
-            return
-        kwargs = {k: _resolve_nested(v._resolve() if is_result(v) else v) for k, v in spec.kwargs.items()}
-        task_id = spec.runner(parent=self.task.id, kwargs=kwargs)
-        self._set(node.name, "running", task_id=task_id, started=time.time())
-        self._active[node.name] = task_id
-
-    def _queue_for(self, spec: StepSpec) -> str:
-        if self.local_queue:  # run_pipeline_steps_locally: only this process's pool may run the steps
-            return self.local_queue
-        queue = spec.queue or self.default_queue
-        if "${" in queue:  # execution_queue may be a reference, e.g. "${pipeline.queue}"
-            queue = str(references.resolve(queue, self._resolver()))
-        return queue
-
-    def _enqueue(self, task: Task, spec: StepSpec, node: Node) -> None:
-        """Enqueue an already created step task (task steps), then track it."""
-        queue = self._queue_for(spec)
-        if not spec.draft:
-            Task.enqueue(task, queue_name=queue)
-        self._queued(task, spec, node, queue)
-
-    def _queued(self, task: Task, spec: StepSpec, node: Node, queue: str) -> None:
-        """Track a step task that was just enqueued on `queue` (a draft step is created, not run)."""
-        if spec.draft:
-            self._set(node.name, "skipped", task_id=task.id, error="draft step: created, not run", completed=time.time())
-            return
-        if self.pool is not None and queue not in self._served:
-            self.pool(queue)
-            self._served.add(queue)
-        self._set(node.name, "queued", task_id=task.id, queue=queue)
-        self._active[node.name] = task.id
-        self._status_changed(node.name)
-
-    def _step_tags(self, spec: StepSpec) -> list[str]:
-        tags = list(spec.tags)
-        if self.add_pipeline_tags:
-            tags.append(f"pipe: {self.task.id}")
-        return tags
-
-    # -- cache ----------------------------------------------------------------------------
-
-    def _refreshing(self, name: str) -> bool:
-        if self.refresh is True:
-            return True
-        if not self.refresh:
-            return False
-        return name in self.refresh or _base_name(name) in self.refresh
-
-    def _cache_key(self, spec: StepSpec, kwargs: dict) -> str | None:
-        from ..hashing import args_key, cache_key
-
-        try:
-            return cache_key(spec.code_key, args_key(kwargs))
-        except Unfingerprintable as exc:
-            if spec.name not in self._warned_unhashable:
-                self._warned_unhashable.add(spec.name)
-                log.warning("step %r is not cached: %s", spec.name, exc)
-            return None
-
-    def _damaged_inputs(self, spec: StepSpec) -> list[str]:
-        """The cached parents whose outputs this step is about to read and that fail their hash.
-
-        A cache hit checks only that its blobs are there with the right size (a stat), so that a hit
-        stays cheap; the hash is checked when the bytes are read. A step about to run will read its
-        inputs anyway, so inputs reused from the cache are verified here first (once per run): a
-        damaged one is quarantined, and its step runs again before this one, instead of this step
-        failing in its worker.
-        """
-        from ..store import blobs
-
-        damaged = []
-        for value in spec.kwargs.values():
-            if not is_result(value) or self.dag[value.step_name].status != "cached":
-                continue
-            digest = self._hashes.get(value.step_name, {}).get(object.__getattribute__(value, "_artifact"))
-            if digest is None or digest in self._verified:
-                continue
-            if blobs.verify(self.db, digest):
-                self._verified.add(digest)
-            elif value.step_name not in damaged:
-                damaged.append(value.step_name)
-        return damaged
 
     def _reopen(self, name: str) -> None:
         """Run a cached step again (its outputs were found corrupt): it goes back to pending, ignores the
         cache, and its children that have not started wait for it again."""
         log.warning("pipeline %s: the cached outputs of step %r are corrupt (quarantined); running it again", self.task.id, name)
-        self._recompute.add(name)
-        self._hashes.pop(name, None)
+        self.cache.recompute(name)
         self.dag.set_status(name, "pending", task_id=None, started=None, completed=None, error=None)
         self._dirty.add(name)
         self._candidates[name] = None  # its parents have all succeeded: it was cached
@@ -505,14 +388,6 @@ class PipelineRun:
         self._status_changed(name)
         self._nudge()
 
-    def _cached(self, name: str, key: str, return_values: tuple[str, ...]):
-        found = pipelines.find_cached_outputs(self.db, key, list(return_values))
-        if found is None:
-            return None
-        hit, hashes = found
-        self._hashes[name] = hashes
-        return hit
-
     # -- outcomes -------------------------------------------------------------------------
 
     def _succeeded(self, name: str, row) -> None:
@@ -522,7 +397,7 @@ class PipelineRun:
     def _after_success(self, name: str) -> None:
         spec, node = self.specs[name], self.dag[name]
         self._monitor(spec, node)
-        for cb in (spec.post_execute_callback, self.step_task_completed_callback):
+        for cb in (spec.options.post_execute_callback, self.step_task_completed_callback):
             if cb is not None:
                 try:
                     cb(self.owner, node)
@@ -547,7 +422,7 @@ class PipelineRun:
         self._apply_policy(name, node_status, message)
 
     def _retry(self, spec: StepSpec, node: Node) -> bool:
-        policy = spec.retry_on_failure if spec.retry_on_failure is not None else self.retry_on_failure
+        policy = spec.options.retry_on_failure if spec.options.retry_on_failure is not None else self.retry_on_failure
         done = self._retries.get(node.name, 0)
         again = bool(policy(self.owner, node, done)) if callable(policy) else done < int(policy or 0)
         if not again:
@@ -619,7 +494,7 @@ class PipelineRun:
 
     def _status_changed(self, name: str) -> None:
         """Call the step's status_change_callback(pipeline, node, previous_status), as ClearML does."""
-        cb = self.specs[name].status_change_callback
+        cb = self.specs[name].options.status_change_callback
         previous = self._reported.get(name, "pending")
         self._reported[name] = self.dag[name].status
         if previous != self.dag[name].status:
@@ -657,12 +532,18 @@ class PipelineRun:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             self.start()
-            while not self.dag[name].done:
-                if self._thread_error is not None:
-                    raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"step {name!r} did not finish within {timeout} s")
-                self._cond.wait(0.1)
+            self._awaited[name] += 1
+            try:
+                while not self.dag[name].done:
+                    if self._thread_error is not None:
+                        raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise TimeoutError(f"step {name!r} did not finish within {timeout} s")
+                    self._cond.wait(0.1)
+            finally:
+                self._awaited[name] -= 1
+                if not self._awaited[name]:
+                    del self._awaited[name]
             return self.dag[name]
 
     def result_value(self, name: str, artifact: str) -> Any:
@@ -698,13 +579,7 @@ class PipelineRun:
 
     def result_hash(self, name: str, artifact: str) -> str:
         """The content hash of a finished step's artifact (read once per step, then remembered)."""
-        hashes = self._hashes.get(name)
-        if hashes is None or artifact not in hashes:
-            node = self.dag[name]
-            hashes = self._hashes[name] = {a["name"]: a["hash"] for a in outputs.get_artifacts(self.db, node.task_id)}
-        if artifact not in hashes:
-            raise ArtifactError(f"step {name!r} (task {self.dag[name].task_id}) has no return value {artifact!r}")
-        return hashes[artifact]
+        return self.cache.result_hash(name, self.dag[name].task_id, artifact)
 
     def close(self, timeout: float | None = None) -> bool:
         """Let every declared step finish; returns True if the run succeeded (no disallowed failure)."""
@@ -718,20 +593,8 @@ class PipelineRun:
             raise TimeoutError(f"pipeline {self.task.id} did not finish within {timeout} s")
         if self._thread_error is not None:
             raise PipelineError(f"pipeline {self.task.id}: its scheduler failed: {self._thread_error!r}")
-        self._warn_unknown_refresh()
+        self.cache.refresh.warn_unknown(self.dag.names(), self.task.id)
         return not self.errors
-
-    def _warn_unknown_refresh(self) -> None:
-        """A refresh asked for by a name no step has (a typo, or the function's name where the
-        component has name=...) refreshes nothing: say so rather than leave the user believing it did."""
-        if not isinstance(self.refresh, (set, frozenset)) or not self.refresh:
-            return
-        names = set(self.dag.names())
-        known = names | {_base_name(n) for n in names}
-        unknown = sorted(set(self.refresh) - known)
-        if unknown:
-            log.warning("pipeline %s: refresh asked for %s, but no step of this run has that name (its steps: %s)",
-                        self.task.id, ", ".join(map(repr, unknown)), ", ".join(sorted(names)) or "none")
 
     def stop(self, reason: str = "pipeline stopped") -> None:
         """Abort running steps, skip the rest, and end the scheduler."""
@@ -772,12 +635,6 @@ class PipelineRun:
             return [n.name for n in self.dag if n.done]
 
 
-def _base_name(name: str) -> str:
-    """The name a repeated step was declared with: `train` for `train_2` (ClearML names repeats so)."""
-    head, _, tail = name.rpartition("_")
-    return head if head and tail.isdigit() else name
-
-
 def _result_parents(kwargs: dict) -> list[str]:
     """Names of the steps whose results appear among the arguments (top level and one container deep)."""
     out = []
@@ -789,15 +646,6 @@ def _result_parents(kwargs: dict) -> list[str]:
         elif isinstance(value, dict):
             out += [v.step_name for v in value.values() if is_result(v)]
     return out
-
-
-def _resolve_nested(value: Any) -> Any:
-    """Proxies inside containers are loaded here (only top-level ones travel by reference)."""
-    if isinstance(value, (list, tuple, set)) and any(is_result(v) for v in value):
-        return type(value)(v._resolve() if is_result(v) else v for v in value)
-    if isinstance(value, dict) and any(is_result(v) for v in value.values()):
-        return {k: (v._resolve() if is_result(v) else v) for k, v in value.items()}
-    return value
 
 
 def _drain(fd: int) -> None:

@@ -1,65 +1,36 @@
-"""What a pipeline step is before it runs: its spec and its code key (shared by decorator components and controller steps)."""
+"""What a pipeline step is before it runs: its spec (shared by decorator components and controller steps)
+and the checks of its declared options."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import names
 from ..errors import PipelineError
+from ..step_options import StepOptions
 from .proxy import is_result
-
-#: ClearML's continue_behaviour keys and their defaults when continue_on_fail is False.
-CONTINUE_KEYS = ("continue_on_fail", "continue_on_abort", "skip_children_on_fail", "skip_children_on_abort")
 
 
 @dataclass
 class StepSpec:
-    """Everything needed to launch one node: what runs, where, with which policy and callbacks.
+    """One declared node: what runs (`kind`, `function` + `kwargs`, or a nested pipeline's `runner`) and
+    the options it was declared with (`options`, one `StepOptions` record).
 
-    kind: "function" (a component / function step: `function` + `kwargs`), "task" (clone of
-    `base_task_id` with `parameter_override`) or "pipeline" (a nested pipeline run).
+    kind: "function" (a component / function step), "task" (a clone of `options.base_task_id` with
+    its overrides) or "pipeline" (a nested pipeline run).
     """
 
     name: str
     kind: str = "function"
+    options: StepOptions = field(default_factory=StepOptions)
     function: Callable | None = None
     kwargs: dict = field(default_factory=dict)
-    return_values: tuple[str, ...] = ("return_object",)
-    base_task_id: str | None = None
-    parameter_override: dict = field(default_factory=dict)
-    configuration_overrides: dict = field(default_factory=dict)
-    task_overrides: dict = field(default_factory=dict)
-    clone_base_task: bool = True
-    queue: str | None = None
-    cache: bool = False
-    task_type: str | None = None
-    task_name: str | None = None
-    packages: list[str] | str | None = None
-    docker: str | None = None
-    docker_args: str | None = None
-    docker_bash_setup_script: str | None = None
-    repo: str | None = None
-    repo_branch: str | None = None
-    repo_commit: str | None = None
-    helper_functions: tuple[Callable, ...] = ()
-    tags: list[str] = field(default_factory=list)
-    continue_on_fail: bool = False
-    continue_behaviour: dict | None = None
-    retry_on_failure: int | Callable | None = None
-    pre_execute_callback: Callable | None = None
-    post_execute_callback: Callable | None = None
-    status_change_callback: Callable | None = None
-    monitor_metrics: list = field(default_factory=list)
-    monitor_artifacts: list = field(default_factory=list)
-    monitor_models: list = field(default_factory=list)
-    time_limit: float | None = None
-    stage: str | None = None
-    draft: bool = False
-    working_dir: str | None = None
+    #: steps that must finish first: the declared parents, then those whose results it takes
     parents: list[str] = field(default_factory=list)
+    #: the code half of the cache key (function steps with cache on), computed at declaration
     code_key: str | None = None
     #: resolve ClearML `${...}` references in literal arguments at launch (controller function steps)
     references: bool = False
@@ -70,61 +41,7 @@ class StepSpec:
 
     def behaviour(self) -> dict[str, bool]:
         """The effective continue_behaviour (ClearML's defaults filled in)."""
-        out = {
-            "continue_on_fail": bool(self.continue_on_fail),
-            "continue_on_abort": False,
-            "skip_children_on_fail": True,
-            "skip_children_on_abort": True,
-        }
-        for key, value in (self.continue_behaviour or {}).items():
-            if key not in CONTINUE_KEYS:
-                raise PipelineError(f"step {self.name!r}: continue_behaviour key {key!r} is unknown; expected {', '.join(CONTINUE_KEYS)}")
-            out[key] = bool(value)
-        return out
-
-
-class StepCodeKey:
-    """The code half of a function step's cache key, kept until a file it was read from changes.
-
-    What it covers: the function's source, its helper functions' sources, the project's own modules
-    that any of them imports (transitively), looked up where the step will import them
-    (``function_task.local_import_folders``: the function's folder, then the pipeline script's), and
-    ``settings``. Computing it reads and parses those modules; a component is called once per step of
-    every run, so the key is kept. But a notebook or any long-lived process may edit a module between
-    two runs, so each use first stats the folders searched and the files read (a few microseconds)
-    and computes the key again if any changed. The function and helper sources themselves are those
-    of the function objects (``function_source`` keeps them per object): redefining a function makes
-    a new component, with a key of its own.
-    """
-
-    __slots__ = ("function", "helper_functions", "settings", "_kept")
-
-    def __init__(self, function: Callable, helper_functions: Sequence[Callable] = (), settings: dict | None = None):
-        self.function = function
-        self.helper_functions = tuple(helper_functions)
-        self.settings = settings
-        # (key, watched paths, their stamps), replaced as one tuple: another thread sees all or none.
-        self._kept: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = None
-
-    def get(self) -> str:
-        """The key, computed again only if a watched file or folder changed since it was computed.
-
-        Raises ``Unfingerprintable`` if a source does not parse or a setting cannot be fingerprinted.
-        """
-        from ..source import file_stamps, find_local_modules  # lazily: `import labpipe` stays light
-
-        kept = self._kept
-        if kept is not None and file_stamps(kept[1]) == kept[2]:
-            return kept[0]
-        from ..function_task import function_source, local_import_folders
-        from ..hashing import code_key
-
-        src = function_source(self.function)
-        helpers = [function_source(h).source for h in self.helper_functions]
-        modules = find_local_modules([src.source, *helpers], local_import_folders(src.folder))
-        key = code_key(src.source, helpers, modules.sources, self.settings)
-        self._kept = (key, modules.watched, modules.stamps)
-        return key
+        return self.options.behaviour(self.name)
 
 
 def monitor_pairs(items: list, what: str, step: str) -> list[tuple]:

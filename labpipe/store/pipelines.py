@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import NamedTuple
 
 from .db import Database
 from .records import TaskRow
@@ -59,7 +60,16 @@ def step_names(db: Database, task_ids: list[str]) -> dict[str, str]:
     return {r["task"]: r["name"] for r in rows}
 
 
-def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = None) -> tuple[TaskRow, dict[str, str]] | None:
+class CacheHit(NamedTuple):
+    """The task an identical earlier call left: its id, when it ran, and its artifacts' content hashes."""
+
+    task_id: str
+    started: float | None
+    completed: float | None
+    hashes: dict[str, str]
+
+
+def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = None) -> CacheHit | None:
     """A cache hit and its artifacts' hashes in one query: the newest completed (or published) task
     with this key, unless it is archived, that has every artifact in `names` (default: all it has)
     with its bytes still present.
@@ -67,10 +77,12 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
     Archiving the task a step reused makes the next run execute that step, even when an older
     completed task with the same key exists (a refresh leaves one behind): the newest one speaks.
     A hit whose outputs no longer load (artifact row or blob gone, or a blob file of the wrong size,
-    which is quarantined) is a miss, not an error.
+    which is quarantined) is a miss, not an error. Only the columns a hit needs are read: a cached
+    rerun makes one of these queries per step.
     """
     row = db.query_one(
-        "SELECT t.*, (SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
+        "SELECT t.id, t.started, t.completed, t.archived, "
+        "(SELECT json_group_object(a.name, a.hash) FROM artifacts a WHERE a.task = t.id) AS outputs, "
         "(SELECT count(*) FROM artifacts a JOIN inline_blobs b ON b.hash = a.hash WHERE a.task = t.id) AS inline_count "
         "FROM tasks t WHERE t.cache_key = ? AND t.status IN ('completed', 'published') "
         "ORDER BY t.completed DESC LIMIT 1",
@@ -94,9 +106,7 @@ def find_cached_outputs(db: Database, cache_key: str, names: list[str] | None = 
         )
         if not all(blobs.present(db, f["hash"], f["size"]) for f in files if f["name"] in wanted):
             return None
-    return TaskRow.from_row(row), hashes
-
-
+    return CacheHit(row["id"], row["started"], row["completed"], hashes)
 
 
 def task_statuses(db: Database, task_ids: list[str]) -> dict[str, sqlite3.Row]:
