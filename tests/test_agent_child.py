@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import sys
+import types
 
 import click
 import pytest
@@ -32,6 +33,19 @@ def project(tmp_path, monkeypatch):
         sys.modules.pop(name, None)
 
 
+def _probe(name: str, path: str):
+    """A module whose file is `path` (registered in sys.modules) and a function defined in it."""
+    module = types.ModuleType(name)
+    module.__file__ = path
+    sys.modules[name] = module
+
+    def probe():
+        return path
+
+    probe.__module__ = name
+    return module, probe
+
+
 def test_the_cache_and_the_warm_worker_agree_on_what_is_a_library(project):
     root, venv_site = project
     expected = {
@@ -39,37 +53,48 @@ def test_the_cache_and_the_warm_worker_agree_on_what_is_a_library(project):
         json.__file__: True,
         click.__file__: True,  # this environment's site-packages
         str(venv_site / "lp_vendored_module.py"): True,  # a virtual environment inside the project
-        str(venv_site): True,
         labpipe.__file__: True,  # labpipe itself, wherever it is installed
         str(root / "lp_project_module.py"): False,  # the project's own code
-        str(root): False,
-        "<string>": False,  # code with no file
+        "<string>": False,  # code with no file (exec)
         "<labpipe step train>": False,
     }
-    cache_view = {path: source.is_library_path(path) for path in expected}
-    worker_view = {path: child.is_library_path(path) for path in expected}
-    assert cache_view == worker_view == expected
+    names = []
+    try:
+        for i, (path, library) in enumerate(expected.items()):
+            names.append(f"lp_probe_{i}")
+            module, function = _probe(names[-1], path)
+            # the cache: a function of that file counts by name (library) or by its source (project);
+            # the warm worker: a module of that file is imported ahead (library) or never (project)
+            views = (source.is_library_path(path), source.is_library_code(function), child.is_library(module))
+            assert views == (library, library, library), (path, views)
+    finally:
+        for name in names:
+            sys.modules.pop(name, None)
+    assert source.is_library_path(str(venv_site)) and not source.is_library_path(str(root))
 
-    # By module: what a warm worker would import ahead (looked up before any import, then imported)
-    # and how the cache fingerprints their functions (by name when a library's, by source otherwise).
-    for name, library in (("lp_vendored_module", True), ("lp_project_module", False), ("json", True), ("click", True)):
+    # By name: what a warm worker would import ahead, looked up before any import and again after.
+    for name, func, library in (("lp_vendored_module", "g", True), ("lp_project_module", "f", False), ("json", "dumps", True),
+                                ("click", "echo", True)):
         assert child.is_library_name(name) is library, name
         module = importlib.import_module(name)
         assert child.is_library(module) is library, name
         assert child.is_library_name(name) is library, name
-    assert source.is_library_code(sys.modules["lp_vendored_module"].g)
-    assert not source.is_library_code(sys.modules["lp_project_module"].f)
+        assert source.is_library_code(getattr(module, func)) is library, name
     assert not child.is_library_name("this")  # importing it prints: never warmed
 
 
-def test_a_link_from_the_project_into_site_packages_is_a_library_in_both_views(project, tmp_path):
+def test_a_link_from_the_project_into_site_packages_is_a_library_in_both_views(project):
     root, venv_site = project
     link = root / "linked.py"
     link.symlink_to(venv_site / "lp_vendored_module.py")
-    assert source.is_library_path(link) and child.is_library_path(str(link))
     back = venv_site / "from_project.py"
     back.symlink_to(root / "lp_project_module.py")  # a file in site-packages that is really the project's
-    assert not source.is_library_path(back) and not child.is_library_path(str(back))
+    for path, library in ((link, True), (back, False)):
+        module, function = _probe("lp_probe_link", str(path))
+        try:
+            assert source.is_library_path(path) is source.is_library_code(function) is child.is_library(module) is library
+        finally:
+            sys.modules.pop("lp_probe_link", None)
 
 
 def test_the_task_id_variable_is_defined_once_and_the_child_does_not_import_the_task_api_for_it():

@@ -31,7 +31,6 @@ from typing import Any
 from .. import artifacts as _artifacts
 from .. import frameworks
 from ..config import ENV_STORE
-from ..source import is_library_path
 from ..store.db import Database
 from ..store.records import TaskRow
 from ..task_env import ENV_TASK_ID
@@ -62,7 +61,11 @@ def warm_up() -> None:
     )
     # A crash in native code (segfault) leaves a Python traceback on fd 2: the task's console.
     faulthandler.enable(file=2, all_threads=False)
-    is_library_path(__file__)  # its folders, computed once here rather than in every child
+    # Which files are libraries' (the cache's rule, source.py, imported here rather than with this
+    # module): its folders, computed once here rather than in every child.
+    from ..source import is_library_path
+
+    is_library_path(__file__)
     # Run the result-encoding path a few times here: Python 3.11 specialises code as it runs it,
     # writing into the code objects, which each child would otherwise do (and copy) again.
     # Best effort: a rehearsal that fails only costs speed.
@@ -341,6 +344,8 @@ def root_cause(exc: BaseException, filename: str, row: TaskRow) -> dict[str, Any
         message = str(exc)
     except Exception:  # a broken __str__ must not hide the failure
         message = ""
+    from ..source import is_library_path  # imported by warm_up() already, in the worker
+
     frames = []
     blocks = _block_origins(row)
     for frame, line in traceback.walk_tb(exc.__traceback__):
@@ -406,6 +411,8 @@ def is_library(module: Any) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return getattr(module, "__name__", "") in sys.builtin_module_names
+    from ..source import is_library_path
+
     return is_library_path(path)
 
 
@@ -425,6 +432,8 @@ def is_library_name(top: str) -> bool:
     origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
     if origin in ("built-in", "frozen"):
         return True
+    from ..source import is_library_path
+
     return bool(origin) and is_library_path(origin)
 
 
