@@ -281,21 +281,46 @@ def is_library_code(obj: object) -> bool:
 
 
 def is_library_path(path: str | os.PathLike) -> bool:
-    """True for a file or folder inside a site-packages folder or the standard library."""
-    resolved = Path(path).resolve()
-    if {part.lower() for part in resolved.parts} & {"site-packages", "dist-packages"}:
+    """True for a file or folder that belongs to a library, False for the project's own code.
+
+    A library's is anything, once links are resolved, inside: a ``site-packages`` or ``dist-packages``
+    folder (this environment's, the user site, another virtual environment's, also one that lives
+    inside the project folder), the standard library, this interpreter's install folders (sysconfig's
+    stdlib, platstdlib, purelib, platlib), or labpipe itself (wherever it is installed: an editable
+    checkout is in no site-packages). A name that is no file (``<string>``, ``<stdin>``, a step's
+    ``<labpipe step ...>``) is not a library's.
+
+    The one rule for every caller: the cache (a library's code counts by name and version, the
+    project's by its source), the pipeline's local import folders, and the warm worker
+    (agent/child.py, agent/worker.py), which imports library modules ahead of a fork but never the
+    project's, since a project module imported once would go stale when the user edits it.
+    """
+    text = os.fspath(path)
+    if text.startswith("<") and text.endswith(">"):
+        return False
+    real = os.path.realpath(text)
+    if (real + os.sep).startswith(_library_roots()):
         return True
-    return resolved.is_relative_to(_stdlib_dir())
+    parts = set(real.lower().split(os.sep))
+    return "site-packages" in parts or "dist-packages" in parts
 
 
-_STDLIB_DIR: list[Path] = []
+_LIBRARY_ROOTS: list[tuple[str, ...]] = []
 
 
-def _stdlib_dir() -> Path:
-    # os.py lives at the top of the standard library (frozen modules keep their __file__ since 3.11).
-    if not _STDLIB_DIR:
-        _STDLIB_DIR.append(Path(os.__file__).resolve().parent)
-    return _STDLIB_DIR[0]
+def _library_roots() -> tuple[str, ...]:
+    """The folders whose contents are libraries' whatever their names, each ending with a separator
+    (computed once; a warm worker computes it before it forks, so its children share it)."""
+    if not _LIBRARY_ROOTS:
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+        # os.py lives at the top of the standard library (frozen modules keep their __file__ since 3.11)
+        roots.add(os.path.dirname(os.__file__))
+        roots.add(os.path.dirname(os.path.abspath(__file__)))  # labpipe itself
+        _LIBRARY_ROOTS.append(tuple(sorted(os.path.realpath(r).rstrip(os.sep) + os.sep for r in roots if r)))
+    return _LIBRARY_ROOTS[0]
 
 
 def _is_frozen(name: str) -> bool:

@@ -14,6 +14,7 @@ import xxhash
 from . import contained
 from .errors import ArtifactError, UnsafePath
 from .offline import install_on
+from .store import outputs
 from .store.db import get_database
 
 
@@ -86,15 +87,10 @@ class StorageManager:
     def _labpipe_copy(db, digest: str, filename: str, extract_archive: bool) -> str:
         from . import artifacts as _artifacts
 
-        row = db.query_one("SELECT kind, filename FROM artifacts WHERE hash = ? LIMIT 1", (digest,))
-        if row is not None:
-            kind, fname = row["kind"], row["filename"]
-        else:
-            model = db.query_one("SELECT filename FROM models WHERE hash = ? LIMIT 1", (digest,))
-            if model is None:
-                raise ArtifactError(f"labpipe://{digest}/{filename}: no artifact or model in the store {db.root} has this content")
-            kind = "folder" if model["filename"].endswith("/") else "file"
-            fname = model["filename"].rstrip("/")
+        named = outputs.content_named(db, digest)
+        if named is None:
+            raise ArtifactError(f"labpipe://{digest}/{filename}: no artifact or model in the store {db.root} has this content")
+        kind, fname = named
         if kind == "folder" and not extract_archive:
             kind, fname = "file", contained.file_name_for(fname, ".zip", fallback=digest)
         elif kind not in ("file", "folder"):

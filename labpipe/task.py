@@ -32,9 +32,8 @@ from .session import LocalSession
 from .store import outputs, tasks
 from .store.db import Database, get_database
 from .store.records import TaskRow
+from .task_env import ENV_TASK_ID
 from .task_types import TaskTypes, task_type_name
-
-ENV_TASK_ID = "LABPIPE_TASK_ID"
 
 # The pipeline run whose logic this code is part of sets its controller task here (per thread and
 # context: parallel and nested pipelines each see their own), so Task.current_task() in the logic is

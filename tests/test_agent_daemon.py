@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -50,7 +51,7 @@ def start_daemon():
     def start(*args: str) -> subprocess.Popen:
         db = get_database()
         before = len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"])
-        proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", *args], stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent", *args], stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         wait_until(lambda: len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"]) > before)
         return proc
@@ -189,3 +190,23 @@ def test_an_agent_whose_store_goes_bad_exits_1_saying_it_cannot_serve(start_daem
     assert daemon.wait(WAIT) == 1
     last = daemon.stderr.read().strip().splitlines()[-1]
     assert "labpipe agent[" in last and "ERROR: stopped: cannot serve:" in last and "not a labpipe store database" in last
+
+
+def test_python_dash_m_labpipe_agent_is_the_agent_command_and_the_old_module_still_runs_it():
+    """agent/__main__.py is the daemon's entry point (`labpipe agent`'s options); `labpipe.agent.daemon`,
+    the entry point before it, still runs the same command."""
+    from labpipe.cli import main as cli
+
+    def options(text: str) -> set[str]:
+        return set(re.findall(r"--[a-z][a-z-]*", text.split("Options:")[1]))
+
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["agent", "--help"])
+    assert listed.exit_code == 0, listed.output
+    for module in ("labpipe.agent", "labpipe.agent.daemon"):
+        shown = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        assert "Usage: python -m labpipe.agent [OPTIONS]" in shown.stdout
+        assert options(shown.stdout) == options(listed.output) >= {"--queue", "--services", "--workers", "--grace", "--lease"}
+    bad = subprocess.run([sys.executable, "-m", "labpipe.agent", "--workers", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--workers" in bad.stderr

@@ -147,7 +147,7 @@ def test_killed_worker_task_with_retries_left_is_requeued_and_run_again(tmp_path
 
 
 def test_pool_leaves_a_queue_served_by_a_daemon_alone(store):
-    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--queue", "shared", "--workers", "1"],
+    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent", "--queue", "shared", "--workers", "1"],
                               stderr=subprocess.DEVNULL)
     try:
         db = get_database()
@@ -204,7 +204,7 @@ def test_fresh_workers_are_new_interpreters_that_run_tasks(monkeypatch):
                 return fh.read()
 
         wait_until(lambda: cmdline())  # empty until the new interpreter has been exec'd
-        assert b"labpipe.agent.spawned" in cmdline()
+        assert b"-m\x00labpipe.agent\x00worker\x00" in cmdline()  # started fresh, through agent/__main__.py
         task = Task.enqueue(Task.create_function_task(add, a=40, b=2))
         task.wait_for_status(timeout=WAIT)
         assert task.artifacts["return_object"].get() == 42

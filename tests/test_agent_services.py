@@ -38,7 +38,7 @@ def start_agent():
     def start(*args: str, env: dict | None = None) -> subprocess.Popen:
         db = get_database()
         before = len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"])
-        proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", *args], stderr=subprocess.PIPE, text=True,
+        proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent", *args], stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **(env or {})})
         procs.append(proc)
         wait_until(lambda: len([w for w in store_leases.live_workers(db, 10) if w["kind"] == "daemon"]) > before, timeout=WAIT)

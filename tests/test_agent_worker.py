@@ -432,8 +432,8 @@ def test_a_lease_is_kept_while_a_worker_prepares_a_task_for_longer_than_the_leas
 
     worker = worker_module.Worker(worker_module.WorkerConfig(str(store), ("prep",), lease_seconds=0.4))
     task = Task.enqueue(Task.create_function_task(add, a=1), queue_name="prep")
-    row = leases.claim_next(get_database(), ["prep"], worker.id, 0.4)
-    with worker_module._LeaseKeeper(worker, row) as keeper:
+    lease = leases.claim_next(get_database(), ["prep"], worker.id, 0.4)
+    with worker_module.LeaseKeeper(worker, lease) as keeper:
         for _ in range(10):  # 1 s of "preparation", watched by a reaper all along
             time.sleep(0.1)
             assert leases.reap_expired(get_database()) == []

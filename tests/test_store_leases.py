@@ -3,6 +3,7 @@ owners of this machine checked by their process, a poison task failed by name, t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from labpipe import Task, clock
-from labpipe.store import leases, owners, tasks
+from labpipe.store import blobs, leases, outputs, owners, tasks
 from labpipe.store.db import Database, get_database
 
 ELSEWHERE = "daemon:another-host:4242"  # an owner this process cannot judge by its pid
@@ -49,11 +50,11 @@ def test_owner_state_judges_a_process_of_this_machine_by_pid_and_start_time():
 def test_a_lease_nobody_here_can_judge_lapses_once_its_heartbeat_stops_for_the_lease():
     db = get_database()
     task = queued()
-    row = leases.claim_next(db, ["q"], ELSEWHERE, 0.4)
+    lease = leases.claim_next(db, ["q"], ELSEWHERE, 0.4)
     for _ in range(4):  # renewed: never lapses, though it is watched for longer than the lease
         assert leases.reap_expired(db) == []
         time.sleep(0.15)
-        leases.renew_lease(db, row.id, ELSEWHERE, row.attempt, 0.4)
+        leases.renew_lease(db, lease, 0.4)
     assert leases.reap_expired(db) == []
     time.sleep(0.45)  # silent for longer than its lease, on this process's monotonic clock
     assert leases.reap_expired(db) == [(task.id, "failed")]
@@ -63,10 +64,10 @@ def test_a_lease_nobody_here_can_judge_lapses_once_its_heartbeat_stops_for_the_l
 def test_a_forward_clock_step_does_not_lapse_a_renewed_lease(stepped_clock):
     db = get_database()
     task = queued()
-    row = leases.claim_next(db, ["q"], ELSEWHERE, 5.0)
+    lease = leases.claim_next(db, ["q"], ELSEWHERE, 5.0)
     stepped_clock(30.0)  # lease_until is now 25 s in this clock's past
     assert leases.reap_expired(db) == []
-    leases.renew_lease(db, row.id, ELSEWHERE, row.attempt, 5.0)
+    leases.renew_lease(db, lease, 5.0)
     stepped_clock(-30.0)
     assert leases.reap_expired(db) == []
     assert task.get_status() == "in_progress"
@@ -129,8 +130,8 @@ def test_a_task_whose_worker_dies_three_times_is_failed_as_poison_naming_it():
     db = get_database()
     task = queued(retries=10)
     for attempt in range(1, 4):
-        row = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
-        assert row.attempt == attempt
+        lease = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
+        assert lease.attempt == attempt
         leases.expire_worker(db, ELSEWHERE)  # what a pool does when it sees its worker die
         (reaped,) = leases.reap_expired(db)
     assert reaped == (task.id, "failed")
@@ -170,3 +171,112 @@ def test_a_version_1_store_is_migrated_to_lease_heartbeats(tmp_path):
     columns = {r["name"] for r in db.query("PRAGMA table_info(tasks)")}
     assert {"lease_seconds", "lease_beat", "lease_mono", "owner_proc", "lost_runs"} <= columns
     assert db.query_one("PRAGMA user_version")[0] >= 2
+    # declared as a new store declares them (type, NOT NULL, default; added last), nothing else changed
+    new = get_database(tmp_path / "new")
+    for table in ("tasks", "workers"):
+        assert sorted(tuple(r)[1:] for r in db.query(f"PRAGMA table_info({table})")) == \
+            sorted(tuple(r)[1:] for r in new.query(f"PRAGMA table_info({table})"))
+    assert db.query_one("PRAGMA recursive_triggers")[0] == 0  # the migration left the connection as it was
+
+
+# -- the fence: a Lease that is no longer the task's run changes nothing -------------------------
+
+
+def _stale_and_current(db) -> tuple[Task, leases.Lease, leases.Lease]:
+    """A task claimed once (attempt 1), lost, and claimed again by the same owner (attempt 2): the
+    first lease is stale, the second is the run now; only the attempt tells them apart."""
+    task = queued(retries=1)
+    stale = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
+    leases.expire_worker(db, ELSEWHERE)
+    assert leases.reap_expired(db) == [(task.id, "queued")]
+    current = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
+    assert (stale.task_id, stale.attempt, current.task_id, current.attempt) == (task.id, 1, task.id, 2)
+    return task, stale, current
+
+
+def _snapshot(db, task_id: str) -> tuple:
+    """What a fenced-out verb must leave as it was: the row's status, times, lease and runtime, and the outputs."""
+    row = tasks.get_task(db, task_id)
+    beat = db.query_one("SELECT lease_beat, lease_until, lease_seconds, enqueue_seq FROM tasks WHERE id = ?", (task_id,))
+    arts = [tuple(r) for r in outputs.get_artifacts(db, task_id)]
+    return (row.status, row.status_message, row.completed, row.last_update, row.worker, row.attempt, row.runtime,
+            row.retries_left, tuple(beat), arts)
+
+
+def test_claim_next_returns_the_lease_of_the_run_it_started():
+    db = get_database()
+    task = queued()
+    lease = leases.claim_next(db, ["q"], ELSEWHERE, 60.0)
+    assert lease == leases.Lease(task.id, ELSEWHERE, 1) and hash(lease) == hash(leases.Lease(task.id, ELSEWHERE, 1))
+    assert (lease.task.id, lease.task.status, lease.task.worker, lease.task.attempt) == (task.id, "in_progress", ELSEWHERE, 1)
+    assert leases.current_lease(db, task.id) == lease and leases.held_status(db, lease) == "in_progress"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lease.attempt = 2  # a record of one claim: never edited into another
+    assert leases.claim_next(db, ["q"], ELSEWHERE, 60.0) is None  # nothing else queued
+
+
+def test_a_stale_attempts_finish_run_changes_nothing_and_reports_it_was_fenced_out():
+    db = get_database()
+    task, stale, current = _stale_and_current(db)
+    ref = blobs.prepare(db, [b"stale bytes"])
+    before = _snapshot(db, task.id)
+    for status in ("completed", "failed"):
+        assert leases.finish_run(db, stale, status, "stale", artifacts=[("out", ref, "pickle", "", "")],
+                                 runtime={"worker": ELSEWHERE}, retry=True) is None
+        assert _snapshot(db, task.id) == before
+    assert not blobs.exists(db, ref.hash)  # not even its inline bytes were recorded
+    # Another owner with the right attempt number is fenced out too.
+    assert leases.finish_run(db, leases.Lease(task.id, "daemon:a-third-host:7", current.attempt), "completed") is None
+    assert _snapshot(db, task.id) == before
+    # The run now finishes; after that, the stale lease still changes nothing (completed time kept).
+    assert leases.finish_run(db, current, "completed", artifacts=[("out", ref, "pickle", "", "")]) == "completed"
+    done = _snapshot(db, task.id)
+    assert done[0] == "completed" and done[2] is not None and [a[1] for a in done[-1]] == ["out"]
+    time.sleep(0.01)
+    assert leases.finish_run(db, stale, "failed", "stale", runtime={"error": "x"}) is None
+    assert leases.finish_run(db, current, "failed", "twice") is None  # a finished run is not finished again
+    assert _snapshot(db, task.id) == done
+
+
+def test_a_stale_attempts_renew_lease_changes_nothing_and_reports_it_was_fenced_out():
+    db = get_database()
+    task, stale, current = _stale_and_current(db)
+    before = _snapshot(db, task.id)
+    assert leases.renew_lease(db, stale, 600.0) is None
+    assert _snapshot(db, task.id) == before  # neither the heartbeat nor lease_until moved
+    assert leases.held_status(db, stale) is None
+    assert leases.renew_lease(db, current, 600.0) == "in_progress"  # the run now renews
+    renewed = _snapshot(db, task.id)
+    assert renewed[8][0] == before[8][0] + 1 and renewed[8][2] == 600.0
+
+
+def test_a_stale_attempts_requeue_changes_nothing_and_reports_it_was_fenced_out():
+    db = get_database()
+    task, stale, current = _stale_and_current(db)
+    before = _snapshot(db, task.id)
+    assert leases.requeue(db, stale, "shutting down") is False
+    assert _snapshot(db, task.id) == before  # still in progress under the current run, same enqueue order
+    assert leases.requeue(db, current, "shutting down") is True
+    assert task.get_status() == "queued" and leases.current_lease(db, task.id) is None
+    assert leases.requeue(db, current, "again") is False  # no longer in progress: nothing to put back
+
+
+def test_a_stale_attempts_finish_changes_nothing_and_reports_it_was_fenced_out():
+    db = get_database()
+    task, stale, current = _stale_and_current(db)
+    before = _snapshot(db, task.id)
+    assert leases.finish(db, stale, "completed", "stale") is False
+    assert _snapshot(db, task.id) == before
+    assert leases.finish(db, current, "completed") is True and task.get_status() == "completed"
+
+
+def test_the_older_argument_form_of_the_fenced_verbs_still_works():
+    """labpipe/session.py still calls renew_lease and finish with (task_id, owner, attempt): kept until
+    it passes a Lease, and fenced the same way."""
+    db = get_database()
+    task, stale, current = _stale_and_current(db)
+    assert leases.renew_lease(db, task.id, stale.owner, stale.attempt, 5.0) is None
+    assert leases.renew_lease(db, task.id, current.owner, current.attempt, 5.0) == "in_progress"
+    assert leases.finish(db, task.id, stale.owner, stale.attempt, "completed", "stale") is False
+    assert leases.finish(db, task.id, current.owner, current.attempt, "completed", "done") is True
+    assert task.get_status() == "completed"

@@ -4,7 +4,7 @@
     with Pool(queues={"default": 2, "services": 1}):
         ...                      # tasks enqueued on those queues run in worker processes
 
-Kept light on purpose: importing the package must not pull in the pool (and `multiprocess`).
+Kept light on purpose: importing the package must not pull in the pool (and `multiprocessing`).
 """
 
 from __future__ import annotations

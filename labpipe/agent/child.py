@@ -16,13 +16,13 @@ import _signal
 import base64
 import builtins
 import faulthandler
+import importlib.util
 import io
 import json
 import linecache
 import os
 import signal
 import sys
-import sysconfig
 import traceback
 from collections.abc import Coroutine
 from pathlib import Path
@@ -33,11 +33,10 @@ from .. import frameworks
 from ..config import ENV_STORE
 from ..store.db import Database
 from ..store.records import TaskRow
-
-ENV_TASK_ID = "LABPIPE_TASK_ID"
+from ..task_env import ENV_TASK_ID
 
 # Modules whose import does something (prints the Zen of Python, opens a web browser): never re-imported.
-_NEVER_WARM = frozenset({"this", "antigravity", "__main__", "__hello__", "__phello__"})
+NEVER_WARM = frozenset({"this", "antigravity", "__main__", "__hello__", "__phello__"})
 
 
 _STREAMS: tuple[io.TextIOWrapper, io.TextIOWrapper] | None = None
@@ -49,7 +48,7 @@ def warm_up() -> None:
     A forked child pays for every page it writes (copy-on-write), so work done once in the worker
     and shared read-only is cheaper than the same work repeated in each child.
     """
-    global _STREAMS, _ROOTS
+    global _STREAMS
     # Line-buffered text streams over fds 1 and 2, whatever those fds are when written to: in a child
     # they are the console pipes. The worker's own sys.stdout may be anything (a pytest capture, a
     # closed terminal), and block buffering would hide a task's output until it ends. Whole lines, not
@@ -62,7 +61,11 @@ def warm_up() -> None:
     )
     # A crash in native code (segfault) leaves a Python traceback on fd 2: the task's console.
     faulthandler.enable(file=2, all_threads=False)
-    _ROOTS = _library_roots()
+    # Which files are libraries' (the cache's rule, source.py, imported here rather than with this
+    # module): its folders, computed once here rather than in every child.
+    from ..source import is_library_path
+
+    is_library_path(__file__)
     # Run the result-encoding path a few times here: Python 3.11 specialises code as it runs it,
     # writing into the code objects, which each child would otherwise do (and copy) again.
     # Best effort: a rehearsal that fails only costs speed.
@@ -243,7 +246,7 @@ def resolve_references(db: Database, refs: dict[str, Any]) -> dict[str, Any]:
     inline blob, its bytes. The task's process then loads its inputs without opening a database
     connection of its own (about a millisecond per step). A bad reference becomes the error to raise."""
     from ..errors import ArtifactError
-    from ..store import outputs
+    from ..store import blobs, outputs
 
     out: dict[str, Any] = {}
     for arg, ref in refs.items():
@@ -256,9 +259,8 @@ def resolve_references(db: Database, refs: dict[str, Any]) -> dict[str, Any]:
                 f"argument {arg!r}: task {ref['task']} has no artifact {ref['artifact']!r} (deleted, or its step did not store it)"
             )
             continue
-        inline = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (row["hash"],))
         out[arg] = {"task": ref["task"], "name": row["name"], "hash": row["hash"], "kind": row["kind"],
-                    "filename": row["filename"], "inline": inline[0] if inline is not None else None}
+                    "filename": row["filename"], "inline": blobs.inline_bytes(db, row["hash"])}
     return out
 
 
@@ -342,6 +344,8 @@ def root_cause(exc: BaseException, filename: str, row: TaskRow) -> dict[str, Any
         message = str(exc)
     except Exception:  # a broken __str__ must not hide the failure
         message = ""
+    from ..source import is_library_path  # imported by warm_up() already, in the worker
+
     frames = []
     blocks = _block_origins(row)
     for frame, line in traceback.walk_tb(exc.__traceback__):
@@ -397,18 +401,9 @@ def _print_traceback(exc: BaseException, filename: str) -> None:
         pass
 
 
-def _library_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots.add(str(Path(__file__).resolve().parents[1]))  # labpipe itself
-    return tuple(sorted(os.path.realpath(r) + os.sep for r in roots if r))
-
-
-_ROOTS: tuple[str, ...] | None = None
-
-
 def is_library(module: Any) -> bool:
-    """Whether a module comes from the standard library, site-packages or labpipe (not the project).
+    """Whether a module is a library's (source.is_library_path: the standard library, site-packages,
+    labpipe), not the project's; a module without a file only if it is built in.
 
     Only those are imported ahead by a warm worker: a project module imported once would go stale
     when the user edits it, and the next task would silently run the old code.
@@ -416,15 +411,30 @@ def is_library(module: Any) -> bool:
     path = getattr(module, "__file__", None)
     if not path:
         return getattr(module, "__name__", "") in sys.builtin_module_names
+    from ..source import is_library_path
+
     return is_library_path(path)
 
 
-def is_library_path(path: str) -> bool:
-    """Whether a file lies in the standard library, site-packages or labpipe."""
-    global _ROOTS
-    if _ROOTS is None:
-        _ROOTS = _library_roots()
-    return os.path.realpath(path).startswith(_ROOTS)
+def is_library_name(top: str) -> bool:
+    """Whether top-level module `top` is (or, not imported yet, would be imported from) a library's
+    file: what a warm worker may import ahead. Looked up with find_spec, without importing it."""
+    if top in NEVER_WARM:
+        return False
+    if top in sys.modules:
+        return is_library(sys.modules[top])
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
+    if origin in ("built-in", "frozen"):
+        return True
+    from ..source import is_library_path
+
+    return bool(origin) and is_library_path(origin)
 
 
 def _new_imports(before: int) -> tuple[list[str], list[str]]:
@@ -442,7 +452,7 @@ def _new_imports(before: int) -> tuple[list[str], list[str]]:
         new.append(name)
         if len(new) == count:
             break
-    new = [n for n in new if n not in _NEVER_WARM]
+    new = [n for n in new if n not in NEVER_WARM]
     tops = sorted({n.partition(".")[0] for n in new if not n.startswith("_")})
     warm = sorted(
         (n for n in new if not any(part.startswith("_") for part in n.split(".")) and is_library(sys.modules.get(n))),
@@ -453,10 +463,9 @@ def _new_imports(before: int) -> tuple[list[str], list[str]]:
 
 def _stop_own_pool() -> None:
     """A step that started a pool (a pipeline run as a step) stops it: os._exit skips atexit."""
-    pool_module = sys.modules.get("labpipe.agent.pool")
-    shared = getattr(pool_module, "_shared", None)
-    if shared is not None and shared._owner == os.getpid():
-        shared.stop()
+    pool_module = sys.modules.get("labpipe.agent.pool")  # never imported here only to find nothing to stop
+    if pool_module is not None:
+        pool_module.stop_own_pool()
 
 
 def _send(fd: int, report: dict) -> None:

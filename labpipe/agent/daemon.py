@@ -6,7 +6,7 @@ tasks at once, up to `--max-services` (default 8). Several
 daemons on one store share the work (each task is claimed by exactly one worker). SIGTERM, SIGINT or
 SIGHUP stop it cleanly: running tasks may finish within the grace period, else they are re-queued.
 
-    python -m labpipe.agent.daemon --queue default --workers 2     (same as `labpipe agent ...`)
+    python -m labpipe.agent --queue default --workers 2     (same as `labpipe agent ...`; agent/__main__.py)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def run_daemon(
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
-    from .commands import agent_command
+if __name__ == "__main__":  # pragma: no cover - the entry point before agent/__main__.py, kept for old callers
+    from .__main__ import main
 
-    agent_command()
+    main()

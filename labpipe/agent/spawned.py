@@ -8,7 +8,7 @@ owner is a notebook or script holding a large dataset, every task pays for it: m
 Python objects.
 
 So when the owner's private memory is large (`FRESH_ABOVE_MB`), the pool starts its workers as
-new interpreters (`python -m labpipe.agent.spawned`) instead of forking itself; they import labpipe
+new interpreters (`python -m labpipe.agent worker ...`, agent/__main__.py) instead of forking itself; they import labpipe
 (~0.1 s once per worker) and then fork lean children. `LABPIPE_WORKER_START=fork|fresh` overrides
 the choice. Not multiprocessing's "spawn" or "forkserver": those re-import the owner's `__main__`
 in each worker, which re-runs a script that has no `if __name__ == "__main__":` guard.
@@ -51,7 +51,7 @@ def private_memory_mb() -> float:
 
 
 class FreshWorker:
-    """A worker process started as a new interpreter, with the part of multiprocess.Process the pool uses."""
+    """A worker process started as a new interpreter, with the part of multiprocessing.Process the pool uses."""
 
     def __init__(self, config: WorkerConfig, owner: int) -> None:
         self.config = config
@@ -66,7 +66,7 @@ class FreshWorker:
         config = json.dumps({"store": self.config.store, "queues": list(self.config.queues), "kind": self.config.kind,
                              "lease_seconds": self.config.lease_seconds, "grace": self.config.grace,
                              "services": self.config.services})
-        self._proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent.spawned", config, str(self.owner)],
+        self._proc = subprocess.Popen([sys.executable, "-m", "labpipe.agent", "worker", config, str(self.owner)],
                                       env=env, stdin=subprocess.DEVNULL, close_fds=True)
 
     @property
@@ -92,14 +92,10 @@ class FreshWorker:
             pass
 
 
-def main(argv: list[str]) -> None:
-    """`python -m labpipe.agent.spawned CONFIG_JSON OWNER_PID`: serve as one of the owner's pool workers."""
+def serve_as_worker(argv: list[str]) -> None:
+    """`python -m labpipe.agent worker CONFIG_JSON OWNER_PID`: serve as one of the owner's pool workers."""
     from .worker import worker_main
 
     config = json.loads(argv[0])
     worker_main(WorkerConfig(config["store"], tuple(config["queues"]), config["kind"], config["lease_seconds"],
                              config["grace"], config.get("services", False)), int(argv[1]))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

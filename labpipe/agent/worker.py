@@ -9,20 +9,18 @@ timeout that grows from 2 ms to half a second. Why a child per task, forked rath
   interpreter that imports them ~1 s. So the worker itself imports, ahead of the next fork, the
   library modules earlier tasks imported (and those a task's source declares): warm workers.
 
-While the child runs, the worker supervises it from a single thread: it pumps the child's
-stdout/stderr into the task's console, reads the task's status (a user's stop kills the child's whole
-process group), renews the lease, and heart-beats. The end of a run is recorded fenced by
-(worker, attempt), so a worker that lost its lease can never overwrite a newer attempt.
+While the child runs, the worker supervises it from a single thread (agent/supervision.py: one
+handler per event): it pumps the child's stdout/stderr into the task's console, reads the task's
+status (a user's stop kills the child's whole process group), renews the lease, and heart-beats. The end of a run is recorded fenced by its lease
+(`Lease(task_id, owner, attempt)`, from the claim), so a worker that lost it can never overwrite a
+newer attempt.
 """
 
 from __future__ import annotations
 
 import base64
-import codecs
 import gc
 import importlib
-import importlib.util
-import json
 import logging
 import os
 import signal
@@ -31,19 +29,20 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import params as _params
 from ..config import LEASE_SECONDS
-from ..errors import LabpipeError, StoreTooNew
-from ..status import COMPLETED, FAILED, IN_PROGRESS, PUBLISHED, QUEUED, STOPPED
+from ..errors import LabpipeError, StoreTooNew, TaskNotFound
+from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED
 from ..store import blobs, leases, outputs, tasks, wakeup
 from ..store.db import get_database
-from ..store.records import TaskRow
+from ..store.records import Lease, TaskRow
+from ..task_env import ENV_TASK_ID
 from . import child as _child
 from . import lifeline
+from .supervision import ChildProcess, Outcome, Supervision, drain, select_readable
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +53,7 @@ ENV_SERVICES_ABOVE = "LABPIPE_SERVICES_ABOVE"
 # stop writing there, and restarting it would only fail again.
 EXIT_STORE_TOO_NEW = 3
 HEARTBEAT_SECONDS = 2.0  # a worker row older than waiting.WORKER_MAX_AGE is considered dead
-CHECK_SECONDS = 0.2  # how often a running task's status is read: a stop takes effect within this
-FLUSH_SECONDS = 0.2  # how often a running task's console output reaches the store
 IDLE_MAX_SLEEP = 0.5  # longest wait between looks at empty queues (wake-ups usually come first)
-KILL_AFTER = 0.5  # seconds between SIGTERM and SIGKILL when a task's process must end
-_STDERR_TAIL = 4096
 
 
 @dataclass
@@ -80,29 +75,6 @@ class WorkerConfig:
     services: bool = False
 
 
-@dataclass
-class _Child:
-    pid: int
-    pidfd: int | None
-    out: int
-    err: int
-    result: int
-    exit_code: int | None = None  # once reaped (negative: killed by that signal)
-
-
-@dataclass
-class Outcome:
-    """How a run ended: completed | failed | stopped (by a user) | lost (lease gone) | requeue (shutdown)."""
-
-    status: str
-    message: str = ""
-    artifacts: list[dict] = field(default_factory=list)
-    imports: list[str] = field(default_factory=list)
-    warm: list[str] = field(default_factory=list)
-    #: a failed function's root cause (child.root_cause): type, message, the user's frames
-    error: dict | None = None
-
-
 class Worker:
     """One worker process's state; `serve()` is its loop."""
 
@@ -113,15 +85,17 @@ class Worker:
         self.id = f"{config.kind}:{socket.gethostname()}:{os.getpid()}"
         self.parent = os.getppid()
         self.stopping = False
-        self._stop_by: float | None = None
+        #: when a running task must be ended and re-queued (monotonic; set by a stop signal plus the grace)
+        self.stop_by: float | None = None
         self._warmed: set[str] = set()
         self._cold: set[str] = set()
         self._noticed: set[str] = set()
-        self._sig_r, self._sig_w = os.pipe()
-        os.set_blocking(self._sig_r, False)
+        #: the read end of the signal wake-up pipe (signal.set_wakeup_fd): a stop signal wakes any wait
+        self.signal_fd, self._sig_w = os.pipe()
+        os.set_blocking(self.signal_fd, False)
         os.set_blocking(self._sig_w, False)
         self._listener: wakeup.Listener | None = None
-        self._next_beat = 0.0
+        self.next_beat = 0.0  #: when the worker's row is next heart-beaten (monotonic)
         self._exiting: list[int] = []  # task processes that reported and are exiting, to reap
 
     # -- the loop --------------------------------------------------------------------------
@@ -150,9 +124,9 @@ class Worker:
         sleep, look = 0.0, True
         try:
             while not self._should_exit():
-                row = leases.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
-                if row is not None:
-                    self.run_task(row)
+                lease = leases.claim_next(self.db, queues, self.id, self.config.lease_seconds) if look else None
+                if lease is not None:
+                    self.run_task(lease)
                     sleep, look = 0.0, True
                     continue
                 self._housekeeping()
@@ -169,29 +143,36 @@ class Worker:
                 pass
         return 0
 
-    def run_task(self, row: TaskRow) -> str | None:
-        """Run one claimed task from start to recorded end; returns the status it ended with."""
+    def run_task(self, lease: Lease) -> str | None:
+        """Run the task this worker claimed (`lease`) from start to recorded end; returns the status it
+        ended with (None when the run was taken from it meanwhile)."""
         self._reap_children()
+        row = lease.task  # as the claim read it; a lease made elsewhere (a test) reads it now
+        if row is None:
+            try:
+                row = tasks.get_task(self.db, lease.task_id)
+            except TaskNotFound:
+                return None  # deleted since the claim: nothing to run, nowhere to record it
         gone = self._pipeline_gone(row)
         if gone:  # a step left queued by a pipeline that was stopped or killed: nobody waits for it
-            leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"not run: {gone}")
+            leases.finish_run(self.db, lease, STOPPED, f"not run: {gone}")
             return STOPPED
-        with _LeaseKeeper(self, row) as keeper:  # a checkout or an import can outlast the lease
+        with LeaseKeeper(self, lease) as keeper:  # a checkout or an import can outlast the lease
             problem, workdir = self._prepare(row)  # its packages, its repo checkout
             if not problem and row.script.get("kind") == "function":
                 self._warm(row.script.get("imports", ()))  # what its source imports, paid once per worker
         if keeper.held != IN_PROGRESS:
             return None  # stopped or taken from us meanwhile: not ours to run
         if problem:
-            return self._record(row, Outcome(FAILED, problem))
+            return self._record(row, lease, Outcome(FAILED, problem))
         try:
             child = self._fork(row, workdir)
         except OSError as exc:  # out of processes or memory: the task did not start at all
-            return self._record(row, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
-        outcome = self._supervise(row, child)  # console, lease, stop requests, until it exits
-        status = self._record(row, outcome)  # fenced by (worker, attempt)
+            return self._record(row, lease, Outcome(FAILED, f"worker {self.id} could not start the task's process: {exc}"))
+        outcome = self._supervise(row, lease, child)  # console, lease, stop requests, until it exits
+        status = self._record(row, lease, outcome)  # fenced by the lease
         if row.type == "controller" and row.script.get("kind") == "script":
-            self._note_script_exit(row, child.exit_code)
+            self._note_script_exit(row, lease, child.exit_code)
         self._warm(outcome.warm)  # what it imported, for the next fork
         return status
 
@@ -245,7 +226,7 @@ class Worker:
         for name in modules:
             if name in self._warmed or name in self._cold:
                 continue
-            if name not in sys.modules and not self._is_library(name.partition(".")[0]):
+            if name not in sys.modules and not _child.is_library_name(name.partition(".")[0]):
                 self._cold.add(name)
                 continue
             try:
@@ -258,23 +239,7 @@ class Worker:
         if fresh:
             gc.freeze()
 
-    def _is_library(self, top: str) -> bool:
-        if top in _child._NEVER_WARM:
-            return False
-        if top in sys.modules:
-            return _child.is_library(sys.modules[top])
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            return False
-        if spec is None:
-            return False
-        origin = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
-        if origin in ("built-in", "frozen"):
-            return True
-        return bool(origin) and _child.is_library_path(origin)
-
-    def _fork(self, row: TaskRow, workdir: str | None) -> _Child:
+    def _fork(self, row: TaskRow, workdir: str | None) -> ChildProcess:
         """Start the task's own process: a fork of this worker, which runs the function or execs the script."""
         params = [(r["section"], r["name"], _params.decode(r["value"], r["type"])) for r in tasks.get_params(self.db, row.id)]
         if workdir:
@@ -297,7 +262,7 @@ class Worker:
                 lifeline.die_with_parent(signal.SIGKILL, expected_parent=me)
                 if self.config.services:
                     os.environ[ENV_SERVICES_ABOVE] = self.id
-                keep_closed = [out_r, err_r, res_r, self._sig_r, self._sig_w, *(self._listener.fds if self._listener else [])]
+                keep_closed = [out_r, err_r, res_r, self.signal_fd, self._sig_w, *(self._listener.fds if self._listener else [])]
                 _child.prepare_process(row, out_w, err_w, keep_closed)
                 if row.script.get("kind") == "function":
                     kwargs = {n: v for s, n, v in params if s == "kwargs"}
@@ -320,166 +285,22 @@ class Worker:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        return _Child(pid, pidfd, out_r, err_r, res_r)
+        return ChildProcess(pid, pidfd, out_r, err_r, res_r)
 
     # -- during the run ------------------------------------------------------------------
 
-    def _supervise(self, row: TaskRow, child: _Child) -> Outcome:
-        """Pump console, check status and lease, honour stops and shutdowns, until the child exits."""
-        streams = {child.out: "stdout", child.err: "stderr"}
-        pending: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        decoders = {name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in pending}
-        tail: deque[str] = deque(maxlen=64)
-        result = bytearray()
-        open_fds = {child.out, child.err, child.result}
-        wait_status: int | None = None
-        exited_at = 0.0
-        ending: str | None = None
-        kill_at: float | None = None
-        now = time.monotonic()
-        next_flush, next_check = now + FLUSH_SECONDS, now + CHECK_SECONDS
-        next_renew = now + self.config.lease_seconds / 4
-
-        def end(why: str) -> None:
-            nonlocal ending, kill_at
-            if ending is None:
-                ending, kill_at = why, time.monotonic() + KILL_AFTER
-                _signal_group(child.pid, signal.SIGTERM)
-
-        while True:
-            watch = [*open_fds, self._sig_r]
-            if child.pidfd is not None and wait_status is None:
-                watch.append(child.pidfd)
-            deadlines = [next_flush, next_check, next_renew]
-            if kill_at is not None:
-                deadlines.append(kill_at)
-            if self._stop_by is not None:
-                deadlines.append(self._stop_by)
-            if child.pidfd is None or wait_status is not None:
-                deadlines.append(time.monotonic() + 0.05)
-            ready = _select(watch, max(0.0, min(deadlines) - time.monotonic()))
-            for fd in ready:
-                if fd == self._sig_r:
-                    _drain(fd)
-                elif fd in open_fds:
-                    data = _read(fd)
-                    if data is None:
-                        continue
-                    if not data:
-                        open_fds.discard(fd)
-                    elif fd == child.result:
-                        result += data
-                    else:
-                        text = decoders[streams[fd]].decode(data)
-                        pending[streams[fd]].append(text)
-                        if fd == child.err:
-                            tail.append(text)
-            if wait_status is None:
-                done, st = os.waitpid(child.pid, os.WNOHANG)
-                if done:
-                    wait_status, exited_at = st, time.monotonic()
-            now = time.monotonic()
-            if wait_status is not None and (not open_fds or now - exited_at > 0.5):
-                break  # gone; a process it started may still hold the pipes: stop listening after a moment
-            if not open_fds and result and ending is None:
-                break  # a function step reported and closed its pipes: only its exit is left (reaped later)
-            if now >= next_flush:
-                self._flush(row.id, pending)
-                next_flush = now + FLUSH_SECONDS
-            if now >= next_check:
-                state = leases.run_state(self.db, row.id)
-                if state is None or state[1] != self.id or state[2] != row.attempt:
-                    end("lost")
-                elif state[0] != IN_PROGRESS and not _ended_itself(row, state[0]):
-                    end("stopped")
-                next_check = now + CHECK_SECONDS
-            if now >= next_renew:
-                if ending is None:
-                    held = leases.renew_lease(self.db, row.id, self.id, row.attempt, self.config.lease_seconds)
-                    if held is None:
-                        end("lost")
-                    elif held != IN_PROGRESS and not _ended_itself(row, held):
-                        end("stopped")
-                next_renew = now + self.config.lease_seconds / 4
-            if now >= self._next_beat:
-                self._beat(row.id)
-            if self._stop_by is not None and now >= self._stop_by and wait_status is None:
-                end("requeue")
-            if kill_at is not None and now >= kill_at and wait_status is None:
-                _signal_group(child.pid, signal.SIGKILL)
-                kill_at = now + KILL_AFTER
-
-        _signal_group(child.pid, signal.SIGKILL)  # whatever the task left running in its group
-        for fd in (child.out, child.err, child.result, child.pidfd):
-            if fd is not None:
-                os.close(fd)
-        if wait_status is None:
+    def _supervise(self, row: TaskRow, lease: Lease, child: ChildProcess) -> Outcome:
+        """Pump console, check status and lease, honour stops and shutdowns, until the child exits
+        (agent/supervision.py); a child not reaped yet is collected later, while idle."""
+        outcome = Supervision(self, row, lease, child).run()
+        if child.exit_code is None:
             self._exiting.append(child.pid)
-        for name, dec in decoders.items():
-            pending[name].append(dec.decode(b"", final=True))
-        if wait_status is not None:
-            child.exit_code = os.waitstatus_to_exitcode(wait_status)
-        return self._outcome(row, ending, wait_status, bytes(result), "".join(tail), pending)
-
-    def _outcome(self, row: TaskRow, ending: str | None, wait_status: int | None, result: bytes,
-                 stderr_tail: str, pending: dict[str, list[str]]) -> Outcome:
-        """Turn how the child ended into a status and message (the console gets the details)."""
-        report = None
-        if result:
-            try:
-                report = json.loads(result)
-            except ValueError:
-                report = None
-        if ending == "stopped":
-            pending["stderr"].append("labpipe: task stopped; its process was ended\n")
-        elif ending == "requeue":
-            pending["stderr"].append(f"labpipe: worker {self.id} shut down before the task finished; re-queued\n")
-        self._flush(row.id, pending)
-        if ending is not None:
-            return Outcome(ending, "worker shut down before the task finished; re-queued" if ending == "requeue" else "")
-        if report is not None:  # the step's own account (its exit, maybe not reaped yet, adds nothing)
-            return Outcome(
-                COMPLETED if report.get("ok") else FAILED,
-                report.get("message", "") if not report.get("ok") else "",
-                report.get("artifacts", []), report.get("imports", []), report.get("warm", []),
-                None if report.get("ok") else report.get("error"),
-            )
-        code = os.waitstatus_to_exitcode(wait_status) if wait_status is not None else -1
-        if code == 0 and row.script.get("kind") == "script":
-            pipeline = row.script.get("pipeline_function") or row.script.get("pipeline_controller")
-            state = leases.run_state(self.db, row.id)
-            if pipeline and state is not None and state[0] == IN_PROGRESS:
-                # A pipeline run ends itself (completed, failed, stopped) when its script runs it. Still in
-                # progress means the script never picked it up: its pipeline was renamed or removed since
-                # the run was recorded, and whatever it did run was a new run, not this one.
-                why = (f"the script {row.script.get('entry_point', '')} exited without running pipeline {pipeline!r} for "
-                       f"this task (renamed or removed since this run was recorded?); its parameters were not used")
-                outputs.add_console(self.db, row.id, "stderr", f"labpipe: {why}\n")
-                return Outcome(FAILED, why)
-            return Outcome(COMPLETED)
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-            why = f"the task's process was killed by signal {name} ({signal.strsignal(-code) or 'unknown'})"
-        elif row.script.get("kind") == "function":
-            why = f"the task's process exited with code {code} before the function returned (os._exit() or a crash in native code)"
-        else:
-            last = [ln for ln in stderr_tail.strip().splitlines() if ln.strip()]
-            why = last[-1].strip() if last else f"the script exited with code {code}"
-        outputs.add_console(self.db, row.id, "stderr", f"labpipe: {why}\n")
-        return Outcome(FAILED, why)
-
-    def _flush(self, task_id: str, pending: dict[str, list[str]]) -> None:
-        for stream, parts in pending.items():
-            if parts:
-                text = "".join(parts)
-                parts.clear()
-                if text:
-                    outputs.add_console(self.db, task_id, stream, text)
+        return outcome
 
     # -- after the run -------------------------------------------------------------------
 
-    def _record(self, row: TaskRow, outcome: Outcome) -> str | None:
-        """Record the outcome, fenced by (worker, attempt); returns the task's resulting status."""
+    def _record(self, row: TaskRow, lease: Lease, outcome: Outcome) -> str | None:
+        """Record the outcome, fenced by the lease; returns the task's resulting status."""
         if outcome.status in (COMPLETED, FAILED):
             arts = [
                 (a["name"], blobs.BlobRef(a["hash"], a["size"], base64.b64decode(a["inline"]) if a.get("inline") else None),
@@ -488,7 +309,7 @@ class Worker:
             ]
             runtime = {"worker": self.id, "imports": outcome.imports} if outcome.imports else {"worker": self.id}
             runtime["error"] = outcome.error  # None removes an earlier attempt's (a JSON merge patch)
-            status = leases.finish_run(self.db, row.id, self.id, row.attempt, outcome.status, outcome.message,
+            status = leases.finish_run(self.db, lease, outcome.status, outcome.message,
                                       artifacts=arts, runtime=runtime, retry=True)
             if status == QUEUED:
                 wakeup.poke(self.store_root, row.queue or "default")
@@ -498,19 +319,19 @@ class Worker:
         if outcome.status == "requeue":
             gone = self._pipeline_gone(row)
             if gone:  # a pipeline step whose controller is gone: nobody would collect a re-run
-                leases.finish_run(self.db, row.id, self.id, row.attempt, STOPPED, f"stopped with its worker: {gone}")
+                leases.finish_run(self.db, lease, STOPPED, f"stopped with its worker: {gone}")
                 return STOPPED
-            if leases.requeue(self.db, row.id, self.id, row.attempt, outcome.message):
+            if leases.requeue(self.db, lease, outcome.message):
                 wakeup.poke(self.store_root, row.queue or "default")
                 return QUEUED
             return None
         return STOPPED if outcome.status == "stopped" else None
 
-    def _note_script_exit(self, row: TaskRow, code: int | None) -> None:
+    def _note_script_exit(self, row: TaskRow, lease: Lease, code: int | None) -> None:
         """Record that a pipeline's script process has ended (`runtime.script_exit`): the run may have
         ended long before (the code after `start()` went on), and whoever waits for that script, a
         caller whose own pool runs it, must not stop the pool until it has."""
-        note = {"attempt": row.attempt, "code": code}
+        note = {"attempt": lease.attempt, "code": code}
         try:
             tasks.modify_task(self.db, row.id, lambda r: {"runtime": {**r.runtime, "script_exit": note}})
         except LabpipeError as exc:
@@ -530,11 +351,11 @@ class Worker:
 
     def _wait(self, seconds: float) -> bool:
         """Sleep until a wake-up, a signal or the timeout; True if a task was announced."""
-        fds = [*self._listener.fds, self._sig_r] if self._listener else [self._sig_r]
-        ready = _select(fds, seconds)
-        if self._sig_r in ready:
-            _drain(self._sig_r)
-        woken = any(fd != self._sig_r for fd in ready)
+        fds = [*self._listener.fds, self.signal_fd] if self._listener else [self.signal_fd]
+        ready = select_readable(fds, seconds)
+        if self.signal_fd in ready:
+            drain(self.signal_fd)
+        woken = any(fd != self.signal_fd for fd in ready)
         if woken and self._listener:
             self._listener.drain()
         return woken
@@ -542,23 +363,24 @@ class Worker:
     def _housekeeping(self) -> None:
         """While idle, every heartbeat: reap lapsed leases (a bare worker has no pool doing it)."""
         now = time.monotonic()
-        if now < self._next_beat:
+        if now < self.next_beat:
             return
-        self._beat(None)
+        self.beat(None)
         try:
             for task_id, status in leases.reap_expired(self.db):
                 log.warning("task %s: its worker was lost; now %s", task_id, status)
         except LabpipeError as exc:
             log.warning("worker %s: could not reap lapsed leases: %s", self.id, exc)
 
-    def _beat(self, task_id: str | None) -> None:
+    def beat(self, task_id: str | None) -> None:
+        """Heart-beat the worker's row (which task it runs now), then schedule the next beat."""
         try:
             leases.worker_heartbeat(self.db, self.id, task_id)
         except StoreTooNew:
             raise
         except LabpipeError as exc:  # a locked store must not kill the worker; the next beat retries
             log.warning("worker %s: heartbeat failed: %s", self.id, exc)
-        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        self.next_beat = time.monotonic() + HEARTBEAT_SECONDS
 
     def _should_exit(self) -> bool:
         if os.getppid() != self.parent:  # orphaned (the parent-death signal is the first line)
@@ -570,22 +392,22 @@ class Worker:
         orphaned = os.getppid() != self.parent
         grace = 0.0 if orphaned else self.config.grace
         by = time.monotonic() + grace
-        self._stop_by = by if self._stop_by is None else min(self._stop_by, by)
+        self.stop_by = by if self.stop_by is None else min(self.stop_by, by)
 
 
-class _LeaseKeeper:
+class LeaseKeeper:
     """Renews a claimed task's lease from a thread while the worker prepares it (a repo checkout, the
     imports to warm: seen taking over 10 s on a loaded machine, longer than the lease). The thread is
     joined before the worker forks the task's process, so no thread of the worker runs at fork time.
     `held` is the task's status at the last renewal (None once the lease is no longer ours)."""
 
-    def __init__(self, worker: Worker, row: TaskRow) -> None:
-        self.worker, self.row = worker, row
+    def __init__(self, worker: Worker, lease: Lease) -> None:
+        self.worker, self.lease = worker, lease
         self.held: str | None = IN_PROGRESS
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._renew_until_done, name="labpipe-lease", daemon=True)
 
-    def __enter__(self) -> _LeaseKeeper:
+    def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         return self
 
@@ -597,52 +419,9 @@ class _LeaseKeeper:
         config = self.worker.config
         while not self._done.wait(config.lease_seconds / 4) and self.held == IN_PROGRESS:
             try:
-                self.held = leases.renew_lease(self.worker.db, self.row.id, self.worker.id, self.row.attempt, config.lease_seconds)
+                self.held = leases.renew_lease(self.worker.db, self.lease, config.lease_seconds)
             except LabpipeError as exc:  # a locked store: the next round retries
-                log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.row.id, exc)
-
-
-def _ended_itself(row: TaskRow, status: str) -> bool:
-    """Whether a run's task, found no longer in progress, was ended by the run itself: a pipeline
-    controller's script records how its pipeline ended and then goes on with the code after
-    `start()` (or the pipeline call), which must run to its end, not be killed as a stopped task."""
-    return row.type == "controller" and row.script.get("kind") == "script" and status in (COMPLETED, FAILED, PUBLISHED)
-
-
-def _select(fds: list[int], timeout: float) -> list[int]:
-    try:
-        return wakeup.readable(fds, timeout)
-    except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for safety
-        return []
-
-
-def _read(fd: int) -> bytes | None:
-    """What a pipe holds now: bytes, b"" at end of file, None if nothing yet."""
-    try:
-        return os.read(fd, 1 << 16)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return b""
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except OSError:
-        pass
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    """Signal the task's process group (the child and anything it started)."""
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+                log.warning("worker %s: could not renew the lease of task %s: %s", self.worker.id, self.lease.task_id, exc)
 
 
 def worker_main(config: WorkerConfig, parent_pid: int) -> None:
@@ -662,19 +441,16 @@ def worker_main(config: WorkerConfig, parent_pid: int) -> None:
 
 
 def _reset_after_fork() -> None:
-    """Forget state a fork inherited from the pool's owner (its current task, a lock held by its threads)."""
-    import threading
-
-    from ..store import db as _db
+    """Forget state a fork inherited from the pool's owner (its current task, its console tee). The
+    store's locks, which another thread of the owner may have held, are reset by store/db.py's own
+    at-fork hook."""
     from ..task import Task
 
     Task._current = None
-    os.environ.pop(_child.ENV_TASK_ID, None)
+    os.environ.pop(ENV_TASK_ID, None)
     # An owner that ran Task.init() tees its console into its task and fails it on an uncaught
     # exception: neither is the worker's business.
     sys.excepthook = sys.__excepthook__
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         setattr(sys, name, getattr(stream, "original", stream))
-    # The owner may have forked us while another of its threads held the registry lock.
-    _db._registry_lock = threading.Lock()

@@ -474,6 +474,13 @@ def insert_inline_many(c: sqlite3.Connection, refs: Sequence[BlobRef]) -> None:
                   [(r.hash, r.inline, now) for r in refs if r.inline is not None])
 
 
+def inline_bytes(db: Database, digest: str) -> bytes | None:
+    """The stored bytes of inline blob `digest`, unverified, or None when it is not an inline blob
+    (a file blob, or missing). For a caller that hands them on to `read(inline=...)` elsewhere."""
+    row = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (digest,))
+    return None if row is None else row[0]
+
+
 def read(db: Database, digest: str, *, what: str = "blob", inline: bytes | None = None):
     """The verified bytes of a blob (a bytes-like buffer). `what` names the owner (task/artifact) in errors.
 
@@ -491,10 +498,9 @@ def read(db: Database, digest: str, *, what: str = "blob", inline: bytes | None 
     else:
         found = _map_file(blob_path(db, digest))
         if found is None:
-            row = db.query_one("SELECT data FROM inline_blobs WHERE hash = ?", (digest,))
-            if row is None:
+            data = inline_bytes(db, digest)
+            if data is None:
                 raise BlobCorrupted(f"{what}: its bytes (blob {digest}) are missing from {db.blobs_dir}; the artifact cannot be loaded")
-            data = row[0]
         else:
             data, seen = found
     if xxhash.xxh3_128(data).hexdigest() != digest:

@@ -2,9 +2,10 @@
 
 `tasks.py` holds what a task is (its row, parameters, queues); this module holds its runs. The model
 (ARCHITECTURE.md, "Tasks, statuses, leases"): a worker claims a queued task in one transaction,
-becoming its owner (`worker`) with a new `attempt` and a `lease_until` it must keep renewing. Every
-end of a run (finish, requeue, finish_run) is fenced by `(worker, attempt)`, so a stale worker can
-never overwrite a newer attempt. When an owner dies its lease lapses and `reap_expired`, which any
+becoming its owner (`worker`) with a new `attempt` and a `lease_until` it must keep renewing; the claim
+returns a `Lease(task_id, owner, attempt)` (store/records.py). Every verb that extends or ends the run
+(renew_lease, finish, requeue, finish_run) takes that Lease and is fenced by it: a stale owner's call
+changes nothing and says so (None or False), so it can never overwrite a newer attempt. When an owner dies its lease lapses and `reap_expired`, which any
 process may call, re-queues the task (while `retries_left`) or fails it.
 
 A lease is never judged by comparing wall-clock times written by different processes (a clock step
@@ -31,6 +32,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from ..clock import wall
 from ..config import LEASE_SECONDS, POISON_RUNS
@@ -38,19 +40,20 @@ from ..errors import TaskNotFound
 from ..status import COMPLETED, FAILED, IN_PROGRESS, QUEUED, STOPPED, check_status
 from . import blobs, owners
 from .db import Database
-from .records import TaskRow
-from .tasks import _next_seq
+from .records import Lease, TaskRow
+from .tasks import next_seq
 
 
-def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: float) -> TaskRow | None:
+def claim_next(db: Database, queues: Sequence[str], owner: str, lease_seconds: float) -> Lease | None:
     """Lease the next task from the first non-empty queue (priority, then FIFO), or None.
 
-    One BEGIN IMMEDIATE transaction: marks it in_progress, owned by `worker`, attempt + 1, with a
-    lease that the worker must renew; nobody else can claim it meanwhile.
+    One BEGIN IMMEDIATE transaction: marks it in_progress, owned by `owner`, attempt + 1, with a
+    lease that the owner must renew (`renew_lease`); nobody else can claim it meanwhile. The lease
+    returned is what every later verb of this run is fenced by; its `task` is the claimed row.
     """
     proc = owners.process_identity()  # the claimer is the owner: see store/owners.py
 
-    def claim(c: sqlite3.Connection) -> TaskRow | None:
+    def claim(c: sqlite3.Connection) -> Lease | None:
         now = wall()
         for queue in queues:
             row = c.execute(
@@ -59,57 +62,86 @@ def claim_next(db: Database, queues: Sequence[str], worker: str, lease_seconds: 
                 "started = ?, last_update = ?, status_message = '' "
                 "WHERE id = (SELECT id FROM tasks WHERE status = 'queued' AND queue = ? "
                 "ORDER BY priority DESC, enqueue_seq LIMIT 1) RETURNING *",
-                (worker, now + lease_seconds, lease_seconds, time.monotonic(), proc, now, now, queue),
+                (owner, now + lease_seconds, lease_seconds, time.monotonic(), proc, now, now, queue),
             ).fetchone()
             if row is not None:
-                return TaskRow.from_row(row)
+                return Lease(row["id"], owner, row["attempt"], task=TaskRow.from_row(row))
         return None
 
     return db.write(claim)
 
 
-def renew_lease(db: Database, task_id: str, worker: str, attempt: int, lease_seconds: float) -> str | None:
-    """Extend this worker's lease; returns the task's status, or None if the lease is no longer ours.
+def renew_lease(db: Database, lease: Lease, lease_seconds: float, *old_form: Any) -> str | None:
+    """Extend a lease; returns the task's status, or None when the lease is no longer the task's run
+    (fenced out: nothing is written).
 
-    A status other than in_progress (e.g. 'stopped' set by a user) tells the worker to end the run.
+    A status other than in_progress (e.g. 'stopped' set by a user) tells the owner to end the run.
     Only the owner renews: the heartbeat counter goes up by one, which is what observers watch.
     """
+    if not isinstance(lease, Lease):  # the (task_id, owner, attempt, lease_seconds) form: see _old_lease
+        lease, (lease_seconds,) = _old_lease(lease, (lease_seconds, *old_form))
     proc = owners.process_identity()
 
     def renew(c: sqlite3.Connection) -> str | None:
         now = wall()
-        row = c.execute("SELECT status, worker, attempt FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        if row is None or row["worker"] != worker or row["attempt"] != attempt:
-            return None
-        if row["status"] == IN_PROGRESS:
+        status = _held(c, lease)
+        if status == IN_PROGRESS:
             c.execute(
                 "UPDATE tasks SET lease_until = ?, lease_seconds = ?, lease_beat = lease_beat + 1, lease_mono = ?, "
                 "owner_proc = ?, last_update = ? WHERE id = ?",
-                (now + lease_seconds, lease_seconds, time.monotonic(), proc, now, task_id),
+                (now + lease_seconds, lease_seconds, time.monotonic(), proc, now, lease.task_id),
             )
-        return row["status"]
+        return status
 
     return db.write(renew)
 
 
-def finish(db: Database, task_id: str, worker: str, attempt: int, status: str, message: str = "") -> bool:
-    """Record the end of a run, fenced by owner and attempt: a stale worker cannot overwrite a newer run."""
+def held_status(db: Database, lease: Lease) -> str | None:
+    """The task's status while `lease` is still its run (whatever that status is), None once it is not
+    (re-run by another owner or attempt, or the task is gone): an owner's cheap "is it still mine?" read."""
+    row = db.query_one("SELECT status, worker, attempt FROM tasks WHERE id = ?", (lease.task_id,))
+    return None if row is None or (row[1], row[2]) != (lease.owner, lease.attempt) else row[0]
+
+
+def current_lease(db: Database, task_id: str) -> Lease | None:
+    """The lease of the task's run now, when it is in progress under an owner; None otherwise."""
+    row = db.query_one("SELECT worker, attempt FROM tasks WHERE id = ? AND status = 'in_progress' AND worker IS NOT NULL",
+                       (task_id,))
+    return None if row is None else Lease(task_id, row[0], row[1])
+
+
+def _held(c: sqlite3.Connection, lease: Lease) -> str | None:
+    """Inside a transaction: `held_status`."""
+    row = c.execute("SELECT status, worker, attempt FROM tasks WHERE id = ?", (lease.task_id,)).fetchone()
+    return None if row is None or (row[1], row[2]) != (lease.owner, lease.attempt) else row[0]
+
+
+_FENCE = "WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'"
+
+
+def finish(db: Database, lease: Lease, status: str, message: str = "", *old_form: Any) -> bool:
+    """Record the end of a run with nothing else to record (a `Task.init` script's task); False when
+    fenced out (the lease is no longer the task's in-progress run), and then nothing changed."""
+    if not isinstance(lease, Lease):  # the (task_id, owner, attempt, status, message) form: see _old_lease
+        lease, (status, *rest) = _old_lease(lease, (status, message, *old_form))
+        message = rest[0] if rest else ""
+    check_status(status)
     now = wall()
     n = db.execute(
-        "UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? "
-        "WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
-        (status, message, now, now, task_id, worker, attempt),
+        f"UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? {_FENCE}",
+        (status, message, now, now, *_fence(lease)),
     )
     return n == 1
 
 
-def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str) -> bool:
-    """Put a task this worker holds back on its queue (shutdown grace period ran out)."""
+def requeue(db: Database, lease: Lease, message: str) -> bool:
+    """Put the task of this run back on its queue (its owner shuts down and the grace period ran out);
+    False when fenced out, and then nothing changed."""
     def put(c: sqlite3.Connection) -> bool:
         n = c.execute(
             "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, status_message = ?, enqueue_seq = ?, "
-            "last_update = ? WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
-            (message, _next_seq(c, "enqueue"), wall(), task_id, worker, attempt),
+            f"last_update = ? {_FENCE}",
+            (message, next_seq(c, "enqueue"), wall(), *_fence(lease)),
         ).rowcount
         return n == 1
 
@@ -118,9 +150,7 @@ def requeue(db: Database, task_id: str, worker: str, attempt: int, message: str)
 
 def finish_run(
     db: Database,
-    task_id: str,
-    worker: str,
-    attempt: int,
+    lease: Lease,
     status: str,
     message: str = "",
     *,
@@ -133,49 +163,57 @@ def finish_run(
     artifacts: (name, blob ref, kind, filename, preview) results of the run, recorded with it (the
     blobs are already durable); runtime: keys merged into the runtime JSON (e.g. what it imported).
     retry: a failed run goes back on its queue while `retries_left` lasts (returns 'queued').
-    Returns None, recording nothing, when the run is no longer this worker's (stopped, reaped, re-run):
-    the fence on (worker, attempt) means a stale worker can never overwrite a newer attempt.
+    Returns None, recording nothing, when fenced out: the run is no longer this lease's (stopped,
+    reaped, re-run), and a stale worker can never overwrite a newer attempt.
     """
     check_status(status)
     now = wall()
 
     def record(c: sqlite3.Connection) -> str | None:
-        row = c.execute(
-            "SELECT retries_left FROM tasks WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'",
-            (task_id, worker, attempt),
-        ).fetchone()
+        row = c.execute(f"SELECT retries_left FROM tasks {_FENCE}", _fence(lease)).fetchone()
         if row is None:
             return None
-        for name, ref, kind, filename, preview in artifacts:
-            blobs.insert_inline(c, ref)
-            # Same statement as outputs.put_artifact; here it commits atomically with the status.
-            c.execute(
-                "INSERT OR REPLACE INTO artifacts (task, name, hash, size, kind, filename, preview, metadata, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?)",
-                (task_id, name, ref.hash, ref.size, kind, filename, preview, now),
-            )
-        if runtime:
-            c.execute("UPDATE tasks SET runtime = json_patch(runtime, ?) WHERE id = ?", (json.dumps(runtime), task_id))
+        _record_outputs(c, lease.task_id, artifacts, runtime, now)
         if status == FAILED and retry and row["retries_left"] > 0:
             c.execute(
                 "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, worker = NULL, lease_until = NULL, "
                 "enqueue_seq = ?, status_message = ?, last_update = ? WHERE id = ?",
-                (_next_seq(c, "enqueue"), f"retrying after: {message}", now, task_id),
+                (next_seq(c, "enqueue"), f"retrying after: {message}", now, lease.task_id),
             )
             return QUEUED
         c.execute(
             "UPDATE tasks SET status = ?, status_message = ?, completed = ?, lease_until = NULL, last_update = ? WHERE id = ?",
-            (status, message, now, now, task_id),
+            (status, message, now, now, lease.task_id),
         )
         return status
 
     return db.write(record)
 
 
-def run_state(db: Database, task_id: str) -> tuple[str, str | None, int] | None:
-    """(status, worker, attempt) of a task, or None if it is gone: a worker's cheap "is it still mine?" read."""
-    row = db.query_one("SELECT status, worker, attempt FROM tasks WHERE id = ?", (task_id,))
-    return None if row is None else (row[0], row[1], row[2])
+def _record_outputs(c: sqlite3.Connection, task_id: str, artifacts: Sequence[tuple[str, blobs.BlobRef, str, str, str]],
+                    runtime: dict | None, now: float) -> None:
+    """Inside finish_run's transaction: a run's artifact rows (and inline bytes) and runtime keys."""
+    for name, ref, kind, filename, preview in artifacts:
+        blobs.insert_inline(c, ref)
+        # Same statement as outputs.put_artifact; here it commits atomically with the status.
+        c.execute(
+            "INSERT OR REPLACE INTO artifacts (task, name, hash, size, kind, filename, preview, metadata, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, '{}', ?)",
+            (task_id, name, ref.hash, ref.size, kind, filename, preview, now),
+        )
+    if runtime:
+        c.execute("UPDATE tasks SET runtime = json_patch(runtime, ?) WHERE id = ?", (json.dumps(runtime), task_id))
+
+
+def _fence(lease: Lease) -> tuple[str, str, int]:
+    return lease.task_id, lease.owner, lease.attempt
+
+
+def _old_lease(task_id: str, rest: tuple) -> tuple[Lease, tuple]:
+    """(Lease, remaining arguments) from the older (db, task_id, owner, attempt, ...) form of a fenced
+    verb, which labpipe/session.py still uses; remove once it passes a Lease."""
+    owner, attempt, *more = rest
+    return Lease(task_id, owner, attempt), tuple(more)
 
 
 def has_queued(db: Database, queues: Sequence[str]) -> bool:
@@ -375,7 +413,7 @@ def reap_expired(db: Database) -> list[tuple[str, str]]:
                 if c.execute(
                     "UPDATE tasks SET status = 'queued', retries_left = retries_left - 1, lost_runs = ?, worker = NULL, "
                     f"lease_until = NULL, lease_seconds = NULL, enqueue_seq = ?, status_message = ?, last_update = ? {where}",
-                    (lost, _next_seq(c, "enqueue"), f"worker lost ({row['worker']}: {why}); re-queued", t, *fence),
+                    (lost, next_seq(c, "enqueue"), f"worker lost ({row['worker']}: {why}); re-queued", t, *fence),
                 ).rowcount:
                     out.append((row["id"], QUEUED))
                 continue

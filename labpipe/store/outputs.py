@@ -34,7 +34,7 @@ def put_artifact(
         )
 
     try:
-        tasks._with_task(db, task_id, put)
+        tasks.write_for_task(db, task_id, put)
     except StoreFull as exc:  # the blob is whole (gc takes it); the row could not be written
         raise StoreFull(f"artifact {name!r} of task {task_id}: {exc}") from None
 
@@ -45,6 +45,19 @@ def get_artifacts(db: Database, task_id: str) -> list[sqlite3.Row]:
 
 def get_artifact(db: Database, task_id: str, name: str) -> sqlite3.Row | None:
     return db.query_one("SELECT * FROM artifacts WHERE task = ? AND name = ?", (task_id, name))
+
+
+def content_named(db: Database, digest: str) -> tuple[str, str] | None:
+    """(kind, filename) of an artifact or, failing that, a model whose bytes are blob `digest` (what a
+    labpipe:// url names), or None when neither has them. A model recorded from a folder has kind
+    'folder' (its filename ends with '/', removed here); any other model is a 'file'."""
+    row = db.query_one("SELECT kind, filename FROM artifacts WHERE hash = ? LIMIT 1", (digest,))
+    if row is not None:
+        return row["kind"], row["filename"]
+    model = db.query_one("SELECT filename FROM models WHERE hash = ? LIMIT 1", (digest,))
+    if model is None:
+        return None
+    return ("folder" if model["filename"].endswith("/") else "file"), model["filename"].rstrip("/")
 
 
 def delete_artifact(db: Database, task_id: str, name: str) -> bool:

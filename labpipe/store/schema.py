@@ -206,22 +206,29 @@ def _v2_lease_heartbeats(db) -> None:
     which observers watch on their own monotonic clock for `lease_seconds`, and records `lease_mono`,
     the owner's time.monotonic(), which observers on the same machine compare with theirs; `owner_proc`
     (and the workers' `proc`) is the owner's process identity (store/owners.py) for same-host liveness
-    checks; `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed."""
-    for column, decl in (("lease_seconds", "REAL"), ("lease_beat", "INTEGER NOT NULL DEFAULT 0"), ("lease_mono", "REAL"),
-                         ("owner_proc", "TEXT"), ("lost_runs", "INTEGER NOT NULL DEFAULT 0")):
-        db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {decl}")
-    db.execute("ALTER TABLE workers ADD COLUMN proc TEXT")
+    checks; `lost_runs` counts runs whose worker died, so a task that keeps killing workers is failed.
+    The columns come out declared as SCHEMA declares them for a new store (REAL, INTEGER NOT NULL
+    DEFAULT 0, TEXT): a migrated store and a new one have the same table."""
+    tasks = db["tasks"]
+    tasks.add_column("lease_seconds", float)
+    tasks.add_column("lease_beat", int, not_null_default=0)
+    tasks.add_column("lease_mono", float)
+    tasks.add_column("owner_proc", str)
+    tasks.add_column("lost_runs", int, not_null_default=0)
+    db["workers"].add_column("proc", str)
 
 
 def _v3_datasets(db) -> None:
-    """Version 3: the datasets and dataset_files tables (ClearML Data)."""
+    """Version 3: the datasets and dataset_files tables (ClearML Data), from the DDL a new store runs
+    (`table.create` cannot declare WITHOUT ROWID or ON DELETE CASCADE, which these tables use)."""
     for statement in _statements(DATASETS_DDL):
         db.execute(statement)
 
 
 #: target version -> function that brings a store from version-1 up to it. Each receives a
-#: `sqlite_utils.Database` over the open connection (its `add_column`/`transform` handle SQLite's
-#: limited ALTER TABLE) and runs inside the migration transaction.
+#: `sqlite_utils.Database` over the open connection (its `add_column` and `transform` handle SQLite's
+#: limited ALTER TABLE: `transform` rebuilds a table to rename, drop or retype a column, which ALTER
+#: cannot) and runs inside the migration transaction, so a migration that fails changes nothing.
 MIGRATIONS: dict[int, Callable] = {2: _v2_lease_heartbeats, 3: _v3_datasets}
 
 
@@ -235,9 +242,11 @@ def create_or_migrate(conn: sqlite3.Connection, found: int) -> None:
         for statement in _statements(SCHEMA) + _statements(DATASETS_DDL):
             conn.execute(statement)
     else:
-        import sqlite_utils  # 0.3 s to import: only migrations need it
+        import sqlite_utils  # 0.45 s to import: only migrations need it, never a new store or the hot path
 
-        db = sqlite_utils.Database(conn)
+        # No PRAGMA recursive_triggers and no plugins' prepare_connection hooks on our connection: it
+        # lives on after the migration, and nothing but the migration should change it.
+        db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
         for version in range(found + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version](db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

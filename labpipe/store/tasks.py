@@ -7,6 +7,7 @@ on one task cannot both win; the loser reads the current status and gets a clear
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -65,43 +66,55 @@ def create_task(
     if queue is not None:
         status = QUEUED
     now = time.time()
-    tid = new_id()
-    row = {
-        "id": tid, "name": name, "project": project, "type": type, "status": status, "parent": parent,
-        "comment": comment, "script": json.dumps(script or {}), "runtime": json.dumps(runtime or {}),
-        "tags": json.dumps(list(tags)), "system_tags": json.dumps(list(system_tags)),
-        "archived": int(ARCHIVED_TAG in system_tags), "cache_key": cache_key, "retries_left": retries_left,
-        "created": now, "last_update": now, "started": now if status == IN_PROGRESS else None,
-        "worker": owner, "attempt": 1 if status == IN_PROGRESS else 0, "lease_until": lease_until,
-    }
-    params = list(params)
-
-    def insert(c: sqlite3.Connection) -> None:
-        if run_of is not None:
-            runs = c.execute(
-                "SELECT count(*) FROM tasks WHERE project = ? AND type = ? AND json_extract(runtime, '$.pipeline_name') = ?",
-                (project, type, run_of),
-            ).fetchone()[0]
-            row["name"] = f"{name} #{runs + 1}" if runs else name
-        if queue is not None:
-            if c.execute("SELECT 1 FROM queues WHERE name = ?", (queue,)).fetchone() is None:
-                c.execute("INSERT INTO queues(name, created) VALUES (?, ?)", (queue, now))
-            row.update(queue=queue, enqueue_seq=_next_seq(c, "enqueue"))
-        c.execute(f"INSERT INTO tasks ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
-        if params:
-            c.executemany(
-                "INSERT OR REPLACE INTO params (task, section, name, value, type, description) VALUES (?, ?, ?, ?, ?, ?)",
-                [(tid, *p) for p in params],
-            )
-
-    db.write(insert)
-    return TaskRow(
-        id=tid, name=row["name"], project=project, type=type, status=status, parent=parent, comment=comment,
-        script=dict(script or {}), runtime=dict(runtime or {}), tags=list(tags), system_tags=list(system_tags),
-        archived=ARCHIVED_TAG in system_tags, cache_key=cache_key, retries_left=retries_left, created=now,
-        last_update=now, started=row["started"], worker=owner, attempt=row["attempt"], lease_until=lease_until,
-        queue=queue,
+    running = status == IN_PROGRESS
+    record = TaskRow(
+        id=new_id(), name=name, project=project, type=type, status=status, parent=parent, comment=comment,
+        script=dict(script or {}), runtime=dict(runtime or {}), queue=queue, worker=owner, attempt=1 if running else 0,
+        lease_until=lease_until, retries_left=retries_left, cache_key=cache_key, tags=list(tags),
+        system_tags=list(system_tags), archived=ARCHIVED_TAG in system_tags, created=now,
+        started=now if running else None, last_update=now,
     )
+    params = list(params)
+    named = db.write(lambda c: _insert_task(c, record, params, run_of))
+    return dataclasses.replace(record, name=named)
+
+
+def _insert_task(c: sqlite3.Connection, record: TaskRow, params: list[tuple[str, str, str, str, str]],
+                 run_of: str | None) -> str:
+    """Inside a write transaction: insert a new task's row and parameters; returns the name it got.
+
+    run_of: named as that pipeline's next run (counted here, under the write lock). A queued task's
+    queue is created if new and the task takes the next place in enqueue order.
+    """
+    columns = {
+        "id": record.id, "name": record.name, "project": record.project, "type": record.type, "status": record.status,
+        "parent": record.parent, "comment": record.comment, "script": json.dumps(record.script),
+        "runtime": json.dumps(record.runtime), "tags": json.dumps(record.tags), "system_tags": json.dumps(record.system_tags),
+        "archived": int(record.archived), "cache_key": record.cache_key, "retries_left": record.retries_left,
+        "created": record.created, "last_update": record.last_update, "started": record.started,
+        "worker": record.worker, "attempt": record.attempt, "lease_until": record.lease_until,
+    }
+    if run_of is not None:
+        columns["name"] = _run_name(c, record.name, record.project, record.type, run_of)
+    if record.queue is not None:
+        c.execute("INSERT OR IGNORE INTO queues(name, created) VALUES (?, ?)", (record.queue, record.created))
+        columns.update(queue=record.queue, enqueue_seq=next_seq(c, "enqueue"))
+    c.execute(f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", tuple(columns.values()))
+    if params:
+        c.executemany(
+            "INSERT OR REPLACE INTO params (task, section, name, value, type, description) VALUES (?, ?, ?, ?, ?, ?)",
+            [(record.id, *p) for p in params],
+        )
+    return columns["name"]
+
+
+def _run_name(c: sqlite3.Connection, name: str, project: str, type: str, pipeline: str) -> str:
+    """`name`, or `name #N` when N-1 runs of `pipeline` exist in the project (ClearML's add_run_number)."""
+    runs = c.execute(
+        "SELECT count(*) FROM tasks WHERE project = ? AND type = ? AND json_extract(runtime, '$.pipeline_name') = ?",
+        (project, type, pipeline),
+    ).fetchone()[0]
+    return f"{name} #{runs + 1}" if runs else name
 
 
 #: the shortest id prefix taken for a whole id (as git's abbreviated hashes)
@@ -318,7 +331,9 @@ def set_status(db: Database, task_id: str, to: str, message: str | None = None, 
     return db.write(change)
 
 
-def _next_seq(c: sqlite3.Connection, name: str) -> int:
+def next_seq(c: sqlite3.Connection, name: str) -> int:
+    """Inside a write transaction: the next value of counter `name` (1 for a new one). Enqueue order
+    is counter 'enqueue': every verb that puts a task on a queue (here and in leases.py) takes one."""
     row = c.execute("UPDATE seq SET value = value + 1 WHERE name = ? RETURNING value", (name,)).fetchone()
     if row is not None:
         return row[0]
@@ -343,7 +358,7 @@ def enqueue(db: Database, task_id: str, queue: str, priority: int = 0, *, create
             "UPDATE tasks SET status = 'queued', queue = ?, priority = ?, enqueue_seq = ?, worker = NULL, "
             "lease_until = NULL, lost_runs = 0, status_message = '', completed = NULL, last_update = ? "
             f"WHERE id = ? AND status IN ({', '.join('?' * len(_ENQUEUE_FROM))}) RETURNING *",
-            (queue, priority, _next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
+            (queue, priority, next_seq(c, "enqueue"), now, task_id, *_ENQUEUE_FROM),
         ).fetchone()
         if row is None:
             old = _current_status(c, db, task_id)
@@ -396,11 +411,7 @@ def clone_task(db: Database, source_id: str, *, name: str | None = None, parent:
         runtime = {k: old[k] for k in keep if k in old}
         run_name = name
         if run_name is None and old.get("pipeline_name"):  # a run of a pipeline: its next number, not the source's
-            runs = c.execute(
-                "SELECT count(*) FROM tasks WHERE project = ? AND type = ? AND json_extract(runtime, '$.pipeline_name') = ?",
-                (project or src[1], src[2], old["pipeline_name"]),
-            ).fetchone()[0]
-            run_name = f"{old['pipeline_name']} #{runs + 1}" if runs else old["pipeline_name"]
+            run_name = _run_name(c, old["pipeline_name"], project or src[1], src[2], old["pipeline_name"])
         c.execute(
             "INSERT INTO tasks (id, name, project, type, status, parent, comment, script, runtime, tags, system_tags, "
             "retries_left, archived, created, last_update) "
@@ -448,11 +459,12 @@ def set_params(
             [(task_id, *p) for p in items],
         )
 
-    _with_task(db, task_id, put)
+    write_for_task(db, task_id, put)
 
 
-def _with_task(db: Database, task_id: str, fn) -> None:
-    """Run a write that names `task_id`; the foreign key turns an unknown id into TaskNotFound."""
+def write_for_task(db: Database, task_id: str, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    """Run `fn` as a write transaction (`Database.write`) that inserts rows naming `task_id` (its
+    parameters, an artifact): the foreign key turns an unknown id into TaskNotFound naming it."""
     try:
         db.write(fn)
     except sqlite3.IntegrityError as exc:

@@ -34,6 +34,7 @@ from labpipe import config
 from labpipe.clock import ENV_OFFSET
 from labpipe.store import leases, tasks
 from labpipe.store.db import get_database
+from labpipe.store.records import Lease
 from labpipe.task import Task
 
 TERMINAL = ("completed", "failed", "stopped")
@@ -116,7 +117,7 @@ class _Agents:
         env[ENV_OFFSET] = repr(offset)
         log = open(self.workdir / f"agent-{len(self.procs)}.log", "w")  # noqa: SIM115 - the child keeps it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labpipe.agent.daemon", "--queue", queue, "--workers", str(workers),
+            [sys.executable, "-m", "labpipe.agent", "--queue", queue, "--workers", str(workers),
              "--lease", str(lease), "--grace", "1"],
             env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )
@@ -166,20 +167,19 @@ def _parent(pid: int) -> int | None:
         return None
 
 
-def _held(db, worker_ids) -> set[tuple[str, str, int]]:
-    """(task, worker, attempt) of the runs these workers hold now."""
+def _held(db, worker_ids) -> set[Lease]:
+    """The leases of the runs these workers hold now."""
     out = set()
     for w in worker_ids:
         for task_id in leases.worker_tasks(db, w):
-            state = leases.run_state(db, task_id)
-            if state and state[0] == "in_progress" and state[1] == w:
-                out.add((task_id, w, state[2]))
+            lease = leases.current_lease(db, task_id)
+            if lease is not None and lease.owner == w:
+                out.add(lease)
     return out
 
 
-def _released(db, run: tuple[str, str, int]) -> bool:
-    state = leases.run_state(db, run[0])
-    return state is None or state[0] != "in_progress" or (state[1], state[2]) != (run[1], run[2])
+def _released(db, run: Lease) -> bool:
+    return leases.current_lease(db, run.task_id) != run
 
 
 def _log_lines(path: Path) -> list[tuple[str, int, int]]:
@@ -391,7 +391,7 @@ def poison_storm(workdir: Path, full: bool) -> dict:
 def _bad_store(kind: str, folder: Path) -> tuple[Path, list[str]]:
     """Make a store of `kind` under `folder`; returns (the store path, the agent command line)."""
     store = folder / "store"
-    command = [sys.executable, "-m", "labpipe.agent.daemon", "--queue", "q", "--workers", "1"]
+    command = [sys.executable, "-m", "labpipe.agent", "--queue", "q", "--workers", "1"]
     if kind == "path_is_a_file":
         folder.mkdir(parents=True)
         store.write_text("not a folder\n")
@@ -480,7 +480,7 @@ def clock_steps(workdir: Path, full: bool) -> dict:
                 Task.enqueue(task, queue_name="far")
                 while not (workdir / f"{how}.log").exists():
                     time.sleep(0.01)
-                run = (task.id, worker, leases.run_state(db, task.id)[2])
+                run = Lease(task.id, worker, leases.current_lease(db, task.id).attempt)
                 os.killpg(far.pid, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
                 t0 = time.monotonic()
                 while not _released(db, run) and time.monotonic() - t0 < 30:

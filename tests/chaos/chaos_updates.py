@@ -199,7 +199,7 @@ def version_skew(workdir: Path, full: bool) -> dict:
             Task.enqueue(busy, queue_name="skew")
             # the last worker serves a queue nobody enqueues on: nothing wakes it, its heartbeat must stop it
             old_workers = [subprocess.Popen(
-                [sys.executable, "-m", "labpipe.agent.spawned",
+                [sys.executable, "-m", "labpipe.agent", "worker",
                  json.dumps({"store": str(root), "queues": ["skew" if k < workers - 1 else "elsewhere"], "kind": "pool",
                              "lease_seconds": 4.0, "grace": 1.0}), str(os.getpid())],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(workers)]
