@@ -39,6 +39,14 @@ def set_store(path: str | os.PathLike) -> Path:
     return _explicit
 
 
+def store_key() -> str:
+    """The configured store as given (set_store's path, else LABPIPE_STORE, else the default), not yet
+    made absolute: the cheap key `store.db.get_database` looks its open Database up by on every call."""
+    if _explicit is not None:
+        return str(_explicit)
+    return os.environ.get(ENV_STORE) or DEFAULT_STORE
+
+
 def store_path() -> Path:
     """The store folder this process uses now (see the module docstring for the order)."""
     if _explicit is not None:

@@ -10,6 +10,7 @@ from typing import TextIO
 
 from .store import outputs
 from .store.db import Database
+from .task_env import ENV_TASK_ID
 
 
 class ConsoleTee(io.TextIOBase):
@@ -93,7 +94,7 @@ class captured_console:  # noqa: N801 - used as a context manager, like contextl
         import os
         import sys
 
-        if threading.current_thread() is not threading.main_thread() or os.environ.get("LABPIPE_TASK_ID") \
+        if threading.current_thread() is not threading.main_thread() or os.environ.get(ENV_TASK_ID) \
                 or isinstance(sys.stdout, ConsoleTee) or isinstance(sys.stderr, ConsoleTee):
             return self
         self._tees = tee_streams(self._db, self._task_id)

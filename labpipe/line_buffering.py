@@ -1,12 +1,14 @@
 """How a script that a labpipe worker runs writes its output: whole lines, each as soon as it ends.
 
-Imports nothing but the standard library: `import labpipe` calls it before anything else loads.
+Imports nothing but the standard library and `task_env` (no imports): `import labpipe` calls it first.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from .task_env import ENV_TASK_ID
 
 
 def whole_lines_in_a_task() -> None:
@@ -17,7 +19,7 @@ def whole_lines_in_a_task() -> None:
     stderr meanwhile lands inside it in the task's console. Line buffering keeps lines whole and still
     shows each line as soon as it ends.
     """
-    if not os.environ.get("LABPIPE_TASK_ID"):
+    if not os.environ.get(ENV_TASK_ID):
         return
     for stream in (sys.stdout, sys.stderr):
         reconfigure = getattr(stream, "reconfigure", None)

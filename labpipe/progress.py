@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from . import status as _status
 from .progress_events import FINISHED, EchoEvent, OutputEvent, RunEnded, RunState, StepEvent
 from .store import outputs
+from .task_env import ENV_TASK_ID
 
 log = logging.getLogger("labpipe")
 
@@ -66,7 +67,7 @@ def settings(quiet: bool = False, stream_output: bool | None = None) -> Settings
     mode = "off" if quiet or env in _OFF else env if env in ("plain", "live") else "auto"
     env_out = os.environ.get(ENV_STEP_OUTPUT, "").strip().lower()
     if stream_output is None:
-        stream_output = not os.environ.get("LABPIPE_TASK_ID")
+        stream_output = not os.environ.get(ENV_TASK_ID)
     return Settings(mode, bool(stream_output) and env_out not in _OFF)
 
 
@@ -348,7 +349,7 @@ def _plain_uncoloured(out: TextIO):
 def _own_console(db: Any, run_id: str) -> TextIO | None:
     """Where a run's progress goes when this process is that run's task under a worker (a services
     worker runs the controller): its console rows, not its stderr. None elsewhere."""
-    return _ConsoleLines(db, run_id) if os.environ.get("LABPIPE_TASK_ID") == run_id else None
+    return _ConsoleLines(db, run_id) if os.environ.get(ENV_TASK_ID) == run_id else None
 
 
 def run_ended(run_id: str, status: str, message: str = "") -> None:

@@ -18,6 +18,7 @@ from . import status as _status
 from .config import LEASE_SECONDS
 from .errors import IllegalTransition, LabpipeError
 from .store import leases, outputs
+from .store.records import Lease
 
 if TYPE_CHECKING:
     from .task import Task
@@ -29,6 +30,7 @@ class LocalSession:
     def __init__(self, task: Task, owner: str, capture_output: bool):
         self.task = task
         self.owner = owner
+        self._lease = Lease(task.id, owner, 1)  # a Task.init script's task runs once, as its first attempt
         self._stop = threading.Event()
         self._tees = []
         if capture_output:
@@ -46,7 +48,7 @@ class LocalSession:
             try:
                 for tee in self._tees:
                     tee.flush_to_store()
-                leases.renew_lease(self.task.db, self.task.id, self.owner, 1, LEASE_SECONDS)
+                leases.renew_lease(self.task.db, self._lease, LEASE_SECONDS)
             except LabpipeError:
                 pass
 
@@ -65,7 +67,7 @@ class LocalSession:
 
     def finish(self, status: str, message: str) -> None:
         self.stop()
-        leases.finish(self.task.db, self.task.id, self.owner, 1, status, message)
+        leases.finish(self.task.db, self._lease, status, message)
 
     def _excepthook(self, etype, value, tb) -> None:
         text = "".join(traceback.format_exception(etype, value, tb))

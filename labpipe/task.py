@@ -256,6 +256,12 @@ class Task:
             return task
 
     @classmethod
+    def forget_current(cls) -> None:
+        """This process is no longer the process of the task it had (a forked worker's child that is
+        now a step's process): `current_task()` looks again."""
+        cls._current = None
+
+    @classmethod
     def current_task(cls) -> Task | None:
         """The task this code runs in: a component's step task on a worker, a pipeline's controller
         task in its logic, or the `Task.init` task."""

@@ -83,3 +83,28 @@ def test_a_failed_controller_run_says_its_root_cause_where_the_caller_sees_it(ca
     logged = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
     assert "pipeline 'loud failure'" in logged and "step 'bad' (task " in logged
     assert 'pipeline_components.py", line' in logged and ", in failing" in logged
+
+
+@PipelineDecorator.component(return_values=["y"])
+def explains_at_length(x):
+    raise ValueError(f"bad value {x}\nthe second line says why\nthe third what to do")
+
+
+@PipelineDecorator.pipeline(name="long message", project="failures", version="1")
+def long_message():
+    return explains_at_length(1) + 0
+
+
+def test_a_multi_line_exception_message_is_kept_whole_and_listed_by_its_first_line():
+    """The step's status message keeps every line of the message; the run's step list (labpipe show)
+    shows its first line, the one that names the exception."""
+    from labpipe import Task
+    from labpipe.store import pipelines
+
+    with pytest.raises(StepFailed, match=r"ValueError: bad value 1\nthe second line says why\nthe third what to do"):
+        long_message()
+    (step,) = [t for t in Task.get_tasks(project_name="failures") if t.name == "explains_at_length"]
+    assert step.data.status_message == "ValueError: bad value 1\nthe second line says why\nthe third what to do"
+    (run,) = [t for t in Task.get_tasks(project_name="failures") if t.task_type == "controller"]
+    (node,) = pipelines.load_nodes(run.db, run.id)
+    assert node["error"].splitlines()[0] == "ValueError: bad value 1"

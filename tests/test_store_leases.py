@@ -268,15 +268,3 @@ def test_a_stale_attempts_finish_changes_nothing_and_reports_it_was_fenced_out()
     assert leases.finish(db, stale, "completed", "stale") is False
     assert _snapshot(db, task.id) == before
     assert leases.finish(db, current, "completed") is True and task.get_status() == "completed"
-
-
-def test_the_older_argument_form_of_the_fenced_verbs_still_works():
-    """labpipe/session.py still calls renew_lease and finish with (task_id, owner, attempt): kept until
-    it passes a Lease, and fenced the same way."""
-    db = get_database()
-    task, stale, current = _stale_and_current(db)
-    assert leases.renew_lease(db, task.id, stale.owner, stale.attempt, 5.0) is None
-    assert leases.renew_lease(db, task.id, current.owner, current.attempt, 5.0) == "in_progress"
-    assert leases.finish(db, task.id, stale.owner, stale.attempt, "completed", "stale") is False
-    assert leases.finish(db, task.id, current.owner, current.attempt, "completed", "done") is True
-    assert task.get_status() == "completed"

@@ -99,7 +99,7 @@ def prepare_process(row: TaskRow, out_fd: int, err_fd: int, close_fds: list[int]
     os.environ[ENV_TASK_ID] = row.id
     from ..task import Task
 
-    Task._current = None  # the worker (or the pool's owner) may have had one; this process is the step
+    Task.forget_current()  # the worker (or the pool's owner) may have had one; this process is the step
     frameworks.configure(True)  # what joblib / xgboost save becomes the step's output model, as in ClearML
 
 
@@ -303,11 +303,14 @@ def _encode_returns(db: Database, row: TaskRow, names: list[str], value: Any) ->
 
 
 def _describe(exc: BaseException, script: dict, filename: str) -> str:
-    """The status message for a failed step: the exception's last line, plus what to do where we know."""
+    """The status message for a failed step: the exception's type and whole message, plus what to do
+    where we know. (A SyntaxError's own lines show the code and a caret: its last line is the message.)"""
     if isinstance(exc, SystemExit):
         return f"the step called sys.exit({exc.code!r}); a component must return (or raise) instead"
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    message = text[-1] if text else type(exc).__name__
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    if isinstance(exc, SyntaxError):
+        text = text.splitlines()[-1] if text else ""
+    message = text or type(exc).__name__
     if isinstance(exc, NameError) and _raised_in(exc, filename):
         missing = getattr(exc, "name", None)
         module = script.get("caller_imports", {}).get(missing) if missing else None

@@ -446,7 +446,7 @@ def _reset_after_fork() -> None:
     at-fork hook."""
     from ..task import Task
 
-    Task._current = None
+    Task.forget_current()
     os.environ.pop(ENV_TASK_ID, None)
     # An owner that ran Task.init() tees its console into its task and fails it on an uncaught
     # exception: neither is the worker's business.

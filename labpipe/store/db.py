@@ -432,7 +432,7 @@ def get_database(root: str | os.PathLike | None = None) -> Database:
         from .. import config
 
         # the hot path: every Task call asks, so key on the configured string before building a Path
-        key = str(config._explicit) if config._explicit is not None else os.environ.get(config.ENV_STORE) or config.DEFAULT_STORE
+        key = config.store_key()
         key = key if os.path.isabs(key) else os.path.join(os.getcwd(), key)
     else:
         key = os.fspath(root)

@@ -71,15 +71,13 @@ def claim_next(db: Database, queues: Sequence[str], owner: str, lease_seconds: f
     return db.write(claim)
 
 
-def renew_lease(db: Database, lease: Lease, lease_seconds: float, *old_form: Any) -> str | None:
+def renew_lease(db: Database, lease: Lease, lease_seconds: float) -> str | None:
     """Extend a lease; returns the task's status, or None when the lease is no longer the task's run
     (fenced out: nothing is written).
 
     A status other than in_progress (e.g. 'stopped' set by a user) tells the owner to end the run.
     Only the owner renews: the heartbeat counter goes up by one, which is what observers watch.
     """
-    if not isinstance(lease, Lease):  # the (task_id, owner, attempt, lease_seconds) form: see _old_lease
-        lease, (lease_seconds,) = _old_lease(lease, (lease_seconds, *old_form))
     proc = owners.process_identity()
 
     def renew(c: sqlite3.Connection) -> str | None:
@@ -119,12 +117,9 @@ def _held(c: sqlite3.Connection, lease: Lease) -> str | None:
 _FENCE = "WHERE id = ? AND worker = ? AND attempt = ? AND status = 'in_progress'"
 
 
-def finish(db: Database, lease: Lease, status: str, message: str = "", *old_form: Any) -> bool:
+def finish(db: Database, lease: Lease, status: str, message: str = "") -> bool:
     """Record the end of a run with nothing else to record (a `Task.init` script's task); False when
     fenced out (the lease is no longer the task's in-progress run), and then nothing changed."""
-    if not isinstance(lease, Lease):  # the (task_id, owner, attempt, status, message) form: see _old_lease
-        lease, (status, *rest) = _old_lease(lease, (status, message, *old_form))
-        message = rest[0] if rest else ""
     check_status(status)
     now = wall()
     n = db.execute(
@@ -207,13 +202,6 @@ def _record_outputs(c: sqlite3.Connection, task_id: str, artifacts: Sequence[tup
 
 def _fence(lease: Lease) -> tuple[str, str, int]:
     return lease.task_id, lease.owner, lease.attempt
-
-
-def _old_lease(task_id: str, rest: tuple) -> tuple[Lease, tuple]:
-    """(Lease, remaining arguments) from the older (db, task_id, owner, attempt, ...) form of a fenced
-    verb, which labpipe/session.py still uses; remove once it passes a Lease."""
-    owner, attempt, *more = rest
-    return Lease(task_id, owner, attempt), tuple(more)
 
 
 def has_queued(db: Database, queues: Sequence[str]) -> bool:

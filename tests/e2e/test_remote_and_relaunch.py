@@ -93,7 +93,7 @@ def test_a_refresh_asked_by_the_caller_reaches_a_controller_run_by_a_daemon(tmp_
     first = subprocess.run([sys.executable, str(script)], env=clean_env, capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     # a daemon serves `services` with its own environment, where LABPIPE_REFRESH is not set
-    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--queue", "services", "--workers", "1"],
+    daemon = subprocess.Popen([sys.executable, "-m", "labpipe.agent", "--queue", "services", "--workers", "1"],
                               env=clean_env, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: any(w["kind"] == "daemon" for w in store_leases.live_workers(get_database(), 10)))

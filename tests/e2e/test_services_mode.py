@@ -65,7 +65,7 @@ def test_a_failed_run_makes_the_caller_exit_1_with_the_root_cause(tmp_path, stor
 
 
 def test_with_an_agent_serving_services_the_caller_enqueues_and_leaves_at_once(tmp_path, store):
-    agent = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--services", "--queue", "default",
+    agent = subprocess.Popen([sys.executable, "-m", "labpipe.agent", "--services", "--queue", "default",
                               "--workers", "1"], stderr=subprocess.DEVNULL)
     try:
         db = get_database()
@@ -84,7 +84,7 @@ def test_with_an_agent_serving_services_the_caller_enqueues_and_leaves_at_once(t
 
 def test_at_max_services_a_step_that_can_never_start_is_reported(tmp_path, store, monkeypatch):
     monkeypatch.setenv("LABPIPE_BOUND_WARNING_AFTER", "0.5")
-    agent = subprocess.Popen([sys.executable, "-m", "labpipe.agent.daemon", "--services", "--max-services", "1"],
+    agent = subprocess.Popen([sys.executable, "-m", "labpipe.agent", "--services", "--max-services", "1"],
                              stderr=subprocess.PIPE, text=True)
     script = tmp_path / "svc_pipeline.py"
     script.write_text(PIPELINE)
