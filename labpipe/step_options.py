@@ -25,6 +25,9 @@ RENAMED = {"cache_executed_step": "cache", "function_return": "return_values", "
 
 DEFAULT_RETURN = ("return_object",)
 
+#: the fields that hold sequences (a lone string counts as one item)
+_SEQUENCES = ("return_values", "helper_functions", "parents", "monitor_metrics", "monitor_artifacts", "monitor_models", "tags")
+
 
 @dataclass(frozen=True)
 class StepOptions:
@@ -112,9 +115,7 @@ class StepOptions:
             key = RENAMED.get(key, key)
             if key not in known or value is None:
                 continue
-            if key == "return_values":
-                value = (value,) if isinstance(value, str) else tuple(value)
-            elif key in ("helper_functions", "parents", "monitor_metrics", "monitor_artifacts", "monitor_models", "tags"):
+            if key in _SEQUENCES:
                 value = (value,) if isinstance(value, str) else tuple(value)
             elif key in ("parameter_override", "configuration_overrides", "task_overrides"):
                 value = dict(value)

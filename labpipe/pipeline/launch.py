@@ -13,6 +13,7 @@ callback that raised, a missing base task) fails the step; the run applies its f
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -166,8 +167,8 @@ def _function_step(spec: StepSpec, node: Node, context: LaunchContext) -> Outcom
     if damaged:
         return Waiting(tuple(damaged))
     queue = context.queue_for(spec)
-    if context.pipeline_tag:
-        options = replace(options, tags=(*options.tags, context.pipeline_tag))
+    if context.pipeline_tag:  # the same tags a task step's task gets
+        options = replace(options, tags=tuple(context.tags_for(spec)))
     row = build_function_task(
         spec.function, dict(literal, **refs), options, project=context.project, parent=context.pipeline_id,
         cache_key=key, queue=None if options.draft else queue, local_imports=context.local_imports, db=context.db,
@@ -190,8 +191,6 @@ def _resolve_nested(value: Any) -> Any:
 
 
 def _nested_pipeline(spec: StepSpec, node: Node, context: LaunchContext) -> Outcome:
-    import time
-
     skipped = _pre_execute(spec, node, context, dict(spec.kwargs))
     if skipped is not None:
         return skipped
